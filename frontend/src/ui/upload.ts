@@ -1,0 +1,209 @@
+// The upload screen: choose a site, drop files / folders / ZIPs, send them in batches, then
+// follow the server-side ingest with a counter and show the per-file report.
+import { ApiClient, type NamedFile, type Outcome, type ReportEntry, type UploadDetail } from "../api/client";
+
+const BATCH_FILES = 100;
+const BATCH_BYTES = 128 * 1024 * 1024;
+const POLL_MS = 1000;
+
+function element<T extends HTMLElement>(id: string): T {
+  const found = document.getElementById(id);
+  if (!found) throw new Error(`missing #${id}`);
+  return found as T;
+}
+
+function formatAge(days: number): string {
+  const years = Math.floor(days / 365.25);
+  const months = Math.floor((days - years * 365.25) / 30.4375);
+  return years > 0 ? `${years} y ${months} m` : `${months} m (${days} d)`;
+}
+
+function readEntries(reader: FileSystemDirectoryReader): Promise<FileSystemEntry[]> {
+  return new Promise((resolve, reject) => reader.readEntries(resolve, reject));
+}
+
+/** Files under a dropped entry, with their path relative to what was dropped. */
+async function collect(entry: FileSystemEntry, out: NamedFile[]): Promise<void> {
+  if (entry.isFile) {
+    const file = await new Promise<File>((resolve, reject) => (entry as FileSystemFileEntry).file(resolve, reject));
+    out.push({ file, path: entry.fullPath.replace(/^\//, "") });
+    return;
+  }
+  const reader = (entry as FileSystemDirectoryEntry).createReader();
+  for (let batch = await readEntries(reader); batch.length > 0; batch = await readEntries(reader)) {
+    for (const child of batch) await collect(child, out);
+  }
+}
+
+function batches(files: NamedFile[]): NamedFile[][] {
+  const out: NamedFile[][] = [];
+  let current: NamedFile[] = [];
+  let bytes = 0;
+  for (const item of files) {
+    if (current.length > 0 && (current.length >= BATCH_FILES || bytes + item.file.size > BATCH_BYTES)) {
+      out.push(current);
+      current = [];
+      bytes = 0;
+    }
+    current.push(item);
+    bytes += item.file.size;
+  }
+  if (current.length > 0) out.push(current);
+  return out;
+}
+
+class UploadScreen {
+  private chosen: NamedFile[] = [];
+  private detail: UploadDetail | null = null;
+  private filter: Outcome | "all" = "all";
+
+  constructor(
+    private readonly root: HTMLElement,
+    private readonly api: ApiClient,
+  ) {}
+
+  start(): void {
+    const uploadId = Number(this.root.dataset.uploadId || "0");
+    document.querySelectorAll<HTMLInputElement>('input[name="filter"]').forEach((radio) =>
+      radio.addEventListener("change", () => {
+        this.filter = radio.value as Outcome | "all";
+        this.renderReport();
+      }),
+    );
+    if (uploadId) {
+      void this.follow(uploadId);
+      return;
+    }
+    this.bindChooser();
+  }
+
+  private bindChooser(): void {
+    const zone = element<HTMLDivElement>("dropzone");
+    zone.addEventListener("dragover", (event) => {
+      event.preventDefault();
+      zone.classList.add("over");
+    });
+    zone.addEventListener("dragleave", () => zone.classList.remove("over"));
+    zone.addEventListener("drop", (event) => {
+      event.preventDefault();
+      zone.classList.remove("over");
+      const entries = [...(event.dataTransfer?.items ?? [])]
+        .map((item) => item.webkitGetAsEntry())
+        .filter((entry): entry is FileSystemEntry => entry !== null);
+      void (async () => {
+        const found: NamedFile[] = [];
+        for (const entry of entries) await collect(entry, found);
+        this.choose(found);
+      })();
+    });
+    for (const id of ["pick-files", "pick-folder"]) {
+      const input = element<HTMLInputElement>(id);
+      input.addEventListener("change", () =>
+        this.choose([...(input.files ?? [])].map((file) => ({ file, path: file.webkitRelativePath || file.name }))),
+      );
+    }
+    element<HTMLFormElement>("upload-form").addEventListener("submit", (event) => {
+      event.preventDefault();
+      void this.send();
+    });
+  }
+
+  private choose(files: NamedFile[]): void {
+    this.chosen = this.chosen.concat(files);
+    const bytes = this.chosen.reduce((sum, item) => sum + item.file.size, 0);
+    element("selection").textContent = `${this.chosen.length} files chosen (${(bytes / 1e6).toFixed(1)} MB).`;
+    element<HTMLButtonElement>("start").disabled = this.chosen.length === 0;
+  }
+
+  private async send(): Promise<void> {
+    const site = element<HTMLSelectElement>("site").value;
+    const total = this.chosen.reduce((sum, item) => sum + item.file.size, 0);
+    element<HTMLButtonElement>("start").disabled = true;
+    element("progress").hidden = false;
+    let sentBefore = 0;
+    let uploadId = 0;
+    try {
+      for (const batch of batches(this.chosen)) {
+        const onSent = (bytes: number) => this.showSending(sentBefore + bytes, total);
+        const status = uploadId ? await this.api.addFiles(uploadId, batch, onSent) : await this.api.createUpload(site, batch, onSent);
+        uploadId = status.id;
+        sentBefore += batch.reduce((sum, item) => sum + item.file.size, 0);
+      }
+      await this.api.submit(uploadId);
+      history.replaceState(null, "", (this.root.dataset.detailUrl ?? "").replace("/0/", `/${uploadId}/`));
+      await this.follow(uploadId);
+    } catch (error) {
+      element("phase").textContent = `Upload failed: ${(error as Error).message}`;
+      element("phase").classList.add("error");
+    }
+  }
+
+  private showSending(sent: number, total: number): void {
+    element("phase").textContent = `Sending files… ${(sent / 1e6).toFixed(1)} of ${(total / 1e6).toFixed(1)} MB`;
+    element<HTMLProgressElement>("bar").value = total ? sent / total : 0;
+  }
+
+  private async follow(uploadId: number): Promise<void> {
+    element("progress").hidden = false;
+    for (;;) {
+      this.detail = await this.api.getUpload(uploadId);
+      this.renderStatus();
+      if (this.detail.status === "done" || this.detail.status === "failed") break;
+      await new Promise((resolve) => setTimeout(resolve, POLL_MS));
+    }
+    this.renderReport();
+  }
+
+  private renderStatus(): void {
+    const d = this.detail;
+    if (!d) return;
+    const phase = element("phase");
+    phase.textContent =
+      d.status === "failed"
+        ? `Upload ${d.id} failed: ${d.failure_reason}`
+        : d.status === "done"
+          ? `Upload ${d.id} done`
+          : d.status === "receiving"
+            ? `Upload ${d.id} queued`
+            : `Processing upload ${d.id}…`;
+    phase.classList.toggle("error", d.status === "failed");
+    element<HTMLProgressElement>("bar").value = d.progress;
+    element("counts").textContent =
+      `${d.processed_files} of ${d.total_files} files processed: ` +
+      `${d.counts.accepted} accepted, ${d.counts.duplicates} duplicates, ${d.counts.rejected} rejected`;
+  }
+
+  private renderReport(): void {
+    const d = this.detail;
+    if (!d || (d.status !== "done" && d.status !== "failed")) return;
+    element("report").hidden = false;
+    const rows: [Outcome, ReportEntry][] = [];
+    for (const outcome of ["rejected", "duplicates", "accepted"] as Outcome[]) {
+      if (this.filter === "all" || this.filter === outcome) for (const entry of d[outcome]) rows.push([outcome, entry]);
+    }
+    const body = element<HTMLTableElement>("report-table").tBodies[0];
+    body.replaceChildren(
+      ...rows.map(([outcome, entry]) => {
+        const tr = document.createElement("tr");
+        tr.className = outcome;
+        const cells = [
+          entry.file,
+          outcome === "duplicates" ? "duplicate" : outcome,
+          entry.sex ?? "",
+          entry.age_days === undefined ? "" : formatAge(entry.age_days),
+          entry.age_source ?? "",
+          entry.reason ?? "",
+        ];
+        for (const text of cells) {
+          const td = document.createElement("td");
+          td.textContent = text;
+          tr.append(td);
+        }
+        return tr;
+      }),
+    );
+  }
+}
+
+const root = document.getElementById("upload-app");
+if (root) new UploadScreen(root, new ApiClient(root.dataset.csrf ?? "")).start();

@@ -1,0 +1,214 @@
+"""De-identification on ingest: DICOM PS3.15 Annex E, Basic Application Level Confidentiality
+Profile, driven by the standard's Table E.1-1 as the `dicom-anonymizer` package ships it
+(its 2026c edition), with these options:
+
+- Retain Longitudinal Temporal Information, Modified Dates: every DA/DT value is shifted by a
+  per-patient offset, so intervals survive and calendar dates do not; the birth date is removed.
+- Retain Patient Characteristics, partly: PatientSex is kept and PatientAge is rewritten from the
+  age computed before de-identification.
+- UIDs are remapped with a keyed hash of the site's secret (consistent within a site, different
+  across sites); patient IDs become per-site pseudonyms; private tags, curves and overlays go.
+
+Attributes outside the table (pixel spacing, photometric interpretation, view position,
+manufacturer, ...) are kept: the standard treats them as safe and the model needs them.
+"""
+
+import datetime as dt
+import hashlib
+import hmac
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from dicomanonymizer.dicom_anonymization_databases import dicomfields_2026c as table
+from pydicom.dataelem import DataElement
+from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
+from pydicom.sequence import Sequence
+from pydicom.tag import BaseTag, Tag
+
+from portal.ingest.dicom import format_patient_age, parse_date
+
+TABLE_EDITION = "PS3.15 2026c Table E.1-1"
+METHOD = (
+    f"CXR-Age Portal: {TABLE_EDITION} Basic Profile; Retain Longitudinal Temporal Information "
+    "Modified Dates; Retain Patient Characteristics (sex, age)"
+)
+# CID 7050 codes for the profile and the options applied.
+METHOD_CODES = [
+    ("113100", "Basic Application Confidentiality Profile"),
+    ("113107", "Retain Longitudinal Temporal Information Modified Dates Option"),
+    ("113108", "Retain Patient Characteristics Option"),
+]
+MAX_DATE_SHIFT_DAYS = 3650
+
+
+def _action_table() -> tuple[dict[int, str], list[tuple[int, int, int, int, str]]]:
+    """Map each tag to one action; combined actions resolve to the strictest (X > Z > D)."""
+    exact: dict[int, str] = {}
+    masked: list[tuple[int, int, int, int, str]] = []
+    groups = {
+        "D_TAGS": "D", "Z_TAGS": "Z", "X_TAGS": "X", "U_TAGS": "U", "Z_D_TAGS": "Z",
+        "X_Z_TAGS": "X", "X_D_TAGS": "X", "X_Z_D_TAGS": "X", "X_Z_U_STAR_TAGS": "X",
+    }  # fmt: skip
+    for name, action in groups.items():
+        for entry in getattr(table, name):
+            if len(entry) == 2:
+                exact[(entry[0] << 16) | entry[1]] = action
+            else:
+                group, element, group_mask, element_mask = entry
+                masked.append((group, element, group_mask, element_mask, action))
+    return exact, masked
+
+
+_EXACT, _MASKED = _action_table()
+# Kept or rewritten by the options above rather than by the table's action.
+_PATIENT_SEX, _PATIENT_AGE = Tag(0x0010, 0x0040), Tag(0x0010, 0x1010)
+_PATIENT_ID, _PATIENT_NAME = Tag(0x0010, 0x0020), Tag(0x0010, 0x0010)
+_BIRTH_DATE = Tag(0x0010, 0x0030)
+
+
+def table_action(tag: BaseTag) -> str | None:
+    if (action := _EXACT.get(int(tag))) is not None:
+        return action
+    for group, element, group_mask, element_mask, masked_action in _MASKED:
+        if (tag.group & group_mask) == group and (tag.element & element_mask) == element:
+            return masked_action
+    return None
+
+
+@dataclass(frozen=True)
+class Pseudonyms:
+    """Keyed hashes of one site: identifiers map consistently within the site, and only there."""
+
+    key: bytes
+
+    def _digest(self, purpose: str, value: str) -> bytes:
+        return hmac.new(self.key, f"{purpose}:{value}".encode(), hashlib.sha256).digest()
+
+    def uid(self, original: str) -> str:
+        # 2.25 root: a UUID-derived UID (PS3.5 B.2), 128 bits from the keyed hash.
+        return "2.25." + str(int.from_bytes(self._digest("uid", original.strip())[:16], "big"))
+
+    def patient(self, original_id: str) -> str:
+        return "P" + self._digest("patient", original_id.strip()).hex()[:15].upper()
+
+    def date_shift_days(self, original_id: str) -> int:
+        raw = int.from_bytes(self._digest("date", original_id.strip())[:4], "big")
+        return -(1 + raw % MAX_DATE_SHIFT_DAYS)
+
+
+@dataclass(frozen=True)
+class Deidentified:
+    sop_instance_uid: str
+    study_instance_uid: str
+    series_instance_uid: str
+    patient_pseudonym: str
+
+
+def deidentify(ds: Dataset, *, pseudonyms: Pseudonyms, age_days: int) -> Deidentified:
+    """Rewrite `ds` in place so that no identifier in Table E.1-1 survives."""
+    patient_key = str(ds.get("PatientID") or "").strip() or str(ds.get("StudyInstanceUID", ""))
+    pseudonym = pseudonyms.patient(patient_key)
+    shift = dt.timedelta(days=pseudonyms.date_shift_days(patient_key))
+
+    ds.remove_private_tags()
+    _apply(ds, _element_rule(pseudonyms, shift))
+
+    ds.PatientID = pseudonym
+    ds.PatientName = pseudonym
+    ds.PatientAge = format_patient_age(age_days)
+    ds.PatientIdentityRemoved = "YES"
+    ds.LongitudinalTemporalInformationModified = "MODIFIED"
+    ds.DeidentificationMethod = METHOD[:64]
+    ds.DeidentificationMethodCodeSequence = Sequence(
+        [_code(value, meaning) for value, meaning in METHOD_CODES]
+    )
+    meta = ds.file_meta
+    meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    for keyword in ("SourceApplicationEntityTitle", "SendingApplicationEntityTitle",
+                    "ReceivingApplicationEntityTitle", "PrivateInformationCreatorUID",
+                    "PrivateInformation"):  # fmt: skip
+        if keyword in meta:
+            delattr(meta, keyword)
+    return Deidentified(
+        sop_instance_uid=str(ds.SOPInstanceUID),
+        study_instance_uid=str(ds.get("StudyInstanceUID", "")),
+        series_instance_uid=str(ds.get("SeriesInstanceUID", "")),
+        patient_pseudonym=pseudonym,
+    )
+
+
+Rule = Callable[[Dataset, DataElement], None]
+
+
+def _element_rule(pseudonyms: Pseudonyms, shift: dt.timedelta) -> Rule:
+    def rule(dataset: Dataset, elem: DataElement) -> None:
+        tag = elem.tag
+        if tag.group & 0xFF00 in (0x5000, 0x6000):  # curves and overlays (burned-in text)
+            del dataset[tag]
+            return
+        if tag in (_PATIENT_SEX, _PATIENT_AGE):
+            return
+        if tag == _BIRTH_DATE:
+            elem.value = ""
+            return
+        action = table_action(tag)
+        if action is None:
+            return
+        if elem.VR in ("DA", "DT") and action != "X":
+            elem.value = _shift(elem.value, shift, elem.VR)
+        elif action == "U" and elem.VR == "UI":
+            elem.value = _map_uids(elem.value, pseudonyms)
+        elif action == "X":
+            del dataset[tag]
+        elif action == "Z" or elem.VR == "SQ":
+            elem.value = Sequence() if elem.VR == "SQ" else ""
+        else:  # D: a dummy value of the right VR
+            elem.value = _dummy(elem.VR)
+
+    return rule
+
+
+def _apply(ds: Dataset, rule: Rule) -> None:
+    """Apply `rule` to every element, depth first, so that sequences are cleaned too."""
+    for elem in list(ds):
+        if elem.VR == "SQ" and elem.tag in ds:
+            for item in elem.value or []:
+                _apply(item, rule)
+        rule(ds, elem)
+
+
+def _map_uids(value: object, pseudonyms: Pseudonyms) -> object:
+    if isinstance(value, MultiValue | list):
+        return [pseudonyms.uid(str(v)) for v in value]
+    return pseudonyms.uid(str(value)) if str(value).strip() else value
+
+
+def _shift(value: object, shift: dt.timedelta, vr: str) -> str:
+    text = str(value or "").strip()
+    day = parse_date(text)
+    if day is None:
+        return ""  # unparseable dates are dropped, never kept as they were
+    shifted = (day + shift).strftime("%Y%m%d")
+    return shifted + text[8:] if vr == "DT" else shifted
+
+
+_DUMMIES = {
+    "PN": "ANONYMIZED", "LO": "ANONYMIZED", "SH": "ANONYMIZED", "LT": "ANONYMIZED",
+    "ST": "ANONYMIZED", "UT": "ANONYMIZED", "CS": "ANONYMIZED", "AE": "ANONYMIZED",
+    "UC": "ANONYMIZED", "TM": "000000.00", "DA": "19000101", "DT": "19000101000000",
+    "UI": "2.25.0", "IS": "0", "DS": "0", "UL": 0, "US": 0, "SL": 0, "SS": 0, "FL": 0.0,
+    "FD": 0.0,
+}  # fmt: skip
+
+
+def _dummy(vr: str) -> object:
+    return _DUMMIES.get(vr, b"" if vr in ("OB", "OW", "UN") else "")
+
+
+def _code(value: str, meaning: str) -> Dataset:
+    item = Dataset()
+    item.CodeValue = value
+    item.CodingSchemeDesignator = "DCM"
+    item.CodeMeaning = meaning
+    return item

@@ -1,0 +1,207 @@
+"""Reading and checking one DICOM file: is it a radiograph we can use, and how old was the child?
+
+Pure functions over pydicom datasets, so that ingest, tests and benchmarks share them. Every
+rejection is a `Rejected` with a reason a site uploader can act on; no reason quotes a tag value,
+because tag values may be PHI.
+"""
+
+import datetime as dt
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+
+RADIOGRAPH_MODALITIES = {"CR", "DX"}
+GRAYSCALE = {"MONOCHROME1", "MONOCHROME2"}
+DAYS_PER_MONTH = 30.4375
+DAYS_PER_YEAR = 365.25
+MAX_AGE_YEARS = 18
+_PATIENT_AGE = re.compile(r"^\s*(\d{1,3})\s*([DWMY])\s*$", re.IGNORECASE)
+_AGE_UNIT_DAYS = {"D": 1, "W": 7, "M": DAYS_PER_MONTH, "Y": DAYS_PER_YEAR}
+_AGE_UNIT_RESOLUTION = {"D": 1, "W": 7, "M": 30, "Y": 365}
+
+
+class Rejected(Exception):
+    """A file that ingest refuses, with the reason shown in the upload report."""
+
+
+@dataclass(frozen=True)
+class Age:
+    days: int
+    source: str  # "birthdate" | "patient_age"
+    resolution_days: int
+
+
+@dataclass(frozen=True)
+class Limits:
+    min_dimension: int = 64
+    max_dimension: int = 8192
+    max_aspect_ratio: float = 4.0
+
+
+def read_dataset(path: Path) -> Dataset:
+    """Parse a file as DICOM; files without the DICM prefix are tried as a bare data set."""
+    with path.open("rb") as fh:
+        fh.seek(128)
+        has_prefix = fh.read(4) == b"DICM"
+    try:
+        ds = pydicom.dcmread(path, force=not has_prefix)
+    except InvalidDicomError as exc:
+        raise Rejected("not a DICOM file (no DICM prefix and not parseable)") from exc
+    except (EOFError, OSError) as exc:
+        raise Rejected("truncated file: it ends inside a DICOM element") from exc
+    except Exception as exc:
+        if not has_prefix:
+            raise Rejected("not a DICOM file (no DICM prefix and not parseable)") from exc
+        raise Rejected(f"unreadable DICOM ({type(exc).__name__})") from exc
+    if not has_prefix and not _looks_like_dicom(ds):
+        raise Rejected("not a DICOM file (no DICM prefix and not parseable)")
+    return ds
+
+
+def _looks_like_dicom(ds: Dataset) -> bool:
+    try:
+        return "SOPClassUID" in ds and ("PixelData" in ds or "Modality" in ds)
+    except Exception:
+        return False
+
+
+def check_radiograph(ds: Dataset, limits: Limits) -> None:
+    """Raise Rejected unless `ds` is a single-frame grayscale CR/DX image whose pixels decode."""
+    modality = str(ds.get("Modality", "") or "").strip().upper()
+    if not modality:
+        raise Rejected("no Modality attribute; expected CR or DX")
+    if modality not in RADIOGRAPH_MODALITIES:
+        raise Rejected(f"modality {modality[:16]} is not a radiograph (expected CR or DX)")
+    if "SOPInstanceUID" not in ds or not str(ds.SOPInstanceUID).strip():
+        raise Rejected("no SOPInstanceUID")
+    if "PixelData" not in ds:
+        raise Rejected("no pixel data")
+    frames = _int(ds.get("NumberOfFrames", 1), default=1)
+    if frames > 1:
+        raise Rejected(f"multi-frame image ({frames} frames); only single-frame radiographs")
+    photometric = str(ds.get("PhotometricInterpretation", "") or "").strip().upper()
+    samples = _int(ds.get("SamplesPerPixel", 1), default=1)
+    if samples != 1 or photometric not in GRAYSCALE:
+        raise Rejected(
+            f"colour image (PhotometricInterpretation {photometric or 'missing'}, "
+            f"{samples} samples per pixel); only MONOCHROME1 or MONOCHROME2"
+        )
+    bits_allocated = _int(ds.get("BitsAllocated"), default=0)
+    bits_stored = _int(ds.get("BitsStored", bits_allocated), default=bits_allocated)
+    if bits_allocated not in (8, 16) or not 8 <= bits_stored <= 16:
+        raise Rejected(
+            f"unsupported bit depth ({bits_stored} stored in {bits_allocated}); 8 to 16 bits only"
+        )
+    rows, cols = _int(ds.get("Rows"), default=0), _int(ds.get("Columns"), default=0)
+    ratio = max(rows, cols) / max(1, min(rows, cols))
+    if (
+        min(rows, cols) < limits.min_dimension
+        or max(rows, cols) > limits.max_dimension
+        or ratio > limits.max_aspect_ratio
+    ):
+        raise Rejected(
+            f"absurd dimensions {rows}x{cols} (each side {limits.min_dimension} to "
+            f"{limits.max_dimension} pixels, aspect ratio at most {limits.max_aspect_ratio:g})"
+        )
+    _check_pixels_decode(ds, rows, cols, bits_allocated)
+
+
+def _check_pixels_decode(ds: Dataset, rows: int, cols: int, bits_allocated: int) -> None:
+    ts = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
+    if ts is None or not ts.is_compressed:
+        # Native pixels decode exactly when they are all there; checking the length avoids
+        # copying a large image only to throw it away.
+        expected = rows * cols * (bits_allocated // 8)
+        actual = len(ds.PixelData)
+        if actual < expected:
+            raise Rejected(f"truncated pixel data ({actual} of {expected} bytes)")
+        return
+    try:
+        pixels = ds.pixel_array
+    except Exception as exc:
+        raise Rejected(f"pixel data does not decode ({ts.name}: {type(exc).__name__})") from exc
+    if pixels.shape != (rows, cols):
+        raise Rejected(f"pixel data decodes to {pixels.shape}, not {rows}x{cols}")
+
+
+def _int(value: object, *, default: int) -> int:
+    try:
+        return int(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return default
+
+
+def parse_date(value: object) -> dt.date | None:
+    """DA values as real files write them: YYYYMMDD, or the old ACR-NEMA YYYY.MM.DD."""
+    text = re.sub(r"[.\-/\s]", "", str(value or ""))[:8]
+    if len(text) != 8 or not text.isdigit():
+        return None
+    try:
+        return dt.date(int(text[:4]), int(text[4:6]), int(text[6:8]))
+    except ValueError:
+        return None
+
+
+def _add_years(day: dt.date, years: int) -> dt.date:
+    try:
+        return day.replace(year=day.year + years)
+    except ValueError:  # 29 February
+        return day.replace(year=day.year + years, day=28)
+
+
+def compute_age(ds: Dataset) -> Age:
+    """Age at the examination: study (or acquisition) date minus birth date, else PatientAge."""
+    birth_raw = ds.get("PatientBirthDate")
+    birth = parse_date(birth_raw)
+    exam = parse_date(ds.get("StudyDate")) or parse_date(ds.get("AcquisitionDate"))
+    if birth is not None and exam is not None:
+        days = (exam - birth).days
+        if days < 0:
+            raise Rejected("negative age: the study date is before the birth date")
+        if exam >= _add_years(birth, MAX_AGE_YEARS):
+            raise Rejected(
+                f"age {days / DAYS_PER_YEAR:.1f} years is out of scope (18 years or more)"
+            )
+        return Age(days=days, source="birthdate", resolution_days=1)
+    age = _patient_age(ds.get("PatientAge"))
+    if age is not None:
+        return age
+    if birth is None and str(birth_raw or "").strip():
+        problem = "the birth date cannot be parsed"
+    elif birth is not None:
+        problem = "there is a birth date but no study or acquisition date"
+    else:
+        problem = "no birth date"
+    patient_age = str(ds.get("PatientAge") or "").strip()
+    detail = "PatientAge cannot be parsed" if patient_age else "no PatientAge"
+    raise Rejected(f"missing age label: {problem} and {detail}")
+
+
+def _patient_age(value: object) -> Age | None:
+    match = _PATIENT_AGE.match(str(value or ""))
+    if not match:
+        return None
+    number, unit = int(match.group(1)), match.group(2).upper()
+    days = round(number * _AGE_UNIT_DAYS[unit])
+    if (unit == "Y" and number >= MAX_AGE_YEARS) or days >= MAX_AGE_YEARS * DAYS_PER_YEAR:
+        raise Rejected(f"age {days / DAYS_PER_YEAR:.1f} years is out of scope (18 years or more)")
+    return Age(days=days, source="patient_age", resolution_days=_AGE_UNIT_RESOLUTION[unit])
+
+
+def normalise_sex(value: object) -> str:
+    sex = str(value or "").strip().upper()[:1]
+    return sex if sex in {"M", "F"} else "O"
+
+
+def format_patient_age(days: int) -> str:
+    """The DICOM AS string closest to an age in days (nnnD up to 999 days, then months, years)."""
+    if days < 1000:
+        return f"{days:03d}D"
+    months = int(days // DAYS_PER_MONTH)
+    if months < 1000:
+        return f"{months:03d}M"
+    return f"{int(days // DAYS_PER_YEAR):03d}Y"

@@ -1,0 +1,69 @@
+"""`manage.py ingest PATH [PATH ...] --site SLUG [--create-site] [--json]`
+
+Exit status: 0 when nothing was rejected, 1 when any file was (the good ones are stored),
+2 for usage errors.
+"""
+
+import json
+import sys
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import transaction
+from tqdm import tqdm
+
+from portal.ingest import selectors, services
+from portal.ingest.archive import Source, is_zip
+from portal.ingest.models import Site, Upload
+
+
+class Command(BaseCommand):
+    help = "Ingest DICOM files, folders (recursive) or ZIP archives into a site."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("paths", nargs="+", metavar="PATH", type=Path)
+        parser.add_argument("--site", required=True, metavar="SLUG")
+        parser.add_argument("--create-site", action="store_true", help="create the site if new")
+        parser.add_argument("--json", action="store_true", help="print one JSON report on stdout")
+
+    def handle(self, *args, paths: list[Path], site: str, create_site: bool, **options) -> None:
+        missing = [str(p) for p in paths if not p.exists()]
+        if missing:
+            raise CommandError(f"no such file or folder: {', '.join(missing)}", returncode=2)
+        site_obj = Site.objects.filter(slug=site).first()
+        if site_obj is None:
+            if not create_site:
+                raise CommandError(
+                    f"site {site!r} does not exist (add --create-site to create it)", returncode=2
+                )
+            with transaction.atomic():
+                site_obj = services.site_create(slug=site)
+
+        # Folders and ZIPs given directly name their files relative to themselves.
+        sources = [
+            Source(path=p, name="" if p.is_dir() or is_zip(p) else p.name) for p in paths
+        ]
+        upload = services.upload_create(site=site_obj, source=Upload.Source.CLI)
+        # Shown when stderr is a terminal; -v 0 silences it.
+        quiet = options["verbosity"] == 0
+        bar = tqdm(desc=f"upload {upload.pk}", unit="file", file=sys.stderr, disable=quiet or None)
+        upload = services.upload_process(
+            upload=upload,
+            sources=sources,
+            on_total=lambda total: bar.reset(total=total),
+            on_file=lambda record: (bar.update(1), bar.set_postfix_str(record.outcome)),
+        )
+        bar.close()
+
+        report = selectors.upload_report(upload=upload)
+        if options["json"]:
+            self.stdout.write(json.dumps(report))
+        else:
+            for entry in report["rejected"]:
+                self.stderr.write(f"rejected {entry['file']}: {entry['reason']}")
+            self.stdout.write(
+                f"upload {upload.pk}: {len(report['accepted'])} accepted, "
+                f"{len(report['duplicates'])} duplicates, {len(report['rejected'])} rejected"
+            )
+        if report["rejected"]:
+            sys.exit(1)

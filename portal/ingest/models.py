@@ -1,0 +1,141 @@
+"""Sites, uploads (one dataset batch with a per-file report) and de-identified images."""
+
+import secrets
+import uuid
+
+from django.conf import settings
+from django.db import models
+
+
+def _new_site_key() -> str:
+    return secrets.token_hex(32)
+
+
+class Site(models.Model):
+    """A hospital that contributes images; its key makes UID and patient pseudonyms per site."""
+
+    slug = models.SlugField(unique=True, max_length=64)
+    name = models.CharField(max_length=200)
+    # Secret of the site: keyed hashes of original UIDs and patient IDs use it, so the same
+    # patient or instance maps to the same pseudonym within the site and to another elsewhere.
+    pseudonym_key = models.CharField(max_length=64, default=_new_site_key, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["slug"]
+
+    def __str__(self) -> str:
+        return self.slug
+
+
+class Upload(models.Model):
+    class Status(models.TextChoices):
+        RECEIVING = "receiving"
+        PROCESSING = "processing"
+        DONE = "done"
+        FAILED = "failed"
+
+    class Source(models.TextChoices):
+        WEB = "web"
+        API = "api"
+        CLI = "cli"
+
+    site = models.ForeignKey(Site, on_delete=models.PROTECT, related_name="uploads")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    source = models.CharField(max_length=8, choices=Source.choices)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RECEIVING)
+    failure_reason = models.TextField(blank=True)
+    total_files = models.PositiveIntegerField(default=0)
+    processed_files = models.PositiveIntegerField(default=0)
+    accepted_count = models.PositiveIntegerField(default=0)
+    duplicate_count = models.PositiveIntegerField(default=0)
+    rejected_count = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    submitted_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"upload {self.pk} ({self.site.slug}, {self.status})"
+
+
+class UploadFile(models.Model):
+    """One line of an upload's report: what happened to one file and why."""
+
+    class Outcome(models.TextChoices):
+        ACCEPTED = "accepted"
+        DUPLICATE = "duplicate"
+        REJECTED = "rejected"
+
+    upload = models.ForeignKey(Upload, on_delete=models.CASCADE, related_name="files")
+    name = models.CharField(max_length=1024)
+    outcome = models.CharField(max_length=16, choices=Outcome.choices)
+    reason = models.TextField(blank=True)
+    image = models.ForeignKey(
+        "Image", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.outcome}"
+
+
+class Image(models.Model):
+    """One de-identified DICOM instance with the metadata the model and reports need."""
+
+    class Sex(models.TextChoices):
+        MALE = "M"
+        FEMALE = "F"
+        OTHER = "O"
+
+    class AgeSource(models.TextChoices):
+        BIRTHDATE = "birthdate", "birth date and study date"
+        PATIENT_AGE = "patient_age", "PatientAge attribute"
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    site = models.ForeignKey(Site, on_delete=models.PROTECT, related_name="images")
+    upload = models.ForeignKey(Upload, on_delete=models.PROTECT, related_name="images")
+    file = models.CharField(max_length=255, help_text="Path relative to PORTAL_DATA_DIR.")
+    size_bytes = models.PositiveBigIntegerField()
+    sha256 = models.CharField(max_length=64, db_index=True)
+    # Remapped (per-site keyed hash) UIDs: the same original instance maps to the same value,
+    # which is what finds duplicates without keeping the original UID.
+    sop_instance_uid = models.CharField(max_length=64)
+    study_instance_uid = models.CharField(max_length=64)
+    series_instance_uid = models.CharField(max_length=64)
+    patient_pseudonym = models.CharField(max_length=32, db_index=True)
+    sex = models.CharField(max_length=1, choices=Sex.choices)
+    age_days = models.PositiveIntegerField()
+    age_source = models.CharField(max_length=16, choices=AgeSource.choices)
+    age_resolution_days = models.PositiveSmallIntegerField(
+        default=1, help_text="1 when computed from dates; 7, 30 or 365 when read from PatientAge."
+    )
+    modality = models.CharField(max_length=16)
+    view_position = models.CharField(max_length=16, blank=True)
+    rows = models.PositiveIntegerField()
+    columns = models.PositiveIntegerField()
+    pixel_spacing_mm = models.JSONField(null=True, blank=True)
+    photometric_interpretation = models.CharField(max_length=16)
+    bits_stored = models.PositiveSmallIntegerField()
+    transfer_syntax_uid = models.CharField(max_length=64)
+    manufacturer = models.CharField(max_length=128, blank=True)
+    burned_in_annotation = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["site", "sop_instance_uid"], name="image_unique_instance_per_site"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"image {self.pk} ({self.site.slug})"
