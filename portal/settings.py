@@ -179,4 +179,6 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("PORTAL_LOG_LEVEL", "INFO")},
+    # pydicom's messages may quote tag values; only its errors pass, and those carry none.
+    "loggers": {"pydicom": {"level": "ERROR"}},
 }

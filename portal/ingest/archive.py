@@ -36,6 +36,12 @@ class Source:
     path: Path
     name: str
 
+    @classmethod
+    def given(cls, path: Path) -> "Source":
+        """A path given on the command line: folders and ZIPs name their files relative to
+        themselves, a single file by its own name."""
+        return cls(path=path, name="" if path.is_dir() or is_zip(path) else path.name)
+
 
 @dataclass(frozen=True)
 class Item:

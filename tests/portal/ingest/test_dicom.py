@@ -1,0 +1,77 @@
+import pytest
+from pydicom.dataset import Dataset
+
+from portal.ingest.dicom import Rejected, compute_age, format_patient_age, normalise_sex
+
+
+def _ds(**attrs) -> Dataset:
+    ds = Dataset()
+    for keyword, value in attrs.items():
+        setattr(ds, keyword, value)
+    return ds
+
+
+def test_age_from_birth_and_study_date_is_exact_to_the_day():
+    age = compute_age(_ds(PatientBirthDate="20160229", StudyDate="20200301"))
+    assert (age.days, age.source, age.resolution_days) == (1462, "birthdate", 1)
+
+
+def test_age_uses_acquisition_date_when_study_date_is_missing():
+    age = compute_age(_ds(PatientBirthDate="20200101", AcquisitionDate="20200111"))
+    assert age.days == 10
+
+
+def test_age_reads_acr_nema_dotted_dates():
+    assert compute_age(_ds(PatientBirthDate="2019.01.01", StudyDate="2019.02.01")).days == 31
+
+
+@pytest.mark.parametrize(
+    ("value", "days", "resolution"),
+    [("010D", 10, 1), ("003W", 21, 7), ("006M", 183, 30), ("005Y", 1826, 365), ("7y", 2557, 365)],
+)
+def test_age_from_patient_age_when_birth_date_is_missing(value, days, resolution):
+    age = compute_age(_ds(PatientAge=value, StudyDate="20200101"))
+    assert (age.days, age.source, age.resolution_days) == (days, "patient_age", resolution)
+
+
+def test_unparseable_birth_date_falls_back_to_patient_age():
+    age = compute_age(_ds(PatientBirthDate="2019XX01", StudyDate="20200101", PatientAge="002Y"))
+    assert age.source == "patient_age"
+
+
+def test_age_of_eighteen_years_is_rejected_on_the_birthday():
+    with pytest.raises(Rejected, match="18 years or more"):
+        compute_age(_ds(PatientBirthDate="20000515", StudyDate="20180515"))
+    assert compute_age(_ds(PatientBirthDate="20000515", StudyDate="20180514")).days == 6573
+
+
+def test_patient_age_of_eighteen_years_is_rejected():
+    with pytest.raises(Rejected, match="18 years or more"):
+        compute_age(_ds(PatientAge="018Y"))
+
+
+def test_negative_age_is_rejected():
+    with pytest.raises(Rejected, match="negative age"):
+        compute_age(_ds(PatientBirthDate="20200102", StudyDate="20200101"))
+
+
+@pytest.mark.parametrize(
+    ("attrs", "reason"),
+    [
+        ({}, "no birth date and no PatientAge"),
+        ({"PatientBirthDate": "garbage"}, "the birth date cannot be parsed"),
+        ({"PatientBirthDate": "20100101"}, "no study or acquisition date"),
+        ({"PatientAge": "ten years"}, "PatientAge cannot be parsed"),
+    ],
+)
+def test_missing_or_unparseable_age_is_rejected_with_the_reason(attrs, reason):
+    with pytest.raises(Rejected, match=reason):
+        compute_age(_ds(**attrs))
+
+
+def test_sex_is_normalised_to_m_f_or_o():
+    assert [normalise_sex(v) for v in ("M", "f ", "", None, "X")] == ["M", "F", "O", "O", "O"]
+
+
+def test_patient_age_string_uses_the_finest_unit_that_fits():
+    assert [format_patient_age(d) for d in (5, 999, 1000, 6000)] == ["005D", "999D", "032M", "197M"]

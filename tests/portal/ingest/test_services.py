@@ -1,0 +1,236 @@
+import hashlib
+import logging
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.data import get_testdata_file
+from pydicom.uid import JPEG2000Lossless, RLELossless
+
+from portal.ingest.archive import Source
+from portal.ingest.models import Image, Upload, UploadFile
+from portal.ingest.selectors import upload_report
+from portal.ingest.services import site_create, upload_create, upload_process
+from tests.dicom_files import BIRTH_DATE, PHI, PRIVATE_PHI, SEQUENCE_PHI, STUDY_DATE, make_dicom
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def ingest(site, *paths: Path) -> dict:
+    upload = upload_create(site=site, source=Upload.Source.CLI)
+    sources = [Source.given(p) for p in paths]
+    return upload_report(upload=upload_process(upload=upload, sources=sources))
+
+
+def stored_files(data_dir: Path) -> list[Path]:
+    return sorted((data_dir / "images").rglob("*.dcm"))
+
+
+def test_accepts_grayscale_radiographs_in_every_encoding(site, tmp_path, data_dir):
+    src = tmp_path / "in"
+    make_dicom(src / "mono2.dcm")
+    make_dicom(src / "mono1.dcm", photometric="MONOCHROME1", modality="CR")
+    make_dicom(src / "rle.dcm", transfer_syntax=RLELossless)
+    make_dicom(src / "j2k.dcm", transfer_syntax=JPEG2000Lossless, bits_stored=16)
+    make_dicom(src / "eight-bit.dcm", bits_stored=8)
+    make_dicom(src / "bare-dataset.dcm", preamble=False)
+
+    report = ingest(site, src)
+
+    assert report["rejected"] == []
+    assert sorted(e["file"] for e in report["accepted"]) == [
+        "bare-dataset.dcm", "eight-bit.dcm", "j2k.dcm", "mono1.dcm", "mono2.dcm", "rle.dcm"
+    ]  # fmt: skip
+    assert len(stored_files(data_dir)) == 6
+    for image in Image.objects.all():
+        stored = pydicom.dcmread(data_dir / image.file)
+        assert stored.pixel_array.shape == (image.rows, image.columns) == (96, 80)
+        assert image.sha256 == hashlib.sha256((data_dir / image.file).read_bytes()).hexdigest()
+
+
+def test_pixels_survive_ingest_unchanged(site, tmp_path, data_dir):
+    pixels = np.random.default_rng(7).integers(0, 4096, size=(96, 80), dtype=np.uint16)
+    make_dicom(tmp_path / "rle.dcm", pixels=pixels, transfer_syntax=RLELossless)
+    report = ingest(site, tmp_path / "rle.dcm")
+    image = Image.objects.get(pk=report["accepted"][0]["image"])
+    np.testing.assert_array_equal(pydicom.dcmread(data_dir / image.file).pixel_array, pixels)
+
+
+def test_stored_bytes_database_and_logs_carry_no_phi(site, tmp_path, data_dir, caplog):
+    original = make_dicom(tmp_path / "phi.dcm", extra={"PatientComments": "lives at Wallaby Way"})
+    source = pydicom.dcmread(original)
+    caplog.set_level(logging.DEBUG)
+
+    report = ingest(site, original)
+
+    assert len(report["accepted"]) == 1
+    stored = stored_files(data_dir)[0].read_bytes()
+    secrets = [*PHI.values(), PRIVATE_PHI, SEQUENCE_PHI, "Wallaby", BIRTH_DATE, STUDY_DATE,
+               "HOSPITALPACS", "REQPROC99", "ACME PRIVATE", str(source.SOPInstanceUID),
+               str(source.StudyInstanceUID), str(source.SeriesInstanceUID),
+               str(source.FrameOfReferenceUID)]  # fmt: skip
+    database = " ".join(
+        str(v) for model in (Image, UploadFile, Upload) for row in model.objects.values()
+        for v in row.values()
+    )  # fmt: skip
+    for secret in secrets:
+        assert secret.encode() not in stored, secret
+        assert secret not in database, secret
+        assert secret not in caplog.text, secret
+
+
+def test_deidentified_file_keeps_what_the_model_needs_and_says_how_it_was_cleaned(
+    site, tmp_path, data_dir
+):
+    make_dicom(tmp_path / "a.dcm", sex="M", extra={"ContentDate": "20200117"})
+    ingest(site, tmp_path / "a.dcm")
+    image = Image.objects.get()
+    ds = pydicom.dcmread(data_dir / image.file)
+
+    assert (ds.PatientSex, ds.ViewPosition, ds.Manufacturer) == ("M", "PA", "ACME Imaging")
+    assert [float(v) for v in ds.PixelSpacing] == [0.15, 0.15]
+    assert ds.PatientIdentityRemoved == "YES"
+    assert ds.PatientID == ds.PatientName == image.patient_pseudonym
+    assert "PatientBirthDate" not in ds or ds.PatientBirthDate == ""
+    assert ds.PatientAge == "058M" and image.age_days == 1772
+    assert {item.CodeValue for item in ds.DeidentificationMethodCodeSequence} == {
+        "113100", "113107", "113108"
+    }  # fmt: skip
+    assert not [elem for elem in ds if elem.tag.is_private]
+    # Dates move together: the interval survives, the calendar date does not.
+    study, content = (pydicom.valuerep.DA(ds.StudyDate), pydicom.valuerep.DA(ds.ContentDate))
+    assert ds.StudyDate != STUDY_DATE and (content - study).days == 2
+    assert ds.file_meta.MediaStorageSOPInstanceUID == ds.SOPInstanceUID == image.sop_instance_uid
+
+
+def test_uids_and_pseudonyms_are_consistent_within_a_site_and_differ_across_sites(tmp_path):
+    north, south = site_create(slug="north"), site_create(slug="south")
+    a = make_dicom(tmp_path / "a.dcm")
+    b = make_dicom(tmp_path / "b.dcm", extra={"StudyInstanceUID": pydicom.dcmread(a).StudyInstanceUID})
+    ingest(north, a, b)
+    ingest(south, a)
+    first, second = Image.objects.filter(site=north)
+    other = Image.objects.get(site=south)
+    assert first.study_instance_uid == second.study_instance_uid
+    assert first.patient_pseudonym == second.patient_pseudonym
+    assert first.sop_instance_uid != second.sop_instance_uid
+    assert other.sop_instance_uid != first.sop_instance_uid
+    assert other.patient_pseudonym != first.patient_pseudonym
+
+
+def _truncated(path: Path) -> None:
+    make_dicom(path, rows=256, cols=256)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def _undecodable(path: Path) -> None:
+    make_dicom(path, transfer_syntax=JPEG2000Lossless)
+    ds = pydicom.dcmread(path)
+    frame = bytearray(ds.PixelData)
+    frame[len(frame) // 2 :] = b"\x00" * (len(frame) - len(frame) // 2)
+    frame[20:60] = b"\xff" * 40
+    ds.PixelData = bytes(frame)
+    ds.save_as(path)
+
+
+REJECTIONS = {
+    "not-dicom.dcm": (lambda p: p.write_text("patient list, not an image\n" * 20), "not a DICOM file"),
+    "truncated.dcm": (_truncated, "truncated"),
+    "no-pixels.dcm": (lambda p: make_dicom(p, with_pixels=False), "no pixel data"),
+    "undecodable.dcm": (_undecodable, "pixel data does not decode"),
+    "multiframe.dcm": (lambda p: make_dicom(p, frames=3), "multi-frame"),
+    "colour.dcm": (lambda p: make_dicom(p, photometric="RGB", samples=3, bits_stored=8), "colour"),
+    "ct.dcm": (lambda p: make_dicom(p, modality="CT"), "modality CT is not a radiograph"),
+    "no-age.dcm": (lambda p: make_dicom(p, birth_date=None, patient_age=None), "missing age"),
+    "bad-age.dcm": (lambda p: make_dicom(p, birth_date="1x", patient_age="old"), "missing age"),
+    "adult.dcm": (lambda p: make_dicom(p, birth_date="19990101"), "18 years or more"),
+    "unborn.dcm": (lambda p: make_dicom(p, birth_date="20200301"), "negative age"),
+    "absurd.dcm": (lambda p: make_dicom(p, rows=8, cols=4000), "absurd dimensions"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(REJECTIONS))
+def test_bad_file_is_rejected_with_its_reason_and_leaves_nothing_behind(name, site, tmp_path, data_dir):
+    build, reason = REJECTIONS[name]
+    folder = tmp_path / "upload"
+    folder.mkdir()
+    make_dicom(folder / "good-1.dcm")
+    build(folder / name)
+    make_dicom(folder / "zz-good-2.dcm")
+
+    report = ingest(site, folder)
+
+    assert [e["file"] for e in report["rejected"]] == [name]
+    assert reason in report["rejected"][0]["reason"]
+    assert sorted(e["file"] for e in report["accepted"]) == ["good-1.dcm", "zz-good-2.dcm"]
+    assert Image.objects.count() == 2 and len(stored_files(data_dir)) == 2
+    assert not list((data_dir / "tmp").iterdir())
+
+
+def test_every_rejection_in_one_upload_keeps_the_good_files(site, tmp_path, data_dir):
+    folder = tmp_path / "upload"
+    folder.mkdir()
+    for name, (build, _reason) in REJECTIONS.items():
+        build(folder / name)
+    make_dicom(folder / "good.dcm")
+    report = ingest(site, folder)
+    upload = Upload.objects.get()
+    assert len(report["rejected"]) == len(REJECTIONS)
+    assert [e["file"] for e in report["accepted"]] == ["good.dcm"]
+    assert (upload.status, upload.total_files, upload.processed_files) == ("done", 13, 13)
+    assert (upload.accepted_count, upload.rejected_count) == (1, len(REJECTIONS))
+
+
+def test_duplicate_instance_is_reported_and_stores_nothing_new(site, tmp_path, data_dir):
+    original = make_dicom(tmp_path / "a.dcm")
+    copy = tmp_path / "again" / "a-copy.dcm"
+    copy.parent.mkdir()
+    shutil.copy(original, copy)
+    first = ingest(site, original, copy)
+    second = ingest(site, original)
+
+    assert [e["file"] for e in first["accepted"]] == ["a.dcm"]
+    assert first["duplicates"] == [{"file": "a-copy.dcm"}]
+    assert second["accepted"] == [] and second["duplicates"] == [{"file": "a.dcm"}]
+    assert Image.objects.count() == 1 and len(stored_files(data_dir)) == 1
+
+
+def test_same_instance_in_another_site_is_not_a_duplicate(tmp_path):
+    original = make_dicom(tmp_path / "a.dcm")
+    ingest(site_create(slug="north"), original)
+    report = ingest(site_create(slug="south"), original)
+    assert len(report["accepted"]) == 1
+
+
+def test_real_cr_films_from_pydicom_data(site, tmp_path, data_dir):
+    """Real MONOCHROME1 chest films, uncompressed and JPEG 2000, with their odd metadata.
+    As shipped they are of an adult; with a child's birth date they are accepted."""
+    adult = Path(get_testdata_file("RG1_UNCR.dcm"))
+    children = []
+    for name in ("RG1_UNCR.dcm", "RG1_J2KR.dcm"):
+        ds = pydicom.dcmread(get_testdata_file(name))
+        ds.PatientBirthDate = "19970826"
+        children.append(tmp_path / f"child-{name}")
+        ds.save_as(children[-1])
+
+    report = ingest(site, adult, *children)
+
+    assert [e["file"] for e in report["rejected"]] == ["RG1_UNCR.dcm"]
+    assert "out of scope" in report["rejected"][0]["reason"]
+    assert [(e["age_days"], e["sex"]) for e in report["accepted"]] == [(2557, "F"), (2557, "F")]
+    uncompressed, j2k = (pydicom.dcmread(data_dir / i.file) for i in Image.objects.all())
+    np.testing.assert_array_equal(uncompressed.pixel_array, j2k.pixel_array)
+    image = Image.objects.first()
+    assert (image.modality, image.photometric_interpretation, image.view_position) == (
+        "CR", "MONOCHROME1", "PA"
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(("name", "reason"), [("CT_small.dcm", "modality CT"),
+                                              ("SC_rgb.dcm", "modality OT")])  # fmt: skip
+def test_pydicom_test_files_of_other_kinds_are_rejected(name, reason, site):
+    report = ingest(site, Path(get_testdata_file(name)))
+    assert reason in report["rejected"][0]["reason"]
