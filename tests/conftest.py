@@ -47,16 +47,40 @@ class Worker:
     """A real `celery worker` process against the test database and the test Redis."""
 
     def __init__(self, *, redis_url: str, data_dir: Path, queues: str, name: str) -> None:
-        env = dict(os.environ, REDIS_URL=redis_url, PORTAL_DATA_DIR=str(data_dir),
-                   DATABASE_URL=_database_url(), PYTHONUNBUFFERED="1")  # fmt: skip
+        env = dict(
+            os.environ,
+            REDIS_URL=redis_url,
+            PORTAL_DATA_DIR=str(data_dir),
+            DATABASE_URL=_database_url(),
+            PYTHONUNBUFFERED="1",
+        )
         self.log = data_dir / f"worker-{name}.log"
         celery = str(Path(sys.executable).parent / "celery")
         self.proc = subprocess.Popen(
-            [celery, "-A", "portal", "worker", "-Q", queues, "-n", f"{name}@%h",
-             "--concurrency", "1", "--pool", "prefork", "--loglevel", "INFO",
-             "--without-gossip", "--without-mingle", "--without-heartbeat"],
-            cwd=ROOT, env=env, stdout=self.log.open("wb"), stderr=subprocess.STDOUT,
-        )  # fmt: skip
+            [
+                celery,
+                "-A",
+                "portal",
+                "worker",
+                "-Q",
+                queues,
+                "-n",
+                f"{name}@%h",
+                "--concurrency",
+                "1",
+                "--pool",
+                "prefork",
+                "--loglevel",
+                "INFO",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=self.log.open("wb"),
+            stderr=subprocess.STDOUT,
+        )
         self._wait_ready()
 
     def _wait_ready(self, timeout_s: float = 60) -> None:
@@ -106,3 +130,17 @@ def admin_user(django_user_model):
 
 def pytest_report_header(config) -> str:
     return f"database: {django_settings.DATABASES['default']['ENGINE']}"
+
+
+def manage(*args: str, data_dir: Path, **kwargs) -> subprocess.CompletedProcess:
+    """Run `manage.py` in a real subprocess against the test database."""
+    env = dict(os.environ, PORTAL_DATA_DIR=str(data_dir), DATABASE_URL=_database_url())
+    return subprocess.run(
+        [sys.executable, str(ROOT / "manage.py"), *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        **kwargs,
+    )

@@ -34,9 +34,23 @@ def local_redis(data_dir: Path, *, persist: bool = False, port: int | None = Non
     """
     data_dir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
-    args = [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1",
-            "--dir", str(data_dir), "--save", "", "--daemonize", "no",
-            "--appendonly", "yes" if persist else "no", "--logfile", str(data_dir / "redis.log")]  # fmt: skip
+    args = [
+        redis_server_binary(),
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--dir",
+        str(data_dir),
+        "--save",
+        "",
+        "--daemonize",
+        "no",
+        "--appendonly",
+        "yes" if persist else "no",
+        "--logfile",
+        str(data_dir / "redis.log"),
+    ]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"redis://127.0.0.1:{port}/0"
     try:

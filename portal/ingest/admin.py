@@ -20,8 +20,17 @@ class UploadFileInline(admin.TabularInline):
 
 @admin.register(Upload)
 class UploadAdmin(admin.ModelAdmin):
-    list_display = ["id", "site", "source", "status", "total_files", "accepted_count",
-                    "duplicate_count", "rejected_count", "created_at"]  # fmt: skip
+    list_display = [
+        "id",
+        "site",
+        "source",
+        "status",
+        "total_files",
+        "accepted_count",
+        "duplicate_count",
+        "rejected_count",
+        "created_at",
+    ]
     list_filter = ["status", "site", "source"]
     readonly_fields = [f.name for f in Upload._meta.fields]
     inlines = [UploadFileInline]
@@ -29,7 +38,17 @@ class UploadAdmin(admin.ModelAdmin):
 
 @admin.register(Image)
 class ImageAdmin(admin.ModelAdmin):
-    list_display = ["id", "site", "sex", "age_days", "age_source", "modality", "view_position",
-                    "rows", "columns", "burned_in_annotation"]  # fmt: skip
+    list_display = [
+        "id",
+        "site",
+        "sex",
+        "age_days",
+        "age_source",
+        "modality",
+        "view_position",
+        "rows",
+        "columns",
+        "burned_in_annotation",
+    ]
     list_filter = ["site", "sex", "age_source", "modality", "burned_in_annotation"]
     readonly_fields = [f.name for f in Image._meta.fields]

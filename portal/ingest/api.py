@@ -16,9 +16,10 @@ from portal.ingest.models import Site, Upload
 class _FilesInput(serializers.Serializer):
     files = serializers.ListField(child=serializers.FileField(), allow_empty=False)
     paths = serializers.ListField(
-        child=serializers.CharField(allow_blank=True, max_length=1024), required=False,
+        child=serializers.CharField(allow_blank=True, max_length=1024),
+        required=False,
         help_text="Relative path of each file (same order as `files`), e.g. from a folder.",
-    )  # fmt: skip
+    )
 
     def validate(self, attrs: dict) -> dict:
         paths = attrs.get("paths")
@@ -42,19 +43,19 @@ class _ReportEntry(serializers.Serializer):
 
 
 _STATUS_FIELDS = {
-        "id": serializers.IntegerField(),
-        "site": serializers.CharField(),
-        "source": serializers.CharField(),
-        "status": serializers.ChoiceField(choices=Upload.Status.choices),
-        "failure_reason": serializers.CharField(),
-        "total_files": serializers.IntegerField(),
-        "processed_files": serializers.IntegerField(),
-        "progress": serializers.FloatField(),
-        "counts": serializers.DictField(child=serializers.IntegerField()),
-        "created_at": serializers.DateTimeField(),
-        "started_at": serializers.DateTimeField(allow_null=True),
-        "finished_at": serializers.DateTimeField(allow_null=True),
-}  # fmt: skip
+    "id": serializers.IntegerField(),
+    "site": serializers.CharField(),
+    "source": serializers.CharField(),
+    "status": serializers.ChoiceField(choices=Upload.Status.choices),
+    "failure_reason": serializers.CharField(),
+    "total_files": serializers.IntegerField(),
+    "processed_files": serializers.IntegerField(),
+    "progress": serializers.FloatField(),
+    "counts": serializers.DictField(child=serializers.IntegerField()),
+    "created_at": serializers.DateTimeField(),
+    "started_at": serializers.DateTimeField(allow_null=True),
+    "finished_at": serializers.DateTimeField(allow_null=True),
+}
 _StatusOutput = inline_serializer("UploadStatus", _STATUS_FIELDS)
 
 

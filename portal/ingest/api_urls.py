@@ -6,6 +6,10 @@ urlpatterns = [
     path("sites/", api.SiteListApi.as_view(), name="api-sites"),
     path("sites/<slug:slug>/uploads/", api.UploadCreateApi.as_view(), name="api-upload-create"),
     path("uploads/<int:upload_id>/", api.UploadDetailApi.as_view(), name="api-upload-detail"),
-    path("uploads/<int:upload_id>/files/", api.UploadAddFilesApi.as_view(), name="api-upload-files"),
-    path("uploads/<int:upload_id>/submit/", api.UploadSubmitApi.as_view(), name="api-upload-submit"),
+    path(
+        "uploads/<int:upload_id>/files/", api.UploadAddFilesApi.as_view(), name="api-upload-files"
+    ),
+    path(
+        "uploads/<int:upload_id>/submit/", api.UploadSubmitApi.as_view(), name="api-upload-submit"
+    ),
 ]

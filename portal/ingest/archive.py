@@ -121,8 +121,7 @@ def _archive_problem(path: Path, infos: list[zipfile.ZipInfo], limits: ZipLimits
         return f"archive has {len(infos)} entries (limit {limits.max_entries})"
     if uncompressed > limits.max_uncompressed_bytes:
         return (
-            f"archive would expand to {uncompressed} bytes "
-            f"(limit {limits.max_uncompressed_bytes})"
+            f"archive would expand to {uncompressed} bytes (limit {limits.max_uncompressed_bytes})"
         )
     if uncompressed / compressed > limits.max_ratio:
         return (
@@ -186,8 +185,14 @@ def _extracted(
             # zipfile stops at the declared size and checks the CRC, so a lying header
             # cannot expand past what the limits above allowed.
             shutil.copyfileobj(entry, out, 1024 * 1024)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, NotImplementedError,
-            RuntimeError) as exc:  # fmt: skip
+    except (
+        zipfile.BadZipFile,
+        zipfile.LargeZipFile,
+        OSError,
+        EOFError,
+        NotImplementedError,
+        RuntimeError,
+    ) as exc:
         error = f"archive entry cannot be extracted ({type(exc).__name__})"
     try:
         yield tmp, error

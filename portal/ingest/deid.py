@@ -47,9 +47,16 @@ def _action_table() -> tuple[dict[int, str], list[tuple[int, int, int, int, str]
     exact: dict[int, str] = {}
     masked: list[tuple[int, int, int, int, str]] = []
     groups = {
-        "D_TAGS": "D", "Z_TAGS": "Z", "X_TAGS": "X", "U_TAGS": "U", "Z_D_TAGS": "Z",
-        "X_Z_TAGS": "X", "X_D_TAGS": "X", "X_Z_D_TAGS": "X", "X_Z_U_STAR_TAGS": "X",
-    }  # fmt: skip
+        "D_TAGS": "D",
+        "Z_TAGS": "Z",
+        "X_TAGS": "X",
+        "U_TAGS": "U",
+        "Z_D_TAGS": "Z",
+        "X_Z_TAGS": "X",
+        "X_D_TAGS": "X",
+        "X_Z_D_TAGS": "X",
+        "X_Z_U_STAR_TAGS": "X",
+    }
     for name, action in groups.items():
         for entry in getattr(table, name):
             if len(entry) == 2:
@@ -125,9 +132,13 @@ def deidentify(ds: Dataset, *, pseudonyms: Pseudonyms, age_days: int) -> Deident
     )
     meta = ds.file_meta
     meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    for keyword in ("SourceApplicationEntityTitle", "SendingApplicationEntityTitle",
-                    "ReceivingApplicationEntityTitle", "PrivateInformationCreatorUID",
-                    "PrivateInformation"):  # fmt: skip
+    for keyword in (
+        "SourceApplicationEntityTitle",
+        "SendingApplicationEntityTitle",
+        "ReceivingApplicationEntityTitle",
+        "PrivateInformationCreatorUID",
+        "PrivateInformation",
+    ):
         if keyword in meta:
             delattr(meta, keyword)
     return Deidentified(
@@ -194,12 +205,28 @@ def _shift(value: object, shift: dt.timedelta, vr: str) -> str:
 
 
 _DUMMIES = {
-    "PN": "ANONYMIZED", "LO": "ANONYMIZED", "SH": "ANONYMIZED", "LT": "ANONYMIZED",
-    "ST": "ANONYMIZED", "UT": "ANONYMIZED", "CS": "ANONYMIZED", "AE": "ANONYMIZED",
-    "UC": "ANONYMIZED", "TM": "000000.00", "DA": "19000101", "DT": "19000101000000",
-    "UI": "2.25.0", "IS": "0", "DS": "0", "UL": 0, "US": 0, "SL": 0, "SS": 0, "FL": 0.0,
+    "PN": "ANONYMIZED",
+    "LO": "ANONYMIZED",
+    "SH": "ANONYMIZED",
+    "LT": "ANONYMIZED",
+    "ST": "ANONYMIZED",
+    "UT": "ANONYMIZED",
+    "CS": "ANONYMIZED",
+    "AE": "ANONYMIZED",
+    "UC": "ANONYMIZED",
+    "TM": "000000.00",
+    "DA": "19000101",
+    "DT": "19000101000000",
+    "UI": "2.25.0",
+    "IS": "0",
+    "DS": "0",
+    "UL": 0,
+    "US": 0,
+    "SL": 0,
+    "SS": 0,
+    "FL": 0.0,
     "FD": 0.0,
-}  # fmt: skip
+}
 
 
 def _dummy(vr: str) -> object:

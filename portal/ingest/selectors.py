@@ -28,8 +28,12 @@ def upload_report(*, upload: Upload) -> dict:
             duplicates.append({"file": row.name})
         else:
             rejected.append({"file": row.name, "reason": row.reason})
-    return {"upload": upload.pk, "accepted": accepted, "duplicates": duplicates,
-            "rejected": rejected}  # fmt: skip
+    return {
+        "upload": upload.pk,
+        "accepted": accepted,
+        "duplicates": duplicates,
+        "rejected": rejected,
+    }
 
 
 def upload_status(*, upload: Upload) -> dict:

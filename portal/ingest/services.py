@@ -177,8 +177,11 @@ def upload_process(
     upload.refresh_from_db()
     log.info(
         "upload %s done: %s accepted, %s duplicates, %s rejected",
-        upload.pk, upload.accepted_count, upload.duplicate_count, upload.rejected_count,
-    )  # fmt: skip
+        upload.pk,
+        upload.accepted_count,
+        upload.duplicate_count,
+        upload.rejected_count,
+    )
     return upload
 
 

@@ -28,11 +28,14 @@ def _dicom_bytes(tmp_path: Path, name: str, **kwargs) -> bytes:
 
 
 def test_zip_entries_are_ingested_with_names_relative_to_the_archive(site, tmp_path):
-    archive = _zip(tmp_path / "batch.zip", {
-        "study/a.dcm": _dicom_bytes(tmp_path, "a.dcm"),
-        "study/b.dcm": _dicom_bytes(tmp_path, "b.dcm"),
-        "__MACOSX/study/._a.dcm": b"resource fork",
-    })  # fmt: skip
+    archive = _zip(
+        tmp_path / "batch.zip",
+        {
+            "study/a.dcm": _dicom_bytes(tmp_path, "a.dcm"),
+            "study/b.dcm": _dicom_bytes(tmp_path, "b.dcm"),
+            "__MACOSX/study/._a.dcm": b"resource fork",
+        },
+    )
     report = ingest(site, archive)
     assert sorted(e["file"] for e in report["accepted"]) == ["study/a.dcm", "study/b.dcm"]
     assert report["rejected"] == []
@@ -69,32 +72,53 @@ def test_traversal_absolute_symlink_and_nested_entries_are_rejected_and_written_
     report = ingest(site, archive)
 
     reasons = {e["file"]: e["reason"] for e in report["rejected"]}
-    assert set(reasons) == {"../escaped.dcm", "/tmp/absolute.dcm", "ok/../../up.dcm",
-                            "nested.zip", "disguised.dcm", "link.dcm"}  # fmt: skip
-    assert "unsafe path" in reasons["../escaped.dcm"] and "unsafe path" in reasons["ok/../../up.dcm"]
+    assert set(reasons) == {
+        "../escaped.dcm",
+        "/tmp/absolute.dcm",
+        "ok/../../up.dcm",
+        "nested.zip",
+        "disguised.dcm",
+        "link.dcm",
+    }
+    assert "unsafe path" in reasons["../escaped.dcm"]
+    assert "unsafe path" in reasons["ok/../../up.dcm"]
     assert "unsafe path" in reasons["/tmp/absolute.dcm"]
-    assert "nested archive" in reasons["nested.zip"] and "nested archive" in reasons["disguised.dcm"]
+    assert "nested archive" in reasons["nested.zip"]
+    assert "nested archive" in reasons["disguised.dcm"]
     assert "symbolic link" in reasons["link.dcm"]
     assert [e["file"] for e in report["accepted"]] == ["good.dcm"]
-    assert not list(work.iterdir()) and not (tmp_path / "escaped.dcm").exists()
+    assert not list(work.iterdir())
+    assert not (tmp_path / "escaped.dcm").exists()
     assert set(Path("/tmp").iterdir()) - before == set()
     assert not list((data_dir / "tmp").iterdir())
 
 
 def test_zip_bomb_by_ratio_is_rejected_whole(site, tmp_path, data_dir):
-    archive = _zip(tmp_path / "bomb.zip", {
-        "a.dcm": _dicom_bytes(tmp_path, "a.dcm"),
-        "zeros.dcm": b"\0" * (50 * 1024 * 1024),
-    })  # fmt: skip
+    archive = _zip(
+        tmp_path / "bomb.zip",
+        {
+            "a.dcm": _dicom_bytes(tmp_path, "a.dcm"),
+            "zeros.dcm": b"\0" * (50 * 1024 * 1024),
+        },
+    )
     report = ingest(site, archive)
     assert report["accepted"] == []
-    assert len(report["rejected"]) == 1 and "compression ratio" in report["rejected"][0]["reason"]
-    assert Image.objects.count() == 0 and stored_files(data_dir) == []
+    assert len(report["rejected"]) == 1
+    assert "compression ratio" in report["rejected"][0]["reason"]
+    assert Image.objects.count() == 0
+    assert stored_files(data_dir) == []
 
 
-@override_settings(INGEST={"MIN_DIMENSION": 64, "MAX_DIMENSION": 8192, "MAX_ASPECT_RATIO": 4,
-                           "ZIP_MAX_UNCOMPRESSED_BYTES": 10_000, "ZIP_MAX_RATIO": 1000,
-                           "ZIP_MAX_ENTRIES": 100})  # fmt: skip
+@override_settings(
+    INGEST={
+        "MIN_DIMENSION": 64,
+        "MAX_DIMENSION": 8192,
+        "MAX_ASPECT_RATIO": 4,
+        "ZIP_MAX_UNCOMPRESSED_BYTES": 10_000,
+        "ZIP_MAX_RATIO": 1000,
+        "ZIP_MAX_ENTRIES": 100,
+    }
+)
 def test_zip_over_the_size_limit_is_rejected_whole(site, tmp_path):
     archive = _zip(tmp_path / "big.zip", {"a.dcm": _dicom_bytes(tmp_path, "a.dcm")})
     report = ingest(site, archive)

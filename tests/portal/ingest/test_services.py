@@ -41,8 +41,13 @@ def test_accepts_grayscale_radiographs_in_every_encoding(site, tmp_path, data_di
 
     assert report["rejected"] == []
     assert sorted(e["file"] for e in report["accepted"]) == [
-        "bare-dataset.dcm", "eight-bit.dcm", "j2k.dcm", "mono1.dcm", "mono2.dcm", "rle.dcm"
-    ]  # fmt: skip
+        "bare-dataset.dcm",
+        "eight-bit.dcm",
+        "j2k.dcm",
+        "mono1.dcm",
+        "mono2.dcm",
+        "rle.dcm",
+    ]
     assert len(stored_files(data_dir)) == 6
     for image in Image.objects.all():
         stored = pydicom.dcmread(data_dir / image.file)
@@ -67,14 +72,27 @@ def test_stored_bytes_database_and_logs_carry_no_phi(site, tmp_path, data_dir, c
 
     assert len(report["accepted"]) == 1
     stored = stored_files(data_dir)[0].read_bytes()
-    secrets = [*PHI.values(), PRIVATE_PHI, SEQUENCE_PHI, "Wallaby", BIRTH_DATE, STUDY_DATE,
-               "HOSPITALPACS", "REQPROC99", "ACME PRIVATE", str(source.SOPInstanceUID),
-               str(source.StudyInstanceUID), str(source.SeriesInstanceUID),
-               str(source.FrameOfReferenceUID)]  # fmt: skip
+    secrets = [
+        *PHI.values(),
+        PRIVATE_PHI,
+        SEQUENCE_PHI,
+        "Wallaby",
+        BIRTH_DATE,
+        STUDY_DATE,
+        "HOSPITALPACS",
+        "REQPROC99",
+        "ACME PRIVATE",
+        str(source.SOPInstanceUID),
+        str(source.StudyInstanceUID),
+        str(source.SeriesInstanceUID),
+        str(source.FrameOfReferenceUID),
+    ]
     database = " ".join(
-        str(v) for model in (Image, UploadFile, Upload) for row in model.objects.values()
+        str(v)
+        for model in (Image, UploadFile, Upload)
+        for row in model.objects.values()
         for v in row.values()
-    )  # fmt: skip
+    )
     for secret in secrets:
         assert secret.encode() not in stored, secret
         assert secret not in database, secret
@@ -94,21 +112,27 @@ def test_deidentified_file_keeps_what_the_model_needs_and_says_how_it_was_cleane
     assert ds.PatientIdentityRemoved == "YES"
     assert ds.PatientID == ds.PatientName == image.patient_pseudonym
     assert "PatientBirthDate" not in ds or ds.PatientBirthDate == ""
-    assert ds.PatientAge == "058M" and image.age_days == 1772
+    assert ds.PatientAge == "058M"
+    assert image.age_days == 1772
     assert {item.CodeValue for item in ds.DeidentificationMethodCodeSequence} == {
-        "113100", "113107", "113108"
-    }  # fmt: skip
+        "113100",
+        "113107",
+        "113108",
+    }
     assert not [elem for elem in ds if elem.tag.is_private]
     # Dates move together: the interval survives, the calendar date does not.
     study, content = (pydicom.valuerep.DA(ds.StudyDate), pydicom.valuerep.DA(ds.ContentDate))
-    assert ds.StudyDate != STUDY_DATE and (content - study).days == 2
+    assert ds.StudyDate != STUDY_DATE
+    assert (content - study).days == 2
     assert ds.file_meta.MediaStorageSOPInstanceUID == ds.SOPInstanceUID == image.sop_instance_uid
 
 
 def test_uids_and_pseudonyms_are_consistent_within_a_site_and_differ_across_sites(tmp_path):
     north, south = site_create(slug="north"), site_create(slug="south")
     a = make_dicom(tmp_path / "a.dcm")
-    b = make_dicom(tmp_path / "b.dcm", extra={"StudyInstanceUID": pydicom.dcmread(a).StudyInstanceUID})
+    b = make_dicom(
+        tmp_path / "b.dcm", extra={"StudyInstanceUID": pydicom.dcmread(a).StudyInstanceUID}
+    )
     ingest(north, a, b)
     ingest(south, a)
     first, second = Image.objects.filter(site=north)
@@ -137,7 +161,10 @@ def _undecodable(path: Path) -> None:
 
 
 REJECTIONS = {
-    "not-dicom.dcm": (lambda p: p.write_text("patient list, not an image\n" * 20), "not a DICOM file"),
+    "not-dicom.dcm": (
+        lambda p: p.write_text("patient list, not an image\n" * 20),
+        "not a DICOM file",
+    ),
     "truncated.dcm": (_truncated, "truncated"),
     "no-pixels.dcm": (lambda p: make_dicom(p, with_pixels=False), "no pixel data"),
     "undecodable.dcm": (_undecodable, "pixel data does not decode"),
@@ -153,7 +180,9 @@ REJECTIONS = {
 
 
 @pytest.mark.parametrize("name", sorted(REJECTIONS))
-def test_bad_file_is_rejected_with_its_reason_and_leaves_nothing_behind(name, site, tmp_path, data_dir):
+def test_bad_file_is_rejected_with_its_reason_and_leaves_nothing_behind(
+    name, site, tmp_path, data_dir
+):
     build, reason = REJECTIONS[name]
     folder = tmp_path / "upload"
     folder.mkdir()
@@ -166,7 +195,8 @@ def test_bad_file_is_rejected_with_its_reason_and_leaves_nothing_behind(name, si
     assert [e["file"] for e in report["rejected"]] == [name]
     assert reason in report["rejected"][0]["reason"]
     assert sorted(e["file"] for e in report["accepted"]) == ["good-1.dcm", "zz-good-2.dcm"]
-    assert Image.objects.count() == 2 and len(stored_files(data_dir)) == 2
+    assert Image.objects.count() == 2
+    assert len(stored_files(data_dir)) == 2
     assert not list((data_dir / "tmp").iterdir())
 
 
@@ -194,8 +224,10 @@ def test_duplicate_instance_is_reported_and_stores_nothing_new(site, tmp_path, d
 
     assert [e["file"] for e in first["accepted"]] == ["a.dcm"]
     assert first["duplicates"] == [{"file": "a-copy.dcm"}]
-    assert second["accepted"] == [] and second["duplicates"] == [{"file": "a.dcm"}]
-    assert Image.objects.count() == 1 and len(stored_files(data_dir)) == 1
+    assert second["accepted"] == []
+    assert second["duplicates"] == [{"file": "a.dcm"}]
+    assert Image.objects.count() == 1
+    assert len(stored_files(data_dir)) == 1
 
 
 def test_same_instance_in_another_site_is_not_a_duplicate(tmp_path):
@@ -225,12 +257,15 @@ def test_real_cr_films_from_pydicom_data(site, tmp_path, data_dir):
     np.testing.assert_array_equal(uncompressed.pixel_array, j2k.pixel_array)
     image = Image.objects.first()
     assert (image.modality, image.photometric_interpretation, image.view_position) == (
-        "CR", "MONOCHROME1", "PA"
-    )  # fmt: skip
+        "CR",
+        "MONOCHROME1",
+        "PA",
+    )
 
 
-@pytest.mark.parametrize(("name", "reason"), [("CT_small.dcm", "modality CT"),
-                                              ("SC_rgb.dcm", "modality OT")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("name", "reason"), [("CT_small.dcm", "modality CT"), ("SC_rgb.dcm", "modality OT")]
+)
 def test_pydicom_test_files_of_other_kinds_are_rejected(name, reason, site):
     report = ingest(site, Path(get_testdata_file(name)))
     assert reason in report["rejected"][0]["reason"]

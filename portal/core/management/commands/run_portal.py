@@ -32,13 +32,35 @@ class Command(BaseCommand):
                 self.stdout.write(f"Redis: {env['REDIS_URL']} (local, data in var/redis)")
             bin_dir = os.path.dirname(sys.executable)
             commands = {
-                "worker": [os.path.join(bin_dir, "celery"), "-A", "portal", "worker",
-                           "-Q", "default", "-n", "default@%h", "--loglevel", "INFO",
-                           "--concurrency", "2"],
-                "web": [os.path.join(bin_dir, "gunicorn"), "portal.wsgi", "--bind",
-                        f"{host}:{port}", "--workers", str(web_workers), "--threads", "4",
-                        "--timeout", "900", "--access-logfile", "-"],
-            }  # fmt: skip
+                "worker": [
+                    os.path.join(bin_dir, "celery"),
+                    "-A",
+                    "portal",
+                    "worker",
+                    "-Q",
+                    "default",
+                    "-n",
+                    "default@%h",
+                    "--loglevel",
+                    "INFO",
+                    "--concurrency",
+                    "2",
+                ],
+                "web": [
+                    os.path.join(bin_dir, "gunicorn"),
+                    "portal.wsgi",
+                    "--bind",
+                    f"{host}:{port}",
+                    "--workers",
+                    str(web_workers),
+                    "--threads",
+                    "4",
+                    "--timeout",
+                    "900",
+                    "--access-logfile",
+                    "-",
+                ],
+            }
             procs = {name: subprocess.Popen(cmd, env=env) for name, cmd in commands.items()}
             stack.callback(self._stop, procs)
             self.stdout.write(f"Portal: http://{host}:{port}/  (Ctrl-C stops everything)")

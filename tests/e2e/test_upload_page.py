@@ -1,0 +1,51 @@
+"""An admin uploads a folder in the browser and reads its report."""
+
+import re
+
+import pytest
+from playwright.sync_api import Browser, expect
+
+from portal.ingest.models import Image
+from tests.dicom_files import make_dicom
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+
+def test_admin_uploads_a_folder_and_sees_progress_and_the_report(
+    browser: Browser, live_server, admin_user, site, default_worker, tmp_path
+):
+    folder = tmp_path / "north-export"
+    make_dicom(folder / "a.dcm", sex="M")
+    make_dicom(folder / "series2" / "b.dcm", birth_date=None, patient_age="006M")
+    make_dicom(folder / "series2" / "ct.dcm", modality="CT")
+
+    page = browser.new_page()
+    page.goto(f"{live_server.url}/")
+    page.fill("#id_username", "lead")
+    page.fill("#id_password", "lead-password-123")
+    page.click("button[type=submit]")
+    expect(page.locator("h1")).to_have_text("New upload")
+
+    page.select_option("#site", site.slug)
+    page.set_input_files("#pick-folder", str(folder))
+    expect(page.locator("#selection")).to_contain_text("3 files chosen")
+    page.click("#start")
+
+    expect(page.locator("#phase")).to_have_text(re.compile(r"Upload \d+ done"), timeout=90_000)
+    expect(page.locator("#counts")).to_have_text(
+        "3 of 3 files processed: 2 accepted, 0 duplicates, 1 rejected"
+    )
+    rows = page.locator("#report-table tbody tr")
+    expect(rows).to_have_count(3)
+    rejected = page.locator("#report-table tbody tr.rejected")
+    expect(rejected).to_contain_text("north-export/series2/ct.dcm")
+    expect(rejected).to_contain_text("modality CT is not a radiograph")
+    expect(page.locator("#report-table")).to_contain_text("6 m (183 d)")
+    assert Image.objects.count() == 2
+
+    # The address now names the upload: reloading shows the same report.
+    assert re.search(r"/uploads/\d+/$", page.url)
+    page.reload()
+    expect(page.locator("#report-table tbody tr")).to_have_count(3)
+    page.check("input[name=filter][value=rejected]")
+    expect(page.locator("#report-table tbody tr")).to_have_count(1)

@@ -1,0 +1,91 @@
+import json
+
+import pytest
+
+from portal.ingest.models import Image, Site
+from tests.conftest import manage
+from tests.dicom_files import make_dicom
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_ingest_json_report_lists_every_file_and_exits_1_when_any_is_rejected(tmp_path, data_dir):
+    folder = tmp_path / "site-export"
+    make_dicom(folder / "a.dcm", sex="M")
+    make_dicom(folder / "deep" / "b.dcm", birth_date=None, patient_age="003Y")
+    make_dicom(folder / "ct.dcm", modality="CT")
+
+    result = manage(
+        "ingest", str(folder), "--site", "east", "--create-site", "--json", data_dir=data_dir
+    )
+
+    assert result.returncode == 1, result.stderr
+    report = json.loads(result.stdout)
+    assert set(report) == {"upload", "accepted", "duplicates", "rejected"}
+    images = {img.pk: img for img in Image.objects.all()}
+    assert report["accepted"] == [
+        {
+            "file": "a.dcm",
+            "image": report["accepted"][0]["image"],
+            "sex": "M",
+            "age_days": 1772,
+            "age_source": "birthdate",
+        },
+        {
+            "file": "deep/b.dcm",
+            "image": report["accepted"][1]["image"],
+            "sex": "F",
+            "age_days": 1096,
+            "age_source": "patient_age",
+        },
+    ]
+    assert set(images) == {e["image"] for e in report["accepted"]}
+    assert report["rejected"] == [
+        {"file": "ct.dcm", "reason": "modality CT is not a radiograph (expected CR or DX)"}
+    ]
+    assert report["duplicates"] == []
+
+
+def test_ingest_exits_0_when_nothing_is_rejected_and_reports_duplicates(tmp_path, data_dir):
+    make_dicom(tmp_path / "a.dcm")
+    first = manage(
+        "ingest",
+        str(tmp_path / "a.dcm"),
+        "--site",
+        "east",
+        "--create-site",
+        "--json",
+        data_dir=data_dir,
+    )
+    again = manage("ingest", str(tmp_path / "a.dcm"), "--site", "east", "--json", data_dir=data_dir)
+    assert (first.returncode, again.returncode) == (0, 0), first.stderr + again.stderr
+    assert json.loads(again.stdout)["duplicates"] == [{"file": "a.dcm"}]
+
+
+def test_ingest_without_json_prints_a_summary_and_the_rejections(tmp_path, data_dir):
+    make_dicom(tmp_path / "in" / "ct.dcm", modality="CT")
+    make_dicom(tmp_path / "in" / "ok.dcm")
+    result = manage(
+        "ingest", str(tmp_path / "in"), "--site", "east", "--create-site", data_dir=data_dir
+    )
+    assert result.returncode == 1
+    assert "1 accepted, 0 duplicates, 1 rejected" in result.stdout
+    assert "rejected ct.dcm: modality CT is not a radiograph" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["ingest", "{tmp}/a.dcm", "--site", "nowhere"], "does not exist"),
+        (["ingest", "{tmp}/missing", "--site", "east", "--create-site"], "no such file"),
+        (["ingest", "--site", "east"], "PATH"),
+        (["ingest", "{tmp}/a.dcm"], "--site"),
+    ],
+)
+def test_usage_errors_exit_2_and_store_nothing(args, message, tmp_path, data_dir):
+    make_dicom(tmp_path / "a.dcm")
+    result = manage(*[a.format(tmp=tmp_path) for a in args], data_dir=data_dir)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert Image.objects.count() == 0
+    assert not Site.objects.filter(slug="nowhere").exists()
