@@ -141,6 +141,9 @@ INGEST = {
     "ZIP_MAX_UNCOMPRESSED_BYTES": _env_int("PORTAL_ZIP_MAX_UNCOMPRESSED_BYTES", 64 * 1024**3),
     "ZIP_MAX_RATIO": float(os.environ.get("PORTAL_ZIP_MAX_RATIO", "200")),
     "ZIP_MAX_ENTRIES": _env_int("PORTAL_ZIP_MAX_ENTRIES", 200_000),
+    # Processes that read and de-identify files side by side; small uploads stay in-process.
+    "WORKERS": _env_int("PORTAL_INGEST_WORKERS", os.cpu_count() or 1),
+    "PARALLEL_MIN_FILES": _env_int("PORTAL_INGEST_PARALLEL_MIN_FILES", 32),
 }
 
 REST_FRAMEWORK = {

@@ -46,9 +46,14 @@ def _database_url() -> str:
 class Worker:
     """A real `celery worker` process against the test database and the test Redis."""
 
-    def __init__(self, *, redis_url: str, data_dir: Path, queues: str, name: str) -> None:
+    def __init__(
+        self, *, redis_url: str, data_dir: Path, queues: str, name: str, pool: str = "prefork"
+    ) -> None:
+        # The worker ingests with its process pool even for the tests' small uploads.
         env = dict(
             os.environ,
+            PORTAL_INGEST_WORKERS="2",
+            PORTAL_INGEST_PARALLEL_MIN_FILES="1",
             REDIS_URL=redis_url,
             PORTAL_DATA_DIR=str(data_dir),
             DATABASE_URL=_database_url(),
@@ -69,7 +74,7 @@ class Worker:
                 "--concurrency",
                 "1",
                 "--pool",
-                "prefork",
+                pool,
                 "--loglevel",
                 "INFO",
                 "--without-gossip",
@@ -104,7 +109,9 @@ class Worker:
 
 @pytest.fixture
 def default_worker(transactional_db, redis_url: str, data_dir: Path) -> Iterator[Worker]:
-    worker = Worker(redis_url=redis_url, data_dir=data_dir, queues="default", name="default")
+    worker = Worker(
+        redis_url=redis_url, data_dir=data_dir, queues="default", name="default", pool="threads"
+    )
     yield worker
     worker.stop()
 

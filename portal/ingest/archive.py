@@ -12,7 +12,6 @@ import stat
 import tempfile
 import zipfile
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -45,11 +44,17 @@ class Source:
 
 @dataclass(frozen=True)
 class Item:
-    """A file to ingest (`path`), or one already rejected with `reason`."""
+    """A file to ingest (`path`), or one already rejected with `reason`. A `temporary` file
+    (extracted from an archive) belongs to the consumer, who deletes it when done."""
 
     name: str
     path: Path | None = None
     reason: str | None = None
+    temporary: bool = False
+
+    def discard(self) -> None:
+        if self.temporary and self.path is not None:
+            self.path.unlink(missing_ok=True)
 
 
 def is_junk(name: str) -> bool:
@@ -99,7 +104,7 @@ def count_items(sources: list[Source], limits: ZipLimits) -> int:
 
 
 def iter_items(sources: list[Source], limits: ZipLimits, tmp_dir: Path) -> Iterator[Item]:
-    """Yield every file to ingest; a ZIP entry's temporary copy lives until the next item."""
+    """Yield every file to ingest, one at a time."""
     for source in sources:
         # A ZIP given on its own (CLI) names its entries relative to itself.
         names_zip = source.path.is_dir() or bool(source.name)
@@ -164,22 +169,21 @@ def _iter_zip(path: Path, prefix: str, limits: ZipLimits, tmp_dir: Path) -> Iter
             if problem := _entry_problem(info, limits):
                 yield Item(name=name, reason=problem)
                 continue
-            with _extracted(zf, info, tmp_dir) as (extracted, error):
-                if error:
-                    yield Item(name=name, reason=error)
-                elif is_zip(extracted):
-                    yield Item(name=name, reason=NESTED)
-                else:
-                    yield Item(name=name, path=extracted)
+            extracted, error = _extract(zf, info, tmp_dir)
+            if error or extracted is None:
+                yield Item(name=name, reason=error)
+            elif is_zip(extracted):
+                extracted.unlink()
+                yield Item(name=name, reason=NESTED)
+            else:
+                yield Item(name=name, path=extracted, temporary=True)
 
 
-@contextmanager
-def _extracted(
+def _extract(
     zf: zipfile.ZipFile, info: zipfile.ZipInfo, tmp_dir: Path
-) -> Iterator[tuple[Path, str | None]]:
+) -> tuple[Path | None, str | None]:
+    """Copy one entry to a private temporary file (never to a path named by the archive)."""
     fd, tmp_name = tempfile.mkstemp(prefix="zip-entry-", dir=tmp_dir)
-    tmp = Path(tmp_name)
-    error = None
     try:
         with os.fdopen(fd, "wb") as out, zf.open(info) as entry:
             # zipfile stops at the declared size and checks the CRC, so a lying header
@@ -193,8 +197,6 @@ def _extracted(
         NotImplementedError,
         RuntimeError,
     ) as exc:
-        error = f"archive entry cannot be extracted ({type(exc).__name__})"
-    try:
-        yield tmp, error
-    finally:
-        tmp.unlink(missing_ok=True)
+        Path(tmp_name).unlink(missing_ok=True)
+        return None, f"archive entry cannot be extracted ({type(exc).__name__})"
+    return Path(tmp_name), None

@@ -4,14 +4,15 @@ One file at a time: read, check, age, de-identify, de-duplicate, write, record, 
 transaction per file, so a bad file leaves nothing behind and never stops the rest.
 """
 
-import hashlib
-import io
 import json
 import logging
 import os
 import shutil
 import tempfile
+from collections import deque
 from collections.abc import Callable, Iterable
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
 
 from django.conf import settings
@@ -19,24 +20,16 @@ from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from portal.celery import app as celery_app
 from portal.ingest.archive import Item, Source, ZipLimits, count_items, iter_items
-from portal.ingest.deid import Pseudonyms, deidentify
-from portal.ingest.dicom import (
-    Limits,
-    Rejected,
-    check_radiograph,
-    compute_age,
-    normalise_sex,
-    read_dataset,
-)
+from portal.ingest.dicom import Limits
 from portal.ingest.models import Image, Site, Upload, UploadFile
+from portal.ingest.prepare import Prepared, Refused, prepare
 
 log = logging.getLogger(__name__)
 PROCESS_TASK = "portal.ingest.upload_process"
+DUPLICATE_REASON = "already stored for this site"
 Outcome = UploadFile.Outcome
 
 
@@ -141,7 +134,9 @@ def upload_process(
 ) -> Upload:
     """Ingest every file of `sources` into `upload`, one transaction per file.
 
-    Safe to run again after a crash: files already in the report are skipped.
+    Reading and de-identifying run in worker processes when the upload is large enough;
+    recording stays here, in upload order. Safe to run again after a crash: files already
+    in the report are skipped.
     """
     zip_limits, limits = _zip_limits(), _image_limits()
     already = set(upload.files.values_list("name", flat=True)) if upload.processed_files else set()
@@ -151,19 +146,41 @@ def upload_process(
     )
     if on_total:
         on_total(total)
-    pseudonyms = Pseudonyms(key=upload.site.pseudonym_key.encode())
+    key = upload.site.pseudonym_key.encode()
     tmp_dir = settings.DATA_DIR / "tmp"
     tmp_dir.mkdir(parents=True, exist_ok=True)
+    pending: deque[tuple[Item, Future | None]] = deque()
+
+    def finish_oldest() -> None:
+        item, future = pending.popleft()
+        try:
+            outcome = future.result() if future else Refused(item.reason or "unreadable")
+            record = _store(upload=upload, name=item.name, prepared=outcome)
+        finally:
+            item.discard()
+        if on_file:
+            on_file(record)
+
     try:
-        for item in iter_items(sources, zip_limits, tmp_dir):
-            if item.name in already:
-                continue
-            record = _ingest_item(
-                upload=upload, item=item, pseudonyms=pseudonyms, limits=limits, tmp_dir=tmp_dir
-            )
-            if on_file:
-                on_file(record)
-    except Exception as exc:
+        with _executor(total - len(already)) as pool:
+            window = 2 * getattr(pool, "_max_workers", 1)
+            for item in iter_items(sources, zip_limits, tmp_dir):
+                if item.name in already:
+                    item.discard()
+                    continue
+                future = None
+                if item.path is not None:
+                    future = pool.submit(prepare, str(item.path), key, limits, str(tmp_dir))
+                pending.append((item, future))
+                while len(pending) > window:
+                    finish_oldest()
+            while pending:
+                finish_oldest()
+    except BaseException as exc:
+        for item, future in pending:
+            if future and future.done() and isinstance(result := future.result(), Prepared):
+                Path(result.tmp_path).unlink(missing_ok=True)
+            item.discard()
         log.exception("upload %s failed", upload.pk)
         Upload.objects.filter(pk=upload.pk).update(
             status=Upload.Status.FAILED,
@@ -185,6 +202,28 @@ def upload_process(
     return upload
 
 
+class _InlineExecutor(Executor):
+    """Runs each call at once: small uploads do not pay for starting worker processes."""
+
+    _max_workers = 1
+
+    def submit(self, fn, /, *args, **kwargs) -> Future:  # type: ignore[override]
+        future: Future = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as exc:
+            future.set_exception(exc)
+        return future
+
+
+def _executor(files: int) -> Executor:
+    workers = settings.INGEST["WORKERS"]
+    if workers <= 1 or files < settings.INGEST["PARALLEL_MIN_FILES"]:
+        return _InlineExecutor()
+    # spawn, not fork: children must not inherit the parent's database connections.
+    return ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"))
+
+
 _COUNTERS = {
     Outcome.ACCEPTED: "accepted_count",
     Outcome.DUPLICATE: "duplicate_count",
@@ -195,7 +234,7 @@ _COUNTERS = {
 def _record(
     upload: Upload, name: str, outcome: str, reason: str = "", image: Image | None = None
 ) -> UploadFile:
-    """Write one report line and move the counters; the caller holds the transaction."""
+    """Write one report line and move the counters, atomically."""
     with transaction.atomic():
         record = UploadFile.objects.create(
             upload=upload, name=name, outcome=outcome, reason=reason, image=image
@@ -207,97 +246,44 @@ def _record(
     return record
 
 
-def _ingest_item(
-    *, upload: Upload, item: Item, pseudonyms: Pseudonyms, limits: Limits, tmp_dir: Path
-) -> UploadFile:
-    if item.reason or item.path is None:
-        return _record(upload, item.name, Outcome.REJECTED, item.reason or "unreadable")
-    try:
-        ds = read_dataset(item.path)
-        check_radiograph(ds, limits)
-        age = compute_age(ds)
-        sex = normalise_sex(ds.get("PatientSex"))
-        ids = deidentify(ds, pseudonyms=pseudonyms, age_days=age.days)
-    except Rejected as exc:
-        return _record(upload, item.name, Outcome.REJECTED, str(exc))
-    except Exception as exc:  # odd real-world files: reject the file, keep the upload going
-        reason = f"unreadable DICOM ({type(exc).__name__})"
-        return _record(upload, item.name, Outcome.REJECTED, reason)
-
+def _store(*, upload: Upload, name: str, prepared: Prepared | Refused) -> UploadFile:
+    """De-duplicate, then record the image and move its file into storage in one transaction."""
+    if isinstance(prepared, Refused):
+        return _record(upload, name, Outcome.REJECTED, prepared.reason)
     site = upload.site
-    if Image.objects.filter(site=site, sop_instance_uid=ids.sop_instance_uid).exists():
-        return _record(upload, item.name, Outcome.DUPLICATE, "already stored for this site")
-
-    data, sha256 = _encode(ds)
-    image = Image(
-        site=site,
-        upload=upload,
-        size_bytes=len(data),
-        sha256=sha256,
-        sop_instance_uid=ids.sop_instance_uid,
-        study_instance_uid=ids.study_instance_uid,
-        series_instance_uid=ids.series_instance_uid,
-        patient_pseudonym=ids.patient_pseudonym,
-        sex=sex,
-        age_days=age.days,
-        age_source=age.source,
-        age_resolution_days=age.resolution_days,
-        **_acquisition(ds),
-    )
-    image.file = f"images/{site.slug}/{image.uuid}.dcm"
-    target = settings.DATA_DIR / image.file
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix="ingest-", suffix=".dcm", dir=tmp_dir)
-    with os.fdopen(fd, "wb") as out:
-        out.write(data)
+    tmp = Path(prepared.tmp_path)
     try:
-        with transaction.atomic():
-            image.save()
-            record = _record(upload, item.name, Outcome.ACCEPTED, image=image)
-            os.replace(tmp_name, target)
-    except IntegrityError:
-        # Another upload stored the same instance between our check and our insert.
-        target.unlink(missing_ok=True)
-        return _record(upload, item.name, Outcome.DUPLICATE, "already stored for this site")
-    except BaseException:
-        target.unlink(missing_ok=True)
-        raise
+        if Image.objects.filter(site=site, sop_instance_uid=prepared.ids.sop_instance_uid).exists():
+            return _record(upload, name, Outcome.DUPLICATE, DUPLICATE_REASON)
+        image = Image(
+            site=site,
+            upload=upload,
+            size_bytes=prepared.size_bytes,
+            sha256=prepared.sha256,
+            sop_instance_uid=prepared.ids.sop_instance_uid,
+            study_instance_uid=prepared.ids.study_instance_uid,
+            series_instance_uid=prepared.ids.series_instance_uid,
+            patient_pseudonym=prepared.ids.patient_pseudonym,
+            sex=prepared.sex,
+            age_days=prepared.age.days,
+            age_source=prepared.age.source,
+            age_resolution_days=prepared.age.resolution_days,
+            **prepared.acquisition,
+        )
+        image.file = f"images/{site.slug}/{image.uuid}.dcm"
+        target = settings.DATA_DIR / image.file
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with transaction.atomic():
+                image.save()
+                record = _record(upload, name, Outcome.ACCEPTED, image=image)
+                os.replace(tmp, target)
+        except IntegrityError:
+            # Another upload stored the same instance between our check and our insert.
+            return _record(upload, name, Outcome.DUPLICATE, DUPLICATE_REASON)
+        except BaseException:
+            target.unlink(missing_ok=True)
+            raise
+        return record
     finally:
-        Path(tmp_name).unlink(missing_ok=True)
-    return record
-
-
-def _encode(ds: Dataset) -> tuple[bytes, str]:
-    """Serialise as a DICOM Part 10 file and hash exactly the bytes that will be stored."""
-    meta = ds.file_meta if isinstance(getattr(ds, "file_meta", None), FileMetaDataset) else None
-    if meta is None or "TransferSyntaxUID" not in meta:
-        implicit, _little = getattr(ds, "original_encoding", (True, True))
-        meta = meta or FileMetaDataset()
-        meta.TransferSyntaxUID = ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian
-        ds.file_meta = meta
-    meta.MediaStorageSOPClassUID = ds.SOPClassUID
-    meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    buffer = io.BytesIO()
-    ds.save_as(buffer, enforce_file_format=True)
-    data = buffer.getvalue()
-    return data, hashlib.sha256(data).hexdigest()
-
-
-def _acquisition(ds: Dataset) -> dict:
-    spacing = ds.get("PixelSpacing") or ds.get("ImagerPixelSpacing")
-    try:
-        spacing_mm = [float(v) for v in spacing] if spacing else None
-    except (TypeError, ValueError):
-        spacing_mm = None
-    return {
-        "modality": str(ds.Modality).strip().upper(),
-        "view_position": str(ds.get("ViewPosition", "") or "").strip()[:16],
-        "rows": int(ds.Rows),
-        "columns": int(ds.Columns),
-        "pixel_spacing_mm": spacing_mm,
-        "photometric_interpretation": str(ds.PhotometricInterpretation).strip().upper(),
-        "bits_stored": int(ds.get("BitsStored", ds.BitsAllocated)),
-        "transfer_syntax_uid": str(ds.file_meta.TransferSyntaxUID),
-        "manufacturer": str(ds.get("Manufacturer", "") or "").strip()[:128],
-        "burned_in_annotation": str(ds.get("BurnedInAnnotation", "") or "").upper() == "YES",
-    }
+        tmp.unlink(missing_ok=True)

@@ -1,6 +1,7 @@
 import hashlib
 import logging
 import shutil
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -269,3 +270,22 @@ def test_real_cr_films_from_pydicom_data(site, tmp_path, data_dir):
 def test_pydicom_test_files_of_other_kinds_are_rejected(name, reason, site):
     report = ingest(site, Path(get_testdata_file(name)))
     assert reason in report["rejected"][0]["reason"]
+
+
+def test_parallel_ingest_reports_in_upload_order_and_cleans_up(site, tmp_path, data_dir, settings):
+    settings.INGEST = {**settings.INGEST, "WORKERS": 2, "PARALLEL_MIN_FILES": 1}
+    folder = tmp_path / "upload"
+    names = []
+    for i in range(12):
+        names.append(f"{i:02d}.dcm")
+        make_dicom(folder / names[-1], modality="CT" if i % 5 == 0 else "DX")
+    with zipfile.ZipFile(folder / "zz.zip", "w") as zf:
+        zf.writestr("inner.dcm", make_dicom(tmp_path / "inner.dcm").read_bytes())
+
+    report = ingest(site, folder)
+
+    assert [e["file"] for e in report["rejected"]] == ["00.dcm", "05.dcm", "10.dcm"]
+    accepted = [e["file"] for e in report["accepted"]]
+    assert accepted == [n for i, n in enumerate(names) if i % 5] + ["zz.zip/inner.dcm"]
+    assert len(stored_files(data_dir)) == 10
+    assert not list((data_dir / "tmp").iterdir())

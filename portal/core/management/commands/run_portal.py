@@ -43,8 +43,12 @@ class Command(BaseCommand):
                     "default@%h",
                     "--loglevel",
                     "INFO",
+                    # Threads: default-queue tasks wait on the database and disk; ingest runs
+                    # its CPU-heavy part in a process pool of its own.
+                    "--pool",
+                    "threads",
                     "--concurrency",
-                    "2",
+                    "4",
                 ],
                 "web": [
                     os.path.join(bin_dir, "gunicorn"),
