@@ -118,7 +118,6 @@ def deidentify(ds: Dataset, *, pseudonyms: Pseudonyms, age_days: int) -> Deident
     pseudonym = pseudonyms.patient(patient_key)
     shift = dt.timedelta(days=pseudonyms.date_shift_days(patient_key))
 
-    ds.remove_private_tags()
     _apply(ds, _element_rule(pseudonyms, shift))
 
     ds.PatientID = pseudonym
@@ -155,7 +154,9 @@ Rule = Callable[[Dataset, DataElement], None]
 def _element_rule(pseudonyms: Pseudonyms, shift: dt.timedelta) -> Rule:
     def rule(dataset: Dataset, elem: DataElement) -> None:
         tag = elem.tag
-        if tag.group & 0xFF00 in (0x5000, 0x6000):  # curves and overlays (burned-in text)
+        # Private tags go (no Retain Safe Private option); so do curves and overlays, which
+        # can carry burned-in text.
+        if tag.group % 2 == 1 or tag.group & 0xFF00 in (0x5000, 0x6000):
             del dataset[tag]
             return
         if tag in (_PATIENT_SEX, _PATIENT_AGE):

@@ -5,13 +5,17 @@ The database half (de-duplicate, record, move into storage) stays in `services`.
 """
 
 import hashlib
+import io
 import os
+import struct
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pydicom.tag import Tag
+from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from portal.ingest.deid import Deidentified, Pseudonyms, deidentify
 from portal.ingest.dicom import (
@@ -23,6 +27,8 @@ from portal.ingest.dicom import (
     normalise_sex,
     read_dataset,
 )
+
+PIXEL_DATA = Tag(0x7FE0, 0x0010)
 
 
 @dataclass(frozen=True)
@@ -59,17 +65,63 @@ def prepare(path: str, site_key: bytes, limits: Limits, tmp_dir: str) -> Prepare
         return Refused(f"unreadable DICOM ({type(exc).__name__})")
     fd, tmp_name = tempfile.mkstemp(prefix="ingest-", suffix=".dcm", dir=tmp_dir)
     try:
-        with os.fdopen(fd, "w+b") as out:
-            ds.save_as(out, enforce_file_format=True)
-            out.flush()
-            out.seek(0)
-            # Hash exactly the bytes that will be stored.
-            sha256 = hashlib.file_digest(out, "sha256").hexdigest()
-            size = out.tell()
+        with os.fdopen(fd, "wb") as out:
+            size, sha256 = _write_part10(ds, out)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
     return Prepared(tmp_name, size, sha256, ids, age, sex, acquisition)
+
+
+def _write_part10(ds: Dataset, out: BinaryIO) -> tuple[int, str]:
+    """Write `ds` as a Part 10 file and hash exactly the bytes written.
+
+    pydicom copies a large Pixel Data value through an in-memory buffer; here pydicom writes
+    everything else and the pixel element is written straight from the value, so a large
+    radiograph is copied once.
+    """
+    digest = hashlib.sha256()
+    size = 0
+
+    def emit(data: bytes | memoryview) -> None:
+        nonlocal size
+        digest.update(data)
+        out.write(data)
+        size += len(data)
+
+    meta = ds.file_meta
+    ts = meta.TransferSyntaxUID
+    if "PixelData" not in ds or not ts.is_little_endian:
+        head = io.BytesIO()
+        ds.save_as(head, enforce_file_format=True)
+        emit(head.getbuffer())
+        return size, digest.hexdigest()
+    pixels = ds.PixelData
+    for elem in [e for e in ds if e.tag > PIXEL_DATA]:  # trailing padding, signatures
+        del ds[elem.tag]
+    del ds.PixelData
+    head = io.BytesIO()
+    ds.save_as(head, enforce_file_format=True)
+    ds.PixelData = pixels
+    emit(head.getbuffer())
+    if ts.is_encapsulated:
+        # Undefined length: the items as stored, then a sequence delimiter (PS3.5 A.4).
+        emit(_element_header(ts, "OB", 0xFFFFFFFF))
+        emit(pixels)
+        emit(struct.pack("<HHI", 0xFFFE, 0xE0DD, 0))
+    else:
+        padded = len(pixels) + len(pixels) % 2
+        emit(_element_header(ts, "OW" if ds.BitsAllocated > 8 else "OB", padded))
+        emit(pixels)
+        if padded != len(pixels):
+            emit(b"\0")
+    return size, digest.hexdigest()
+
+
+def _element_header(ts: UID, vr: str, length: int) -> bytes:
+    if ts.is_implicit_VR:
+        return struct.pack("<HHI", 0x7FE0, 0x0010, length)
+    return struct.pack("<HH2sHI", 0x7FE0, 0x0010, vr.encode(), 0, length)
 
 
 def _complete_file_meta(ds: Dataset) -> None:

@@ -234,8 +234,9 @@ _COUNTERS = {
 def _record(
     upload: Upload, name: str, outcome: str, reason: str = "", image: Image | None = None
 ) -> UploadFile:
-    """Write one report line and move the counters, atomically."""
-    with transaction.atomic():
+    """Write one report line and move the counters, atomically (joining the caller's
+    transaction if there is one)."""
+    with transaction.atomic(savepoint=False):
         record = UploadFile.objects.create(
             upload=upload, name=name, outcome=outcome, reason=reason, image=image
         )
@@ -253,8 +254,6 @@ def _store(*, upload: Upload, name: str, prepared: Prepared | Refused) -> Upload
     site = upload.site
     tmp = Path(prepared.tmp_path)
     try:
-        if Image.objects.filter(site=site, sop_instance_uid=prepared.ids.sop_instance_uid).exists():
-            return _record(upload, name, Outcome.DUPLICATE, DUPLICATE_REASON)
         image = Image(
             site=site,
             upload=upload,
@@ -279,7 +278,7 @@ def _store(*, upload: Upload, name: str, prepared: Prepared | Refused) -> Upload
                 record = _record(upload, name, Outcome.ACCEPTED, image=image)
                 os.replace(tmp, target)
         except IntegrityError:
-            # Another upload stored the same instance between our check and our insert.
+            # The unique (site, remapped SOPInstanceUID) constraint is the duplicate check.
             return _record(upload, name, Outcome.DUPLICATE, DUPLICATE_REASON)
         except BaseException:
             target.unlink(missing_ok=True)
