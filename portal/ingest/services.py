@@ -163,7 +163,7 @@ def upload_process(
 
     try:
         with _executor(total - len(already)) as pool:
-            window = 2 * getattr(pool, "_max_workers", 1)
+            window = 8 * getattr(pool, "_max_workers", 1)
             for item in iter_items(sources, zip_limits, tmp_dir):
                 if item.name in already:
                     item.discard()
