@@ -1,0 +1,246 @@
+"""CA-ResNet: a torchvision-style ResNet with a Coordinate Attention block in every residual block,
+one input channel, and the child's sex entering beside the pooled features of a regression head.
+
+Coordinate Attention follows Hou, Zhou and Feng, "Coordinate Attention for Efficient Mobile Network
+Design" (CVPR 2021), Fig. 2(c) and Eqs. 4-9; its place in the block follows Li et al. (2025) and
+DESIGN.md: after the last BatchNorm, before the residual add.
+"""
+
+from collections.abc import Callable
+from functools import partial
+
+import torch
+from torch import Tensor, nn
+
+# Sex encoding beside the pooled features: [male, female]; other or unknown is [0, 0].
+SEX_CODES = {"M": (1.0, 0.0), "F": (0.0, 1.0), "O": (0.0, 0.0)}
+SEX_FEATURES = 2
+
+
+def sex_tensor(sexes: list[str], device: torch.device | str = "cpu") -> Tensor:
+    return torch.tensor([SEX_CODES.get(s, SEX_CODES["O"]) for s in sexes], device=device)
+
+
+class HSwish(nn.Module):
+    """h-swish(x) = x * ReLU6(x + 3) / 6 (Howard et al. 2019), as Hou et al. use it."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * nn.functional.relu6(x + 3.0) / 6.0
+
+
+class CoordAttention(nn.Module):
+    """Pool along H and along W, concatenate, 1x1 conv to max(8, C // r) channels, BN, h-swish,
+    split, one 1x1 conv + sigmoid per direction, multiply the input by both attention maps."""
+
+    def __init__(self, channels: int, reduction: int = 32) -> None:
+        super().__init__()
+        mid = max(8, channels // reduction)
+        self.conv1 = nn.Conv2d(channels, mid, kernel_size=1)
+        self.bn1 = nn.BatchNorm2d(mid)
+        self.act = HSwish()
+        self.conv_h = nn.Conv2d(mid, channels, kernel_size=1)
+        self.conv_w = nn.Conv2d(mid, channels, kernel_size=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        _, _, h, w = x.shape
+        pooled_h = x.mean(dim=3, keepdim=True)  # N x C x H x 1  (Eq. 2)
+        pooled_w = x.mean(dim=2, keepdim=True).transpose(2, 3)  # N x C x W x 1  (Eq. 3)
+        y = self.act(self.bn1(self.conv1(torch.cat([pooled_h, pooled_w], dim=2))))  # Eq. 4
+        y_h, y_w = torch.split(y, [h, w], dim=2)
+        a_h = torch.sigmoid(self.conv_h(y_h))  # N x C x H x 1  (Eq. 5)
+        a_w = torch.sigmoid(self.conv_w(y_w.transpose(2, 3)))  # N x C x 1 x W  (Eq. 6)
+        return x * a_h * a_w  # Eq. 7
+
+
+AttnLayer = Callable[[int], nn.Module] | None
+
+
+def _conv3x3(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
+
+
+class BasicBlock(nn.Module):
+    expansion = 1
+
+    def __init__(
+        self, cin: int, planes: int, stride: int, downsample: nn.Module | None, attn: AttnLayer
+    ) -> None:
+        super().__init__()
+        self.conv1 = _conv3x3(cin, planes, stride)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = _conv3x3(planes, planes)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.attn = attn(planes) if attn else nn.Identity()
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+
+    def forward(self, x: Tensor) -> Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.attn(self.bn2(self.conv2(out)))  # CA after the last BN, before the add
+        return self.relu(out + identity)
+
+
+class Bottleneck(nn.Module):
+    expansion = 4
+
+    def __init__(
+        self, cin: int, planes: int, stride: int, downsample: nn.Module | None, attn: AttnLayer
+    ) -> None:
+        super().__init__()
+        out_channels = planes * self.expansion
+        self.conv1 = nn.Conv2d(cin, planes, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = _conv3x3(planes, planes, stride)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv3 = nn.Conv2d(planes, out_channels, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(out_channels)
+        self.attn = attn(out_channels) if attn else nn.Identity()
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+
+    def forward(self, x: Tensor) -> Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.attn(self.bn3(self.conv3(out)))  # CA after bn3, before the residual add
+        return self.relu(out + identity)
+
+
+class ResNet(nn.Module):
+    """Backbone (`forward_features`) and age head (`forward_head`) split, so that Grad-CAM and
+    embeddings reuse the backbone without editing it."""
+
+    def __init__(
+        self,
+        block: type[BasicBlock] | type[Bottleneck],
+        layers: list[int],
+        *,
+        width: int = 64,
+        in_chans: int = 1,
+        attn_layer: AttnLayer = None,
+        head_hidden: int = 256,
+        drop_rate: float = 0.2,
+    ) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_chans, width, 7, stride=2, padding=3, bias=False),
+            nn.BatchNorm2d(width),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(3, stride=2, padding=1),
+        )
+        self.cin = width
+        stages = []
+        for i, blocks in enumerate(layers):
+            stages.append(self._stage(block, width * 2**i, blocks, 1 if i == 0 else 2, attn_layer))
+        self.stages = nn.Sequential(*stages)
+        self.num_features = self.cin
+        self.head = nn.Sequential(
+            nn.Linear(self.num_features + SEX_FEATURES, head_hidden),
+            nn.ReLU(inplace=True),
+            nn.Dropout(drop_rate),
+            nn.Linear(head_hidden, 1),
+        )
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        # Zero-init the last BN of each residual branch (Goyal et al. 2017), as torchvision does.
+        for m in self.modules():
+            last_bn = getattr(m, "bn3", None) or getattr(m, "bn2", None)
+            if isinstance(m, BasicBlock | Bottleneck) and last_bn is not None:
+                nn.init.zeros_(last_bn.weight)
+
+    def _stage(
+        self, block, planes: int, blocks: int, stride: int, attn: AttnLayer
+    ) -> nn.Sequential:
+        downsample = None
+        if stride != 1 or self.cin != planes * block.expansion:
+            downsample = nn.Sequential(
+                nn.Conv2d(self.cin, planes * block.expansion, 1, stride=stride, bias=False),
+                nn.BatchNorm2d(planes * block.expansion),
+            )
+        layers = [block(self.cin, planes, stride, downsample, attn)]
+        self.cin = planes * block.expansion
+        layers += [block(self.cin, planes, 1, None, attn) for _ in range(blocks - 1)]
+        return nn.Sequential(*layers)
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        """The last stage's feature map, N x C x h x w (Grad-CAM's target layer)."""
+        return self.stages(self.stem(x))
+
+    def pool(self, features: Tensor) -> Tensor:
+        return features.mean(dim=(2, 3))
+
+    def forward_head(self, pooled: Tensor, sex: Tensor) -> Tensor:
+        """Age on the normalised scale from pooled features and the sex encoding."""
+        return self.head(torch.cat([pooled, sex.to(pooled.dtype)], dim=1)).squeeze(1)
+
+    def forward(self, x: Tensor, sex: Tensor) -> Tensor:
+        return self.forward_head(self.pool(self.forward_features(x)), sex)
+
+
+_DEPTHS: dict[int, tuple[type[BasicBlock] | type[Bottleneck], list[int]]] = {
+    18: (BasicBlock, [2, 2, 2, 2]),
+    34: (BasicBlock, [3, 4, 6, 3]),
+    50: (Bottleneck, [3, 4, 6, 3]),
+    101: (Bottleneck, [3, 4, 23, 3]),
+}
+
+
+def _build(depth: int, attention: bool, **kwargs) -> ResNet:
+    block, layers = _DEPTHS[depth]
+    attn = partial(CoordAttention, reduction=kwargs.pop("reduction", 32)) if attention else None
+    return ResNet(block, layers, attn_layer=attn, **kwargs)
+
+
+def ca_resnet18(**kwargs) -> ResNet:
+    return _build(18, True, **kwargs)
+
+
+def ca_resnet34(**kwargs) -> ResNet:
+    return _build(34, True, **kwargs)
+
+
+def ca_resnet50(**kwargs) -> ResNet:
+    return _build(50, True, **kwargs)
+
+
+def ca_resnet101(**kwargs) -> ResNet:
+    return _build(101, True, **kwargs)
+
+
+def resnet18(**kwargs) -> ResNet:
+    return _build(18, False, **kwargs)
+
+
+def resnet34(**kwargs) -> ResNet:
+    return _build(34, False, **kwargs)
+
+
+def resnet50(**kwargs) -> ResNet:
+    return _build(50, False, **kwargs)
+
+
+def resnet101(**kwargs) -> ResNet:
+    return _build(101, False, **kwargs)
+
+
+ARCHITECTURES: dict[str, Callable[..., ResNet]] = {
+    f.__name__: f
+    for f in (
+        ca_resnet18,
+        ca_resnet34,
+        ca_resnet50,
+        ca_resnet101,
+        resnet18,
+        resnet34,
+        resnet50,
+        resnet101,
+    )
+}
+
+
+def build_model(arch: str, **kwargs) -> ResNet:
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {arch!r}; one of {', '.join(ARCHITECTURES)}")
+    return ARCHITECTURES[arch](**kwargs)
