@@ -34,7 +34,8 @@ def predict_with_cam(model: ResNet, x: Tensor, sex: Tensor) -> Output:
     with torch.enable_grad():
         age = model.forward_head(pooled, sex.float())
         (weights,) = torch.autograd.grad(age.sum(), pooled)  # rows are independent samples
-    cam = F.relu(torch.einsum("nc,nchw->nhw", weights, features))
+    h, w = features.shape[2:]
+    cam = F.relu(torch.einsum("nc,nchw->nhw", weights / (h * w), features))
     return Output(age=age.detach(), cam=cam.detach())
 
 

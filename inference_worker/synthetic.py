@@ -494,7 +494,7 @@ class Job:
     seed: int
     out: str
     profile: str
-    label_noise: float
+    corrupt: bool
 
 
 def _examinations(rng: np.random.Generator, count: int) -> list[tuple[int, int]]:
@@ -522,7 +522,7 @@ def _make_one(job: Job, child_index: int, visit: int) -> dict:
         true_days = int(rng.integers(0, MAX_AGE_DAYS + 1))
     years = true_days / DAYS_PER_YEAR
     pixels = acquire(render(child, years, profile, rng), profile, rng)
-    corrupted = bool(rng.random() < job.label_noise)
+    corrupted = job.corrupt
     recorded, kind = corrupt_age(true_days, child.birth_date, rng) if corrupted else (true_days, "")
     use_patient_age = bool(rng.random() < profile.patient_age_fraction)
     if use_patient_age:
@@ -562,8 +562,13 @@ def generate(
     if not 0 <= label_noise <= 1:
         raise ValueError("label noise is a fraction between 0 and 1")
     out.mkdir(parents=True, exist_ok=True)
-    plan = _examinations(np.random.default_rng([seed, 1]), count)
-    jobs = [(Job(i, seed, str(out), profile, label_noise), c, v) for i, (c, v) in enumerate(plan)]
+    plan_rng = np.random.default_rng([seed, 1])
+    plan = _examinations(plan_rng, count)
+    # Exactly round(fraction x count) labels are corrupted, chosen at random.
+    corrupt = set(plan_rng.permutation(count)[: round(label_noise * count)].tolist())
+    jobs = [
+        (Job(i, seed, str(out), profile, i in corrupt), c, v) for i, (c, v) in enumerate(plan)
+    ]
     rows = []
     with tqdm(total=count, unit="phantom", file=sys.stderr, disable=not progress) as bar:
         if workers > 1:

@@ -166,6 +166,13 @@ def _write_progress(out: Path, **state) -> None:
     tmp.replace(out / PROGRESS)
 
 
+def read_progress(out: Path) -> dict | None:
+    try:
+        return json.loads((out / PROGRESS).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
 def train(args: argparse.Namespace) -> dict:
     torch.manual_seed(args.seed)
     random.seed(args.seed)

@@ -1,0 +1,159 @@
+"""train -> evaluate -> predict from the command line, on a handful of phantoms."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from inference_worker import checkpoint
+from inference_worker.synthetic import generate
+from inference_worker.train import patient_split, read_manifest
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", *args], capture_output=True, text=True, timeout=600
+    )
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> tuple[Path, Path]:
+    data = tmp_path_factory.mktemp("phantoms")
+    generate(data, 24, seed=2, profile="north")
+    out = data.parent / f"{data.name}-model"
+    result = run(
+        "inference_worker.train",
+        "--manifest",
+        str(data / "manifest.csv"),
+        "--out",
+        str(out),
+        "--arch",
+        "ca_resnet18",
+        "--width",
+        "8",
+        "--size",
+        "64",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "8",
+        "--val-fraction",
+        "0.3",
+        "--workers",
+        "1",
+    )
+    assert result.returncode == 0, result.stderr
+    return data, out
+
+
+def test_train_writes_a_checkpoint_folder_with_a_model_card(trained):
+    _, out = trained
+    card = json.loads((out / "model_card.json").read_text())
+    assert card["sha256"] == checkpoint.sha256_of(out / "weights.pt")
+    assert card["architecture"] == "ca_resnet18"
+    assert card["input_size"] == 64
+    assert card["training_data"]["train_images"] + card["training_data"]["validation_images"] == 24
+    assert "0-1" in card["metrics"]["validation"]["by_group"]
+    assert set(card["normalisation"]) >= {"input_mean", "input_std", "age_mean_days"}
+    state = torch.load(out / "weights.pt", weights_only=True)
+    assert any(key.endswith("attn.conv_h.weight") for key in state)
+
+
+def test_training_resumes_where_it_stopped(trained):
+    data, out = trained
+    result = run(
+        "inference_worker.train",
+        "--manifest",
+        str(data / "manifest.csv"),
+        "--out",
+        str(out),
+        "--arch",
+        "ca_resnet18",
+        "--width",
+        "8",
+        "--size",
+        "64",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "8",
+        "--val-fraction",
+        "0.3",
+        "--workers",
+        "1",
+        "--resume",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "resuming after epoch 1" in result.stderr
+    assert "epoch 2/2" in result.stderr
+    assert "epoch 1/2" not in result.stderr
+
+
+def test_patient_level_split_keeps_each_patient_on_one_side(trained):
+    data, _ = trained
+    samples = read_manifest(data / "manifest.csv")
+    train, val = patient_split(samples, 0.3, seed=0)
+    assert {s.patient for s in train}.isdisjoint({s.patient for s in val})
+
+
+def test_evaluate_prints_metrics_per_age_group_and_sex(trained):
+    data, out = trained
+    result = run(
+        "inference_worker.evaluate",
+        "--manifest",
+        str(data / "manifest.csv"),
+        "--model",
+        str(out),
+        "--json",
+    )
+    assert result.returncode == 0, result.stderr
+    rep = json.loads(result.stdout)
+    assert rep["overall"]["n"] == 24
+    assert rep["label_column"] == "true_age_days"
+    assert set(rep["overall"]) >= {
+        "mae_months",
+        "mape_percent",
+        "rmse_months",
+        "bias_months",
+        "spearman_rho",
+    }
+    assert "6-12 F" in rep["by_group_sex"]
+    assert rep["by_site"]["north"]["n"] == 24
+
+
+def test_predict_prints_one_json_object_per_file_with_a_heatmap(trained, tmp_path):
+    data, out = trained
+    files = sorted(str(p) for p in data.glob("*.dcm"))[:3]
+    result = run(
+        "inference_worker.predict",
+        *files,
+        "--model",
+        str(out),
+        "--heatmaps",
+        str(tmp_path / "heat"),
+        "--json",
+    )
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [line["file"] for line in lines] == files
+    for line in lines:
+        assert isinstance(line["age_days"], int)
+        assert line["age_days"] >= 0
+        assert Path(line["heatmap"]).exists()
+
+
+def test_predict_refuses_weights_that_do_not_match_their_card(trained, tmp_path):
+    data, out = trained
+    altered = tmp_path / "altered"
+    altered.mkdir()
+    (altered / "model_card.json").write_text((out / "model_card.json").read_text())
+    state = torch.load(out / "weights.pt", weights_only=True)
+    first = next(iter(state))
+    state[first] = state[first] + 1
+    torch.save(state, altered / "weights.pt")
+    result = run("inference_worker.predict", str(next(data.glob("*.dcm"))), "--model", str(altered))
+    assert result.returncode == 2
+    assert "does not match the model card" in result.stderr

@@ -1,0 +1,113 @@
+import csv
+import datetime as dt
+import subprocess
+import sys
+
+import numpy as np
+import pydicom
+import pytest
+
+from inference_worker.synthetic import (
+    MAX_AGE_DAYS,
+    PROFILES,
+    cardiothoracic_ratio,
+    corrupt_age,
+    generate,
+    rib_angle_deg,
+    thorax_width_mm,
+)
+
+
+@pytest.fixture(scope="module")
+def phantoms(tmp_path_factory):
+    out = tmp_path_factory.mktemp("phantoms")
+    rows = generate(out, 40, seed=5, profile="south", label_noise=0.25)
+    return out, rows
+
+
+def test_ages_cover_zero_to_eighteen_years(phantoms):
+    _, rows = phantoms
+    ages = np.array([r["true_age_days"] for r in rows])
+    assert ages.min() >= 0
+    assert ages.max() <= MAX_AGE_DAYS
+    assert ages.min() < 2 * 365.25
+    assert ages.max() > 14 * 365.25
+    # spread over the range, not clumped: every third of the range is used
+    thirds = np.histogram(ages, bins=3, range=(0, MAX_AGE_DAYS))[0]
+    assert (thirds > 0).all()
+
+
+def test_corrupted_label_fraction_matches_the_flag(phantoms):
+    out, rows = phantoms
+    corrupted = [r for r in rows if r["label_corrupted"]]
+    assert len(corrupted) == round(0.25 * 40)
+    for r in rows:
+        difference = abs(r["recorded_age_days"] - r["true_age_days"])
+        assert difference >= 53 if r["label_corrupted"] else difference <= 3
+    with (out / "manifest.csv").open() as fh:
+        manifest = list(csv.DictReader(fh))
+    assert [m["file"] for m in manifest] == [r["file"] for r in rows]
+    assert sum(int(m["label_corrupted"]) for m in manifest) == len(corrupted)
+
+
+def test_files_carry_fake_phi_and_the_site_acquisition(phantoms):
+    out, rows = phantoms
+    ds = pydicom.dcmread(out / rows[0]["file"])
+    assert ds.PhotometricInterpretation == "MONOCHROME1"
+    assert ds.Modality == "CR"
+    assert ds.file_meta.TransferSyntaxUID.is_compressed
+    assert "^" in str(ds.PatientName)
+    assert ds.PatientID
+    assert ds.InstitutionName
+    assert any(elem.tag.is_private for elem in ds)
+    assert ds.pixel_array.shape == (PROFILES["south"].rows, PROFILES["south"].columns)
+    assert ds.BurnedInAnnotation == "YES"
+
+
+def test_same_seed_gives_the_same_phantoms(tmp_path):
+    a = generate(tmp_path / "a", 3, seed=9, profile="north")
+    b = generate(tmp_path / "b", 3, seed=9, profile="north")
+    assert a == b
+    assert np.array_equal(
+        pydicom.dcmread(tmp_path / "a" / a[0]["file"]).pixel_array,
+        pydicom.dcmread(tmp_path / "b" / b[0]["file"]).pixel_array,
+    )
+
+
+def test_growth_rules_follow_a_childs_chest():
+    assert cardiothoracic_ratio(0) == pytest.approx(0.6)
+    assert cardiothoracic_ratio(17) == pytest.approx(0.5, abs=0.01)
+    assert rib_angle_deg(0) < 8 < 20 < rib_angle_deg(15)
+    assert thorax_width_mm(1, "M") < thorax_width_mm(8, "M") < thorax_width_mm(17, "M")
+    assert thorax_width_mm(17, "F") < thorax_width_mm(17, "M")
+
+
+def test_label_errors_are_plausible_and_stay_in_range():
+    rng = np.random.default_rng(0)
+    for true_days in (20, 200, 400, 3000, MAX_AGE_DAYS - 10):
+        recorded, kind = corrupt_age(true_days, dt.date(2010, 3, 7), rng)
+        assert 0 <= recorded <= MAX_AGE_DAYS
+        assert abs(recorded - true_days) >= 60
+        assert kind in {"wrong_year", "swapped_day_month", "months_as_years"}
+
+
+def test_cli_refuses_a_label_noise_outside_zero_to_one(tmp_path):
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "inference_worker.synthetic",
+            "--out",
+            str(tmp_path),
+            "--count",
+            "1",
+            "--site-profile",
+            "north",
+            "--label-noise",
+            "1.5",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2
+    assert "--label-noise" in result.stderr
