@@ -52,6 +52,7 @@ lint: setup ## ruff, import-linter and the TypeScript checker
 
 bench: setup ## run the benchmarks in bench/ (prints ratios measured side by side)
 	$(PY) bench/ingest.py
+	$(PY) bench/model.py
 
 clean: ## remove the virtual environment, the front-end build and the local data
 	rm -rf $(VENV) frontend/node_modules frontend/dist var

@@ -566,9 +566,7 @@ def generate(
     plan = _examinations(plan_rng, count)
     # Exactly round(fraction x count) labels are corrupted, chosen at random.
     corrupt = set(plan_rng.permutation(count)[: round(label_noise * count)].tolist())
-    jobs = [
-        (Job(i, seed, str(out), profile, i in corrupt), c, v) for i, (c, v) in enumerate(plan)
-    ]
+    jobs = [(Job(i, seed, str(out), profile, i in corrupt), c, v) for i, (c, v) in enumerate(plan)]
     rows = []
     with tqdm(total=count, unit="phantom", file=sys.stderr, disable=not progress) as bar:
         if workers > 1:

@@ -21,8 +21,13 @@ class Command(BaseCommand):
         parser.add_argument("--host", default="127.0.0.1")
         parser.add_argument("--port", type=int, default=8000)
         parser.add_argument("--web-workers", type=int, default=2)
+        parser.add_argument(
+            "--skip-demo-model", action="store_true", help="do not train the demo model"
+        )
 
-    def handle(self, *args, host: str, port: int, web_workers: int, **options) -> None:
+    def handle(
+        self, *args, host: str, port: int, web_workers: int, skip_demo_model: bool, **options
+    ) -> None:
         with ExitStack() as stack:
             env = dict(os.environ)
             if "REDIS_URL" not in os.environ:
@@ -67,6 +72,8 @@ class Command(BaseCommand):
             }
             procs = {name: subprocess.Popen(cmd, env=env) for name, cmd in commands.items()}
             stack.callback(self._stop, procs)
+            if not skip_demo_model:
+                stack.callback(self._stop, {"demo": self._train_demo_model(env)})
             self.stdout.write(f"Portal: http://{host}:{port}/  (Ctrl-C stops everything)")
             signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
             try:
@@ -76,6 +83,20 @@ class Command(BaseCommand):
                 self.stderr.write(f"{', '.join(failed)} stopped; shutting down the rest")
             except KeyboardInterrupt:
                 self.stdout.write("Stopping…")
+
+    def _train_demo_model(self, env: dict) -> subprocess.Popen:
+        """Train (or reuse) the demo model in the background; the portal shows its progress."""
+        out = settings.DATA_DIR / "models" / "demo"
+        out.mkdir(parents=True, exist_ok=True)
+        log = out / "training.log"
+        self.stdout.write(f"Demo model: checking or training in {out} (log: {log})")
+        with log.open("ab") as fh:
+            return subprocess.Popen(
+                [sys.executable, "-m", "inference_worker.demo", "--out", str(out)],
+                env=env,
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+            )
 
     @staticmethod
     def _stop(procs: dict[str, subprocess.Popen]) -> None:

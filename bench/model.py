@@ -1,0 +1,121 @@
+"""Model benchmark on this machine's CPU (or a GPU where there is one), all in one run:
+
+- images/s of CA-ResNet against the plain ResNet of the same depth and input size (goal: CA
+  costs at most 10%);
+- achieved GFLOP/s of the forward pass over the GFLOP/s of a large matrix product (goal: 50%);
+- prediction + heatmap time over prediction time (goal: at most 1.15);
+- the demo model's MAE on phantoms of an unseen seed, per site profile, against predicting the
+  training mean.
+
+    python bench/model.py [--depth 50] [--size 256] [--batch 8] [--demo var/models/demo]
+"""
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from inference_worker import checkpoint, metrics, synthetic  # noqa: E402
+from inference_worker.heatmap import predict_with_cam  # noqa: E402
+from inference_worker.model import build_model, sex_tensor  # noqa: E402
+from inference_worker.predict import load_predictor  # noqa: E402
+
+
+def timed(fn, repeats: int) -> float:
+    """Best of `repeats` wall-clock seconds, after one warm-up call."""
+    fn()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def matmul_gflops(device: torch.device, n: int = 2048) -> float:
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    seconds = timed(lambda: a @ b, 5)
+    return 2 * n**3 / seconds / 1e9
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--depth", type=int, default=50)
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--demo", type=Path, default=ROOT / "var" / "models" / "demo")
+    parser.add_argument("--phantoms", type=int, default=100, help="per site profile")
+    args = parser.parse_args()
+    torch.set_num_threads(os.cpu_count() or 1)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    x = torch.randn(args.batch, 1, args.size, args.size, device=device)
+    sex = sex_tensor(["M", "F"] * (args.batch // 2) + ["O"] * (args.batch % 2), device)
+    print(
+        f"device {device}, {torch.get_num_threads()} threads, batch {args.batch}, "
+        f"input {args.size}x{args.size}"
+    )
+
+    rates = {}
+    for arch in (f"resnet{args.depth}", f"ca_resnet{args.depth}"):
+        model = build_model(arch).to(device).eval()
+        with torch.no_grad():
+            seconds = timed(lambda m=model: m(x, sex), args.repeats)
+        rates[arch] = args.batch / seconds
+        print(f"{arch:<14} {rates[arch]:8.2f} images/s")
+    cost = rates[f"resnet{args.depth}"] / rates[f"ca_resnet{args.depth}"] - 1
+    print(f"CA cost: {cost * 100:.1f}% slower (goal: at most 10%)")
+
+    model = build_model(f"ca_resnet{args.depth}").to(device).eval()
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(x, sex)
+    flops = counter.get_total_flops()
+    with torch.no_grad():
+        forward_s = timed(lambda: model(x, sex), args.repeats)
+    achieved, peak = flops / forward_s / 1e9, matmul_gflops(device)
+    print(
+        f"forward {flops / args.batch / 1e9:.2f} GFLOP/image, {achieved:.1f} GFLOP/s; "
+        f"matmul {peak:.1f} GFLOP/s; ratio {achieved / peak:.2f} (goal: at least 0.5)"
+    )
+
+    with_cam_s = timed(lambda: predict_with_cam(model, x, sex), args.repeats)
+    print(f"prediction + heatmap / prediction = {with_cam_s / forward_s:.3f} (goal: at most 1.15)")
+
+    if not (args.demo / checkpoint.CARD).exists():
+        print(f"demo model: none at {args.demo} (make run trains it); MAE skipped")
+        return
+    predictor = load_predictor(str(args.demo))
+    mean_age = predictor.age_mean
+    with tempfile.TemporaryDirectory() as tmp:
+        for profile in sorted(synthetic.PROFILES):
+            rows = synthetic.generate(
+                Path(tmp) / profile,
+                args.phantoms,
+                seed=987_654,
+                profile=profile,
+                workers=os.cpu_count() or 1,
+            )
+            files = [str(Path(tmp) / profile / r["file"]) for r in rows]
+            results = predictor.run(files, batch_size=16)
+            true = [r["true_age_days"] for r in rows]
+            mae = metrics.compute(true, [r.age_days for r in results]).mae_months
+            baseline = metrics.compute(true, [mean_age] * len(true)).mae_months
+            seen = profile in predictor.card["training_data"]["sites"]
+            print(
+                f"demo model on {args.phantoms} unseen-seed '{profile}' phantoms "
+                f"({'training site' if seen else 'site not in training'}): MAE {mae:.1f} "
+                f"months; predicting the mean: {baseline:.1f} months"
+            )
+
+
+if __name__ == "__main__":
+    main()
