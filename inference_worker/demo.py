@@ -11,6 +11,7 @@ command returns at once when the folder holds a checkpoint whose weights match t
 
 import argparse
 import csv
+import fcntl
 import os
 import sys
 from pathlib import Path
@@ -78,6 +79,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if ready(args.out):
         print(f"demo model ready: {args.out}")
+        return 0
+    args.out.mkdir(parents=True, exist_ok=True)
+    lock = (args.out / ".training.lock").open("w")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        print(f"demo model: already being trained in {args.out}", file=sys.stderr)
         return 0
     workers = os.cpu_count() or 1
     torch.set_num_threads(workers)

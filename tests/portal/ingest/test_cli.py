@@ -44,6 +44,7 @@ def test_ingest_json_report_lists_every_file_and_exits_1_when_any_is_rejected(tm
         {"file": "ct.dcm", "reason": "modality CT is not a radiograph (expected CR or DX)"}
     ]
     assert report["duplicates"] == []
+    assert "3/3" in result.stderr  # the progress bar
 
 
 def test_ingest_exits_0_when_nothing_is_rejected_and_reports_duplicates(tmp_path, data_dir):

@@ -41,9 +41,14 @@ class Command(BaseCommand):
 
         sources = [Source.given(p) for p in paths]
         upload = services.upload_create(site=site_obj, source=Upload.Source.CLI)
-        # Shown when stderr is a terminal; -v 0 silences it.
-        quiet = options["verbosity"] == 0
-        bar = tqdm(desc=f"upload {upload.pk}", unit="file", file=sys.stderr, disable=quiet or None)
+        # On stderr, so that stdout stays one JSON object; -v 0 silences it.
+        bar = tqdm(
+            desc=f"upload {upload.pk}",
+            unit="file",
+            file=sys.stderr,
+            disable=options["verbosity"] == 0,
+            mininterval=0.5,
+        )
         upload = services.upload_process(
             upload=upload,
             sources=sources,
