@@ -11,6 +11,7 @@ from functools import partial
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F  # noqa: N812
 
 # Sex encoding beside the pooled features: [male, female]; other or unknown is [0, 0].
 SEX_CODES = {"M": (1.0, 0.0), "F": (0.0, 1.0), "O": (0.0, 0.0)}
@@ -43,13 +44,17 @@ class CoordAttention(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         _, _, h, w = x.shape
-        pooled_h = x.mean(dim=3, keepdim=True)  # N x C x H x 1  (Eq. 2)
-        pooled_w = x.mean(dim=2, keepdim=True).transpose(2, 3)  # N x C x W x 1  (Eq. 3)
+        pooled_h = F.adaptive_avg_pool2d(x, (h, 1))  # N x C x H x 1  (Eq. 2)
+        pooled_w = F.adaptive_avg_pool2d(x, (1, w)).transpose(2, 3)  # N x C x W x 1  (Eq. 3)
         y = self.act(self.bn1(self.conv1(torch.cat([pooled_h, pooled_w], dim=2))))  # Eq. 4
         y_h, y_w = torch.split(y, [h, w], dim=2)
         a_h = torch.sigmoid(self.conv_h(y_h))  # N x C x H x 1  (Eq. 5)
         a_w = torch.sigmoid(self.conv_w(y_w.transpose(2, 3)))  # N x C x 1 x W  (Eq. 6)
-        return x * a_h * a_w  # Eq. 7
+        if torch.is_grad_enabled():
+            return x * a_h * a_w  # Eq. 7
+        # Inference: reweight in place; the input is the fresh output of the block's last BN,
+        # and two full-size temporaries are most of what CA costs on a CPU.
+        return x.mul_(a_h).mul_(a_w)
 
 
 AttnLayer = Callable[[int], nn.Module] | None

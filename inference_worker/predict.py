@@ -71,8 +71,8 @@ class Predictor:
         self.size = int(card["input_size"])
         norm = card["normalisation"]
         self.age_mean, self.age_std = float(norm["age_mean_days"]), float(norm["age_std_days"])
-        if device.type == "cuda":
-            self.model = self.model.to(memory_format=torch.channels_last)
+        # channels-last suits oneDNN on CPUs as well as tensor cores on GPUs.
+        self.model = self.model.to(memory_format=torch.channels_last)
 
     @property
     def name(self) -> str:
@@ -125,8 +125,7 @@ class Predictor:
         ok = [results[i] for i, _, _ in ready]
         with _timed(ok, "predict"):
             x = torch.stack([t for _, t, _ in ready]).to(self.device)
-            if self.device.type == "cuda":
-                x = x.contiguous(memory_format=torch.channels_last)
+            x = x.contiguous(memory_format=torch.channels_last)
             sex = sex_tensor([r.sex or "O" for r in ok], self.device)
             autocast = torch.autocast(
                 self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"
@@ -166,6 +165,39 @@ def load_predictor(model_dir: str, sha256: str | None = None) -> Predictor:
             f"{model_dir}: weights sha256 {card['sha256']} is not the expected {sha256}"
         )
     return Predictor(model, card, default_device())
+
+
+def run_batch(payload: dict, data_dir: Path) -> dict:
+    """A portal batch (`{"job", "model": {"name", "path", "sha256"}, "images": [{"id", "path",
+    "sex", "heatmap"}]}`, paths relative to the shared storage) -> the answer for the portal:
+    one result per image, an age and a heatmap, or the reason it failed."""
+    model, images = payload["model"], payload["images"]
+    answer: dict = {"job": payload.get("job"), "model": model["name"], "results": []}
+    try:
+        predictor = load_predictor(str(data_dir / model["path"]), model["sha256"])
+    except (checkpoint.CheckpointError, OSError, KeyError) as exc:
+        reason = f"model {model['name']} cannot be loaded: {exc}"
+        answer["results"] = [{"image": image["id"], "error": reason} for image in images]
+        return answer
+    results = predictor.run(
+        [str(data_dir / image["path"]) for image in images],
+        heatmap_paths=[str(data_dir / image["heatmap"]) for image in images],
+        sexes=[image.get("sex") for image in images],
+        batch_size=len(images),
+    )
+    for image, result in zip(images, results, strict=True):
+        if result.error:
+            answer["results"].append({"image": image["id"], "error": result.error})
+        else:
+            answer["results"].append(
+                {
+                    "image": image["id"],
+                    "age_days": result.age_days,
+                    "heatmap": image["heatmap"],
+                    "ms": result.ms,
+                }
+            )
+    return answer
 
 
 def main(argv: list[str] | None = None) -> int:

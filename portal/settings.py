@@ -57,6 +57,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "portal.core",
     "portal.ingest",
+    "portal.predictions",
 ]
 
 MIDDLEWARE = [
@@ -164,7 +165,9 @@ SPECTACULAR_SETTINGS = {
 
 # Celery: one number sets the hard limit; soft limit and broker visibility follow from it.
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-TASK_HARD_LIMIT_S = _env_int("PORTAL_TASK_HARD_LIMIT_S", 6 * 3600)
+# The inference workers read the same TASK_HARD_LIMIT_S: they share the broker, and a consumer
+# restores unacknowledged messages after its own visibility timeout.
+TASK_HARD_LIMIT_S = _env_int("TASK_HARD_LIMIT_S", 6 * 3600)
 CELERY_BROKER_URL = REDIS_URL
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
@@ -176,6 +179,7 @@ CELERY_TASK_SOFT_TIME_LIMIT = int(TASK_HARD_LIMIT_S * 0.9)
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": int(TASK_HARD_LIMIT_S * 1.1)}
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+PREDICT_BATCH_SIZE = _env_int("PORTAL_PREDICT_BATCH_SIZE", 16)
 
 # Logs never carry PHI: ingest logs upload ids and file names from the upload, never tag values.
 LOGGING = {

@@ -12,7 +12,9 @@ urlpatterns = [
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("uploads/", include("portal.ingest.urls")),
+    path("jobs/", include("portal.predictions.urls")),
     path("api/", include("portal.ingest.api_urls")),
+    path("api/", include("portal.predictions.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
 ]

@@ -26,6 +26,7 @@ from portal.ingest.archive import Item, Source, ZipLimits, count_items, iter_ite
 from portal.ingest.dicom import Limits
 from portal.ingest.models import Image, Site, Upload, UploadFile
 from portal.ingest.prepare import Prepared, Refused, prepare
+from portal.predictions.services import prediction_job_create_for_upload
 
 log = logging.getLogger(__name__)
 PROCESS_TASK = "portal.ingest.upload_process"
@@ -188,10 +189,13 @@ def upload_process(
             finished_at=timezone.now(),
         )
         raise
-    Upload.objects.filter(pk=upload.pk).update(
-        status=Upload.Status.DONE, finished_at=timezone.now()
-    )
-    upload.refresh_from_db()
+    with transaction.atomic():
+        Upload.objects.filter(pk=upload.pk).update(
+            status=Upload.Status.DONE, finished_at=timezone.now()
+        )
+        upload.refresh_from_db()
+        if upload.accepted_count:
+            prediction_job_create_for_upload(upload=upload)
     log.info(
         "upload %s done: %s accepted, %s duplicates, %s rejected",
         upload.pk,

@@ -42,6 +42,8 @@ def test_coord_attention_matches_the_formula_of_hou_et_al():
     expected = x * g_h * g_w
 
     torch.testing.assert_close(block(x), expected, rtol=1e-5, atol=1e-6)
+    with torch.no_grad():  # the in-place inference path computes the same
+        torch.testing.assert_close(block(x.clone()), expected, rtol=1e-5, atol=1e-6)
 
 
 def test_coord_attention_reduces_to_max_of_8_and_c_over_r():

@@ -29,6 +29,22 @@ export interface UploadDetail extends UploadStatus {
   rejected: ReportEntry[];
 }
 
+export type JobState = "queued" | "running" | "done" | "failed";
+
+export interface JobStatus {
+  id: number;
+  state: JobState;
+  failure_reason: string;
+  model: string;
+  site: string | null;
+  upload: number | null;
+  total: number;
+  done: number;
+  failed: number;
+  progress: number;
+  eta_seconds: number | null;
+}
+
 export interface NamedFile {
   file: File;
   path: string;
@@ -59,6 +75,15 @@ export class ApiClient {
     const response = await fetch(`/api/uploads/${uploadId}/`, { credentials: "same-origin" });
     if (!response.ok) throw new ApiError(`upload ${uploadId}: HTTP ${response.status}`);
     return (await response.json()) as UploadDetail;
+  }
+
+  async listJobs(filter: { upload?: number; site?: string } = {}): Promise<JobStatus[]> {
+    const query = new URLSearchParams();
+    if (filter.upload !== undefined) query.set("upload", String(filter.upload));
+    if (filter.site !== undefined) query.set("site", filter.site);
+    const response = await fetch(`/api/jobs/?${query}`, { credentials: "same-origin" });
+    if (!response.ok) throw new ApiError(`jobs: HTTP ${response.status}`);
+    return (await response.json()) as JobStatus[];
   }
 
   private filesForm(batch: NamedFile[]): FormData {

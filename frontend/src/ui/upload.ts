@@ -1,6 +1,7 @@
 // The upload screen: choose a site, drop files / folders / ZIPs, send them in batches, then
 // follow the server-side ingest with a counter and show the per-file report.
 import { ApiClient, type NamedFile, type Outcome, type ReportEntry, type UploadDetail } from "../api/client";
+import { describeJob } from "./jobs-format";
 
 const BATCH_FILES = 100;
 const BATCH_BYTES = 128 * 1024 * 1024;
@@ -152,6 +153,22 @@ class UploadScreen {
       await new Promise((resolve) => setTimeout(resolve, POLL_MS));
     }
     this.renderReport();
+    await this.followPredictions(uploadId);
+  }
+
+  /** The prediction job that ingest queued for this upload's new images, if any. */
+  private async followPredictions(uploadId: number): Promise<void> {
+    const line = element("predictions");
+    for (let polls = 0; ; polls++) {
+      const [job] = await this.api.listJobs({ upload: uploadId });
+      if (job) line.textContent = describeJob(job);
+      else if (polls > 5) {
+        line.textContent = "Predictions: none queued (no active model version yet).";
+        return;
+      }
+      if (job && (job.state === "done" || job.state === "failed")) return;
+      await new Promise((resolve) => setTimeout(resolve, POLL_MS));
+    }
   }
 
   private renderStatus(): void {

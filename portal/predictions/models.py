@@ -1,0 +1,94 @@
+"""Model versions, prediction jobs and predictions (one per image and model version)."""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from portal.ingest.models import Image, Site, Upload
+
+
+class ModelVersion(models.Model):
+    """A registered checkpoint folder under `models/<name>/`, verified by its sha256."""
+
+    name = models.SlugField(unique=True, max_length=100)
+    architecture = models.CharField(max_length=64)
+    input_size = models.PositiveIntegerField()
+    path = models.CharField(max_length=255, help_text="Checkpoint folder relative to the data dir.")
+    sha256 = models.CharField(max_length=64)
+    card = models.JSONField(help_text="The model card as registered.")
+    is_active = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["is_active"], condition=Q(is_active=True), name="one_active_model_version"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.name + (" (active)" if self.is_active else "")
+
+
+class PredictionJob(models.Model):
+    class State(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        DONE = "done"
+        FAILED = "failed"
+
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="jobs")
+    site = models.ForeignKey(Site, null=True, blank=True, on_delete=models.SET_NULL)
+    upload = models.ForeignKey(Upload, null=True, blank=True, on_delete=models.SET_NULL)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    state = models.CharField(max_length=16, choices=State.choices, default=State.QUEUED)
+    failure_reason = models.TextField(blank=True)
+    total = models.PositiveIntegerField(default=0)
+    done_count = models.PositiveIntegerField(default=0)
+    failed_count = models.PositiveIntegerField(default=0)
+    batches = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"job {self.pk} ({self.model_version.name}, {self.state})"
+
+
+class Prediction(models.Model):
+    """The outcome for one image under one model version: an age and heatmap, or a failure."""
+
+    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="predictions")
+    model_version = models.ForeignKey(
+        ModelVersion, on_delete=models.PROTECT, related_name="predictions"
+    )
+    job = models.ForeignKey(
+        PredictionJob, null=True, blank=True, on_delete=models.SET_NULL, related_name="predictions"
+    )
+    age_days = models.PositiveIntegerField(null=True, blank=True)
+    heatmap = models.CharField(max_length=255, blank=True, help_text="Relative to the data dir.")
+    error = models.TextField(blank=True)
+    timing_ms = models.JSONField(default=dict, blank=True)
+    worker = models.CharField(max_length=255, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["image", "model_version"], name="one_prediction_per_image_and_version"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"prediction {self.pk} of image {self.image_id} by {self.model_version.name}"
+
+    @property
+    def succeeded(self) -> bool:
+        return not self.error
