@@ -11,6 +11,7 @@ from pathlib import Path
 from celery import Celery
 
 HARD_LIMIT_S = int(os.environ.get("TASK_HARD_LIMIT_S", 6 * 3600))
+VISIBILITY_S = int(HARD_LIMIT_S * 1.1)
 DATA_DIR = Path(
     os.environ.get("INFERENCE_DATA_DIR") or os.environ.get("PORTAL_DATA_DIR") or "var"
 ).resolve()
@@ -25,6 +26,11 @@ app.conf.update(
     worker_prefetch_multiplier=1,
     task_time_limit=HARD_LIMIT_S,
     task_soft_time_limit=int(HARD_LIMIT_S * 0.9),
-    broker_transport_options={"visibility_timeout": int(HARD_LIMIT_S * 1.1)},
+    # The same derivation as the portal's settings: they share the broker.
+    broker_transport_options={
+        "visibility_timeout": VISIBILITY_S,
+        "unacked_restore_interval": min(10, max(1, VISIBILITY_S // 10)),
+        "unacked_restore_throttle": 1 if VISIBILITY_S < 600 else 10,
+    },
     task_default_queue="inference",
 )

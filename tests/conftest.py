@@ -1,12 +1,15 @@
 """Shared fixtures: an isolated data folder per test, a real Redis, real Celery workers."""
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 from django.conf import settings as django_settings
 from django.db import connection
@@ -27,9 +30,10 @@ def data_dir(settings, tmp_path: Path) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="session", autouse=True)
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real Redis server of our own on a free port, for the whole session."""
+    """A real Redis server of our own on a free port, for the whole session; everything the
+    tests send goes there, never to a Redis the machine happens to run."""
     with local_redis(tmp_path_factory.mktemp("redis")) as url:
         celery_app.conf.broker_url = url
         yield url
@@ -47,25 +51,37 @@ class Worker:
     """A real `celery worker` process against the test database and the test Redis."""
 
     def __init__(
-        self, *, redis_url: str, data_dir: Path, queues: str, name: str, pool: str = "prefork"
+        self,
+        *,
+        redis_url: str,
+        data_dir: Path,
+        queues: str,
+        name: str,
+        pool: str = "prefork",
+        app: str = "portal",
+        env: dict | None = None,
     ) -> None:
         # The worker ingests with its process pool even for the tests' small uploads.
-        env = dict(
-            os.environ,
-            PORTAL_INGEST_WORKERS="2",
-            PORTAL_INGEST_PARALLEL_MIN_FILES="1",
-            REDIS_URL=redis_url,
-            PORTAL_DATA_DIR=str(data_dir),
-            DATABASE_URL=_database_url(),
-            PYTHONUNBUFFERED="1",
-        )
+        env = {
+            **os.environ,
+            "PORTAL_INGEST_WORKERS": "2",
+            "PORTAL_INGEST_PARALLEL_MIN_FILES": "1",
+            "REDIS_URL": redis_url,
+            "PORTAL_DATA_DIR": str(data_dir),
+            "DATABASE_URL": _database_url(),
+            "PYTHONUNBUFFERED": "1",
+            "INFERENCE_DATA_DIR": str(data_dir),
+            "INFERENCE_THREADS": "1",
+            **(env or {}),
+        }
         self.log = data_dir / f"worker-{name}.log"
+        self.starts_before = self.log.read_text().count("ready.") if self.log.exists() else 0
         celery = str(Path(sys.executable).parent / "celery")
         self.proc = subprocess.Popen(
             [
                 celery,
                 "-A",
-                "portal",
+                app,
                 "worker",
                 "-Q",
                 queues,
@@ -83,7 +99,7 @@ class Worker:
             ],
             cwd=ROOT,
             env=env,
-            stdout=self.log.open("wb"),
+            stdout=self.log.open("ab"),
             stderr=subprocess.STDOUT,
         )
         self._wait_ready()
@@ -93,10 +109,18 @@ class Worker:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"worker exited:\n{self.log.read_text()}")
-            if "ready." in self.log.read_text(errors="replace"):
+            if self.log.read_text(errors="replace").count("ready.") > self.starts_before:
                 return
             time.sleep(0.2)
         raise RuntimeError(f"worker not ready:\n{self.log.read_text()}")
+
+    def kill(self) -> None:
+        """SIGKILL the worker and its pool children at once, as a crash would."""
+        children = psutil.Process(self.proc.pid).children(recursive=True)
+        for proc in [self.proc, *children]:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=20)
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -114,6 +138,21 @@ def default_worker(transactional_db, redis_url: str, data_dir: Path) -> Iterator
     )
     yield worker
     worker.stop()
+
+
+@pytest.fixture
+def start_worker(transactional_db, redis_url: str, data_dir: Path) -> Iterator:
+    """Start real workers by name: `start_worker("inference", app="inference_worker", ...)`."""
+    started: list[Worker] = []
+
+    def start(queues: str, name: str, **kwargs) -> Worker:
+        worker = Worker(redis_url=redis_url, data_dir=data_dir, queues=queues, name=name, **kwargs)
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()
 
 
 def wait_for(predicate, *, timeout_s: float = 60, interval_s: float = 0.2, what: str = "") -> None:

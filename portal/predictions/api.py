@@ -15,25 +15,23 @@ from portal.ingest.models import Image, Site, Upload
 from portal.predictions import selectors, services
 from portal.predictions.models import ModelVersion, Prediction, PredictionJob
 
-_JOB = inline_serializer(
-    "PredictionJobStatus",
-    {
-        "id": serializers.IntegerField(),
-        "state": serializers.ChoiceField(choices=PredictionJob.State.choices),
-        "failure_reason": serializers.CharField(),
-        "model": serializers.CharField(),
-        "site": serializers.CharField(allow_null=True),
-        "upload": serializers.IntegerField(allow_null=True),
-        "total": serializers.IntegerField(),
-        "done": serializers.IntegerField(),
-        "failed": serializers.IntegerField(),
-        "progress": serializers.FloatField(),
-        "eta_seconds": serializers.IntegerField(allow_null=True),
-        "created_at": serializers.DateTimeField(),
-        "started_at": serializers.DateTimeField(allow_null=True),
-        "finished_at": serializers.DateTimeField(allow_null=True),
-    },
-)
+_JOB_FIELDS = {
+    "id": serializers.IntegerField(),
+    "state": serializers.ChoiceField(choices=PredictionJob.State.choices),
+    "failure_reason": serializers.CharField(),
+    "model": serializers.CharField(),
+    "site": serializers.CharField(allow_null=True),
+    "upload": serializers.IntegerField(allow_null=True),
+    "total": serializers.IntegerField(),
+    "done": serializers.IntegerField(),
+    "failed": serializers.IntegerField(),
+    "progress": serializers.FloatField(),
+    "eta_seconds": serializers.IntegerField(allow_null=True),
+    "created_at": serializers.DateTimeField(),
+    "started_at": serializers.DateTimeField(allow_null=True),
+    "finished_at": serializers.DateTimeField(allow_null=True),
+}
+_JOB = inline_serializer("PredictionJobStatus", _JOB_FIELDS)
 
 
 class JobListCreateApi(APIView):
@@ -51,7 +49,7 @@ class JobListCreateApi(APIView):
 
     @extend_schema(
         parameters=[OpenApiParameter("upload", int), OpenApiParameter("site", str)],
-        responses=_JOB(many=True),
+        responses=inline_serializer("PredictionJobStatusList", _JOB_FIELDS, many=True),
     )
     def get(self, request: Request) -> Response:
         upload = request.query_params.get("upload")

@@ -1,0 +1,201 @@
+"""Prediction jobs end to end: real Redis, real default and inference workers."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from rest_framework.test import APIClient
+
+from inference_worker import checkpoint
+from inference_worker.model import build_model
+from inference_worker.synthetic import generate
+from portal.ingest.archive import Source
+from portal.ingest.models import Image, Upload
+from portal.ingest.services import upload_create, upload_process
+from portal.predictions import services
+from portal.predictions.models import ModelVersion, Prediction, PredictionJob
+from tests.conftest import manage, wait_for
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+
+
+def make_checkpoint(folder: Path, *, width: int = 8, size: int = 64, name: str = "tiny") -> dict:
+    torch.manual_seed(0)
+    model = build_model("ca_resnet18", width=width).eval()
+    norm = {"input_mean": 0.5, "input_std": 0.25, "age_mean_days": 3000.0, "age_std_days": 1500.0}
+    return checkpoint.save(
+        folder,
+        model,
+        {
+            "name": name,
+            "architecture": "ca_resnet18",
+            "width": width,
+            "input_size": size,
+            "normalisation": norm,
+        },
+    )
+
+
+def ingest_phantoms(site, folder: Path, count: int) -> Upload:
+    generate(folder, count, seed=4, profile="north")
+    (folder / "manifest.csv").unlink()
+    upload = upload_create(site=site, source=Upload.Source.CLI)
+    return upload_process(upload=upload, sources=[Source.given(folder)])
+
+
+def wait_job(job: PredictionJob, timeout_s: float = 120) -> PredictionJob:
+    wait_for(
+        lambda: PredictionJob.objects.get(pk=job.pk).finished_at is not None,
+        timeout_s=timeout_s,
+        what=f"job {job.pk}",
+    )
+    return PredictionJob.objects.get(pk=job.pk)
+
+
+@pytest.fixture
+def workers(start_worker):
+    start_worker("default", "default", pool="threads")
+    return start_worker("inference", "inference", app="inference_worker")
+
+
+def test_an_upload_is_predicted_automatically_once_per_image(
+    site, workers, tmp_path, data_dir, admin_user, settings
+):
+    settings.PREDICT_BATCH_SIZE = 5
+    make_checkpoint(tmp_path / "ckpt")
+    version = services.model_version_register(folder=tmp_path / "ckpt", activate=True)
+    upload = ingest_phantoms(site, tmp_path / "phantoms", 24)
+
+    job = PredictionJob.objects.get(upload=upload)
+    assert (job.model_version, job.total) == (version, 24)
+    job = wait_job(job)
+
+    assert (job.state, job.done_count, job.failed_count, job.batches) == ("done", 24, 0, 5)
+    predictions = Prediction.objects.filter(model_version=version)
+    assert predictions.count() == 24
+    assert set(predictions.values_list("image", flat=True)) == set(
+        Image.objects.values_list("pk", flat=True)
+    )
+    for p in predictions:
+        assert p.age_days is not None
+        assert (data_dir / p.heatmap).is_file()
+        assert set(p.timing_ms) == {"load", "preprocess", "predict", "heatmap", "encode"}
+
+    api = APIClient()
+    image = Image.objects.first()
+    assert api.get(f"/api/images/{image.pk}/").status_code in (401, 403)
+    assert api.get(f"/api/images/{image.pk}/dicom/").status_code in (401, 403)
+    api.force_authenticate(admin_user)
+    status = api.get(f"/api/jobs/{job.pk}/").json()
+    assert (status["state"], status["done"], status["progress"]) == ("done", 24, 1.0)
+    detail = api.get(f"/api/images/{image.pk}/").json()
+    assert detail["prediction"]["model"] == version.name
+    assert detail["prediction"]["age_days"] == Prediction.objects.get(image=image).age_days
+    heatmap = api.get(detail["prediction"]["heatmap_url"])
+    assert heatmap.status_code == 200
+    assert heatmap["Content-Type"] == "image/png"
+    assert api.get(detail["dicom_url"]).status_code == 200
+    listed = api.get(f"/api/predictions/?site={site.slug}&model={version.name}").json()
+    assert listed["count"] == 24
+    assert api.get(f"/api/jobs/?upload={upload.pk}").json()[0]["id"] == job.pk
+
+
+def test_an_unreadable_image_fails_with_its_reason_while_the_rest_succeed(
+    site, workers, tmp_path, data_dir, settings
+):
+    settings.PREDICT_BATCH_SIZE = 3
+    upload = ingest_phantoms(site, tmp_path / "phantoms", 6)
+    broken = Image.objects.order_by("pk")[1]
+    (data_dir / broken.file).write_bytes(b"not a dicom any more")
+    make_checkpoint(tmp_path / "ckpt")
+    services.model_version_register(folder=tmp_path / "ckpt", activate=True)
+
+    job = wait_job(services.prediction_job_create(upload=upload))
+
+    assert (job.state, job.done_count, job.failed_count) == ("done", 5, 1)
+    failure = Prediction.objects.get(image=broken)
+    assert failure.age_days is None
+    assert "cannot read" in failure.error
+    assert Prediction.objects.filter(error="").count() == 5
+
+
+def test_two_inference_workers_share_one_job(site, start_worker, tmp_path, settings):
+    settings.PREDICT_BATCH_SIZE = 2
+    start_worker("default", "default", pool="threads")
+    start_worker("inference", "inference-a", app="inference_worker")
+    start_worker("inference", "inference-b", app="inference_worker")
+    upload = ingest_phantoms(site, tmp_path / "phantoms", 24)
+    make_checkpoint(tmp_path / "ckpt", width=16, size=128)
+    services.model_version_register(folder=tmp_path / "ckpt", activate=True)
+
+    job = wait_job(services.prediction_job_create(upload=upload))
+
+    assert job.done_count == 24
+    assert len(set(Prediction.objects.values_list("worker", flat=True))) == 2
+
+
+def test_a_worker_killed_mid_job_loses_nothing_and_duplicates_nothing(
+    site, start_worker, tmp_path, settings
+):
+    settings.PREDICT_BATCH_SIZE = 4
+    fast_recovery = {"TASK_HARD_LIMIT_S": "8"}  # messages of a dead worker return after ~9 s
+    start_worker("default", "default", pool="threads", env=fast_recovery)
+    doomed = start_worker("inference", "doomed", app="inference_worker", env=fast_recovery)
+    upload = ingest_phantoms(site, tmp_path / "phantoms", 32)
+    make_checkpoint(tmp_path / "ckpt", width=32, size=256)  # slow enough to be caught mid-batch
+    services.model_version_register(folder=tmp_path / "ckpt", activate=True)
+    job = services.prediction_job_create(upload=upload)
+
+    wait_for(lambda: Prediction.objects.exists(), timeout_s=120, what="the first results")
+    doomed.kill()
+    before = Prediction.objects.count()
+    assert before < 32
+    start_worker("inference", "rescuer", app="inference_worker", env=fast_recovery)
+    job = wait_job(job, timeout_s=180)
+
+    assert (job.state, job.done_count, job.failed_count) == ("done", 32, 0)
+    assert Prediction.objects.count() == 32
+    assert Prediction.objects.values("image").distinct().count() == 32
+
+
+def test_registering_a_checkpoint_whose_weights_were_altered_is_refused(tmp_path, data_dir):
+    make_checkpoint(tmp_path / "ckpt")
+    state = torch.load(tmp_path / "ckpt" / "weights.pt", weights_only=True)
+    key = next(iter(state))
+    state[key] = state[key] + 0.5
+    torch.save(state, tmp_path / "ckpt" / "weights.pt")
+
+    result = manage("model_register", str(tmp_path / "ckpt"), "--activate", data_dir=data_dir)
+
+    assert result.returncode == 1
+    assert "does not match the model card" in result.stderr
+    assert not ModelVersion.objects.exists()
+    assert not (data_dir / "models").exists()
+
+
+def test_only_one_version_is_active_and_activating_another_predicts_again(
+    site, workers, tmp_path, data_dir
+):
+    first = make_checkpoint(tmp_path / "one", name="one")
+    make_checkpoint(tmp_path / "two", width=16, name="two")
+    ok = manage("model_register", str(tmp_path / "one"), "--activate", data_dir=data_dir)
+    assert ok.returncode == 0
+    assert "model version one active" in ok.stdout
+    upload = ingest_phantoms(site, tmp_path / "phantoms", 4)
+    wait_job(PredictionJob.objects.get(upload=upload))
+    assert (
+        manage("model_register", str(tmp_path / "two"), "--activate", data_dir=data_dir).returncode
+        == 0
+    )
+    assert list(ModelVersion.objects.filter(is_active=True).values_list("name", flat=True)) == [
+        "two"
+    ]
+    assert ModelVersion.objects.get(name="one").sha256 == first["sha256"]
+
+    result = manage("predict", "--site", site.slug, "--wait", data_dir=data_dir)
+
+    assert result.returncode == 0, result.stderr
+    assert "4 images queued for two" in result.stdout
+    assert "done: 4 done, 0 failed" in result.stdout
+    assert Prediction.objects.filter(model_version__name="two").count() == 4
+    assert Prediction.objects.filter(model_version__name="one").count() == 4
