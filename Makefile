@@ -36,8 +36,9 @@ migrate: setup ## create or upgrade the database
 	$(MANAGE) migrate --noinput -v 0
 	$(MANAGE) collectstatic --noinput -v 0
 
-run: migrate ## set everything up and start the portal with its worker on http://127.0.0.1:8000
+run: migrate ## set everything up and start the portal with its workers on http://127.0.0.1:8000
 	$(MANAGE) ensure_admin
+	$(MANAGE) seed_demo
 	$(MANAGE) run_portal
 
 test: lint ## set up and run every test (lint, import contracts, migrations check, pytest)
@@ -53,6 +54,7 @@ lint: setup ## ruff, import-linter and the TypeScript checker
 bench: setup ## run the benchmarks in bench/ (prints ratios measured side by side)
 	$(PY) bench/ingest.py
 	$(PY) bench/model.py
+	$(PY) bench/pipeline.py
 
 clean: ## remove the virtual environment, the front-end build and the local data
 	rm -rf $(VENV) frontend/node_modules frontend/dist var

@@ -23,6 +23,7 @@ Torch-free (numpy and pydicom), so the portal may use it to seed demo data.
 import argparse
 import csv
 import datetime as dt
+import logging
 import math
 import sys
 from concurrent.futures import ProcessPoolExecutor
@@ -39,6 +40,9 @@ from pydicom.uid import (
     generate_uid,
 )
 from tqdm import tqdm
+
+# pylibjpeg-openjpeg logs every tile it encodes at INFO.
+logging.getLogger("openjpeg").setLevel(logging.WARNING)
 
 DAYS_PER_YEAR = 365.25
 MAX_AGE_DAYS = int(18 * DAYS_PER_YEAR) - 1

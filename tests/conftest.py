@@ -36,6 +36,7 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     tests send goes there, never to a Redis the machine happens to run."""
     with local_redis(tmp_path_factory.mktemp("redis")) as url:
         celery_app.conf.broker_url = url
+        os.environ["REDIS_URL"] = url  # for the manage.py subprocesses too
         yield url
 
 

@@ -43,6 +43,7 @@ def test_run_portal_serves_the_login_page_and_stops_everything_on_ctrl_c(tmp_pat
         assert "redis-server" in names
         assert "celery" in names
         assert "gunicorn" in names
+        assert "inference_worker" in names
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=60)
         gone, alive = psutil.wait_procs(children, timeout=30)

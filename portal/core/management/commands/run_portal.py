@@ -1,5 +1,6 @@
 """Run the whole portal on one machine: Redis (unless REDIS_URL is set), a Celery worker for
-the `default` queue, and the web server; Ctrl-C stops them all."""
+the `default` queue, one inference worker, the web server, and (first run) the demo model's
+training, which is registered and put to work when it ends; Ctrl-C stops them all."""
 
 import os
 import signal
@@ -11,7 +12,12 @@ from contextlib import ExitStack
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
+from portal.celery import app as celery_app
 from portal.core.processes import local_redis
+from portal.ingest.models import Site
+from portal.predictions import services
+
+DEMO_VERSION = "demo-ca-resnet18-phantoms"
 
 
 class Command(BaseCommand):
@@ -29,11 +35,13 @@ class Command(BaseCommand):
         self, *args, host: str, port: int, web_workers: int, skip_demo_model: bool, **options
     ) -> None:
         with ExitStack() as stack:
-            env = dict(os.environ)
+            env = dict(os.environ, INFERENCE_DATA_DIR=str(settings.DATA_DIR))
             if "REDIS_URL" not in os.environ:
                 env["REDIS_URL"] = stack.enter_context(
                     local_redis(settings.DATA_DIR / "redis", persist=True)
                 )
+                # This process queues prediction jobs too.
+                celery_app.conf.broker_url = env["REDIS_URL"]
                 self.stdout.write(f"Redis: {env['REDIS_URL']} (local, data in var/redis)")
             bin_dir = os.path.dirname(sys.executable)
             commands = {
@@ -55,6 +63,20 @@ class Command(BaseCommand):
                     "--concurrency",
                     "4",
                 ],
+                "inference": [
+                    os.path.join(bin_dir, "celery"),
+                    "-A",
+                    "inference_worker",
+                    "worker",
+                    "-Q",
+                    "inference",
+                    "-n",
+                    "inference@%h",
+                    "--loglevel",
+                    "INFO",
+                    "--concurrency",
+                    "1",
+                ],
                 "web": [
                     os.path.join(bin_dir, "gunicorn"),
                     "portal.wsgi",
@@ -72,12 +94,16 @@ class Command(BaseCommand):
             }
             procs = {name: subprocess.Popen(cmd, env=env) for name, cmd in commands.items()}
             stack.callback(self._stop, procs)
-            if not skip_demo_model:
-                stack.callback(self._stop, {"demo": self._train_demo_model(env)})
+            trainer = None if skip_demo_model else self._train_demo_model(env)
+            if trainer:
+                stack.callback(self._stop, {"demo": trainer})
             self.stdout.write(f"Portal: http://{host}:{port}/  (Ctrl-C stops everything)")
             signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
             try:
                 while all(p.poll() is None for p in procs.values()):
+                    if trainer is not None and trainer.poll() is not None:
+                        self._use_demo_model(trainer.returncode)
+                        trainer = None
                     time.sleep(0.5)
                 failed = [n for n, p in procs.items() if p.poll() is not None]
                 self.stderr.write(f"{', '.join(failed)} stopped; shutting down the rest")
@@ -97,6 +123,27 @@ class Command(BaseCommand):
                 stdout=fh,
                 stderr=subprocess.STDOUT,
             )
+
+    def _use_demo_model(self, returncode: int) -> None:
+        """Register the trained demo model, make it active unless another version is, and
+        queue every image that lacks its prediction."""
+        if returncode != 0:
+            self.stderr.write("Demo model: training failed; see var/models/demo/training.log")
+            return
+        try:
+            version = services.model_version_register(
+                folder=settings.DATA_DIR / "models" / "demo",
+                name=DEMO_VERSION,
+                activate=services.active_model_version() is None,
+            )
+            for site in Site.objects.all():
+                job = services.prediction_job_create(site=site, model_version=version)
+                if job.total:
+                    self.stdout.write(
+                        f"Demo model: job {job.pk} predicts {job.total} images of {site.slug}"
+                    )
+        except services.PredictionError as exc:
+            self.stderr.write(f"Demo model: {exc}")
 
     @staticmethod
     def _stop(procs: dict[str, subprocess.Popen]) -> None:
