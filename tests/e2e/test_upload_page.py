@@ -6,7 +6,9 @@ import pytest
 from playwright.sync_api import Browser, expect
 
 from portal.ingest.models import Image
+from portal.predictions import services
 from tests.dicom_files import make_dicom
+from tests.portal.predictions.test_jobs import make_checkpoint
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -26,6 +28,7 @@ def test_admin_uploads_a_folder_and_sees_progress_and_the_report(
     page.click("button[type=submit]")
     expect(page.locator("h1")).to_have_text("New upload")
 
+    expect(page.locator("#upload-app")).to_have_attribute("data-ready", "true")
     page.select_option("#site", site.slug)
     page.set_input_files("#pick-folder", str(folder))
     expect(page.locator("#selection")).to_contain_text("3 files chosen")
@@ -49,3 +52,32 @@ def test_admin_uploads_a_folder_and_sees_progress_and_the_report(
     expect(page.locator("#report-table tbody tr")).to_have_count(3)
     page.check("input[name=filter][value=rejected]")
     expect(page.locator("#report-table tbody tr")).to_have_count(1)
+
+
+def test_upload_page_and_jobs_page_follow_the_prediction_job(
+    browser: Browser, live_server, admin_user, site, start_worker, tmp_path
+):
+    start_worker("default", "default", pool="threads")
+    start_worker("inference", "inference", app="inference_worker")
+    make_checkpoint(tmp_path / "ckpt")
+    services.model_version_register(folder=tmp_path / "ckpt", activate=True)
+    folder = tmp_path / "export"
+    make_dicom(folder / "a.dcm")
+    make_dicom(folder / "b.dcm", sex="M")
+
+    page = browser.new_page()
+    page.goto(f"{live_server.url}/accounts/login/?next=/uploads/new/")
+    page.fill("#id_username", "lead")
+    page.fill("#id_password", "lead-password-123")
+    page.click("button[type=submit]")
+    expect(page.locator("#upload-app")).to_have_attribute("data-ready", "true")
+    page.set_input_files("#pick-folder", str(folder))
+    page.click("#start")
+
+    expect(page.locator("#predictions")).to_contain_text(
+        "done, 2 of 2 done, 0 failed", timeout=90_000
+    )
+    page.goto(f"{live_server.url}/jobs/")
+    row = page.locator("#jobs-table tbody tr").first
+    expect(row).to_contain_text("tiny")
+    expect(row).to_contain_text("done")

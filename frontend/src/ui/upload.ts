@@ -71,11 +71,9 @@ class UploadScreen {
         this.renderReport();
       }),
     );
-    if (uploadId) {
-      void this.follow(uploadId);
-      return;
-    }
-    this.bindChooser();
+    if (uploadId) void this.follow(uploadId);
+    else this.bindChooser();
+    this.root.dataset.ready = "true"; // the screen answers to input from here on
   }
 
   private bindChooser(): void {
