@@ -28,23 +28,20 @@ from inference_worker.model import build_model, sex_tensor  # noqa: E402
 from inference_worker.predict import load_predictor  # noqa: E402
 
 
-def timed(fn, repeats: int) -> float:
-    """Best of `repeats` wall-clock seconds, after one warm-up call."""
-    fn()
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
+def compare(fns: dict, repeats: int) -> dict[str, float]:
+    """Best wall-clock seconds of each function, calls interleaved so that the machine's
+    drifts hit all of them alike (one warm-up call each first)."""
+    for fn in fns.values():
         fn()
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        best = min(best, time.perf_counter() - start)
+    best = dict.fromkeys(fns, float("inf"))
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            best[name] = min(best[name], time.perf_counter() - start)
     return best
-
-
-def matmul_gflops(device: torch.device, n: int = 2048) -> float:
-    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
-    seconds = timed(lambda: a @ b, 5)
-    return 2 * n**3 / seconds / 1e9
 
 
 def main() -> None:
@@ -52,7 +49,7 @@ def main() -> None:
     parser.add_argument("--depth", type=int, default=50)
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--demo", type=Path, default=ROOT / "var" / "models" / "demo")
     parser.add_argument("--phantoms", type=int, default=100, help="per site profile")
     args = parser.parse_args()
@@ -68,30 +65,44 @@ def main() -> None:
         f"input {args.size}x{args.size}"
     )
 
-    rates = {}
-    for arch in (f"resnet{args.depth}", f"ca_resnet{args.depth}"):
-        model = build_model(arch).to(device, memory_format=torch.channels_last).eval()
-        with torch.no_grad():
-            seconds = timed(lambda m=model: m(x, sex), args.repeats)
-        rates[arch] = args.batch / seconds
-        print(f"{arch:<14} {rates[arch]:8.2f} images/s")
+    models = {
+        arch: build_model(arch).to(device, memory_format=torch.channels_last).eval()
+        for arch in (f"resnet{args.depth}", f"ca_resnet{args.depth}")
+    }
+    with torch.no_grad():
+        seconds = compare({a: (lambda m=m: m(x, sex)) for a, m in models.items()}, args.repeats)
+    rates = {arch: args.batch / s for arch, s in seconds.items()}
+    for arch, rate in rates.items():
+        print(f"{arch:<14} {rate:8.2f} images/s")
     cost = rates[f"resnet{args.depth}"] / rates[f"ca_resnet{args.depth}"] - 1
     print(f"CA cost: {cost * 100:.1f}% slower (goal: at most 10%)")
 
-    model = build_model(f"ca_resnet{args.depth}").to(device, memory_format=torch.channels_last)
-    model.eval()
+    model = models[f"ca_resnet{args.depth}"]
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         model(x, sex)
     flops = counter.get_total_flops()
-    with torch.no_grad():
-        forward_s = timed(lambda: model(x, sex), args.repeats)
-    achieved, peak = flops / forward_s / 1e9, matmul_gflops(device)
+
+    def predict_only() -> torch.Tensor:
+        with torch.no_grad():
+            return model(x, sex)
+
+    n = 2048
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    best = compare(
+        {
+            "predict": predict_only,
+            "with_heatmap": lambda: predict_with_cam(model, x, sex),
+            "matmul": lambda: a @ b,
+        },
+        args.repeats,
+    )
+    forward_s, with_cam_s = best["predict"], best["with_heatmap"]
+    achieved, peak = flops / forward_s / 1e9, 2 * n**3 / best["matmul"] / 1e9
     print(
         f"forward {flops / args.batch / 1e9:.2f} GFLOP/image, {achieved:.1f} GFLOP/s; "
         f"matmul {peak:.1f} GFLOP/s; ratio {achieved / peak:.2f} (goal: at least 0.5)"
     )
 
-    with_cam_s = timed(lambda: predict_with_cam(model, x, sex), args.repeats)
     print(f"prediction + heatmap / prediction = {with_cam_s / forward_s:.3f} (goal: at most 1.15)")
 
     if not (args.demo / checkpoint.CARD).exists():

@@ -94,7 +94,12 @@ def run(work: Path, args: argparse.Namespace) -> None:
         )
         in_process_s = time.perf_counter() - start
 
-        env = dict(os.environ, INFERENCE_DATA_DIR=str(data), INFERENCE_THREADS=str(os.cpu_count()))
+        env = dict(
+            os.environ,
+            INFERENCE_DATA_DIR=str(data),
+            INFERENCE_THREADS=str(os.cpu_count()),
+            PYTHONUNBUFFERED="1",
+        )
         celery = str(Path(sys.executable).parent / "celery")
         logs = (work / "default.log").open("wb"), (work / "inference.log").open("wb")
         default = subprocess.Popen(

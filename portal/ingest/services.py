@@ -163,8 +163,9 @@ def upload_process(
             on_file(record)
 
     try:
-        with _executor(total - len(already)) as pool:
-            window = 8 * getattr(pool, "_max_workers", 1)
+        pool, workers = _executor(total - len(already))
+        with pool:
+            window = 8 * workers  # files read ahead of the recording, at most
             for item in iter_items(sources, zip_limits, tmp_dir):
                 if item.name in already:
                     item.discard()
@@ -179,7 +180,8 @@ def upload_process(
                 finish_oldest()
     except BaseException as exc:
         for item, future in pending:
-            if future and future.done() and isinstance(result := future.result(), Prepared):
+            done_ok = future is not None and future.done() and future.exception() is None
+            if done_ok and isinstance(result := future.result(), Prepared):
                 Path(result.tmp_path).unlink(missing_ok=True)
             item.discard()
         log.exception("upload %s failed", upload.pk)
@@ -209,8 +211,6 @@ def upload_process(
 class _InlineExecutor(Executor):
     """Runs each call at once: small uploads do not pay for starting worker processes."""
 
-    _max_workers = 1
-
     def submit(self, fn, /, *args, **kwargs) -> Future:  # type: ignore[override]
         future: Future = Future()
         try:
@@ -220,12 +220,12 @@ class _InlineExecutor(Executor):
         return future
 
 
-def _executor(files: int) -> Executor:
+def _executor(files: int) -> tuple[Executor, int]:
     workers = settings.INGEST["WORKERS"]
     if workers <= 1 or files < settings.INGEST["PARALLEL_MIN_FILES"]:
-        return _InlineExecutor()
+        return _InlineExecutor(), 1
     # spawn, not fork: children must not inherit the parent's database connections.
-    return ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"))
+    return ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")), workers
 
 
 _COUNTERS = {
