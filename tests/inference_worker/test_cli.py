@@ -19,13 +19,8 @@ def run(*args: str) -> subprocess.CompletedProcess:
     )
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> tuple[Path, Path]:
-    data = tmp_path_factory.mktemp("phantoms")
-    generate(data, 24, seed=2, profile="north")
-    out = data.parent / f"{data.name}-model"
-    result = run(
-        "inference_worker.train",
+def train(data: Path, out: Path, *, epochs: int, resume: bool = False):
+    args = [
         "--manifest",
         str(data / "manifest.csv"),
         "--out",
@@ -37,14 +32,23 @@ def trained(tmp_path_factory) -> tuple[Path, Path]:
         "--size",
         "64",
         "--epochs",
-        "1",
+        str(epochs),
         "--batch-size",
         "8",
         "--val-fraction",
         "0.3",
         "--workers",
         "1",
-    )
+    ]
+    return run("inference_worker.train", *args, *(["--resume"] if resume else []))
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> tuple[Path, Path]:
+    data = tmp_path_factory.mktemp("phantoms")
+    generate(data, 24, seed=2, profile="north")
+    out = data.parent / f"{data.name}-model"
+    result = train(data, out, epochs=1)
     assert result.returncode == 0, result.stderr
     return data, out
 
@@ -64,28 +68,7 @@ def test_train_writes_a_checkpoint_folder_with_a_model_card(trained):
 
 def test_training_resumes_where_it_stopped(trained):
     data, out = trained
-    result = run(
-        "inference_worker.train",
-        "--manifest",
-        str(data / "manifest.csv"),
-        "--out",
-        str(out),
-        "--arch",
-        "ca_resnet18",
-        "--width",
-        "8",
-        "--size",
-        "64",
-        "--epochs",
-        "2",
-        "--batch-size",
-        "8",
-        "--val-fraction",
-        "0.3",
-        "--workers",
-        "1",
-        "--resume",
-    )
+    result = train(data, out, epochs=2, resume=True)
     assert result.returncode == 0, result.stderr
     assert "resuming after epoch 1" in result.stderr
     assert "epoch 2/2" in result.stderr

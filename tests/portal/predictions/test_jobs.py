@@ -3,12 +3,14 @@
 from pathlib import Path
 
 import pytest
+import redis
 import torch
 from rest_framework.test import APIClient
 
 from inference_worker import checkpoint
 from inference_worker.model import build_model
 from inference_worker.synthetic import generate
+from portal.celery import app as celery_app
 from portal.ingest.archive import Source
 from portal.ingest.models import Image, Upload
 from portal.ingest.services import upload_create, upload_process
@@ -199,3 +201,52 @@ def test_only_one_version_is_active_and_activating_another_predicts_again(
     assert "done: 4 done, 0 failed" in result.stdout
     assert Prediction.objects.filter(model_version__name="two").count() == 4
     assert Prediction.objects.filter(model_version__name="one").count() == 4
+
+
+def test_a_batch_that_killed_its_worker_is_split_and_a_repeat_offender_fails(
+    site, workers, tmp_path, redis_url
+):
+    """Redeliveries are recognised by task id: the batch comes back as single images, and a
+    single image that already killed workers MAX_ATTEMPTS times fails with that reason."""
+    upload = ingest_phantoms(site, tmp_path / "phantoms", 3)
+    make_checkpoint(tmp_path / "ckpt")
+    version = services.model_version_register(folder=tmp_path / "ckpt", activate=True)
+    job = PredictionJob.objects.create(model_version=version, upload=upload, total=3)
+    images = list(Image.objects.order_by("pk"))
+
+    def payload(batch, attempt):
+        return {
+            "job": job.pk,
+            "attempt": attempt,
+            "model": {"name": version.name, "path": version.path, "sha256": version.sha256},
+            "images": [
+                {
+                    "id": i.pk,
+                    "path": i.file,
+                    "sex": i.sex,
+                    "heatmap": f"heatmaps/{version.name}/{i.uuid}.png",
+                }
+                for i in batch
+            ],
+        }
+
+    broker = redis.Redis.from_url(redis_url)
+    for task_id in ("crashed-batch", "crashed-thrice"):
+        broker.set(f"inference:started:{task_id}", 1)  # as if a worker had died running it
+    celery_app.send_task(
+        services.PREDICT_TASK,
+        args=[payload(images[:2], 1)],
+        queue="inference",
+        task_id="crashed-batch",
+    )
+    celery_app.send_task(
+        services.PREDICT_TASK,
+        args=[payload(images[2:], 3)],
+        queue="inference",
+        task_id="crashed-thrice",
+    )
+
+    job = wait_job(job)
+    assert (job.done_count, job.failed_count) == (2, 1)
+    failure = Prediction.objects.get(image=images[2])
+    assert "stopped while predicting it, 3 times" in failure.error
