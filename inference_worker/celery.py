@@ -31,6 +31,8 @@ app.conf.update(
         "visibility_timeout": VISIBILITY_S,
         "unacked_restore_interval": min(10, max(1, VISIBILITY_S // 10)),
         "unacked_restore_throttle": 1 if VISIBILITY_S < 600 else 10,
+        # A worker killed while sweeping holds the sweep's lock until it expires.
+        "unacked_mutex_expire": min(300, VISIBILITY_S),
     },
     task_default_queue="inference",
 )

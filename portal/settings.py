@@ -183,6 +183,8 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": _VISIBILITY_S,
     "unacked_restore_interval": min(10, max(1, _VISIBILITY_S // 10)),
     "unacked_restore_throttle": 1 if _VISIBILITY_S < 600 else 10,
+    # A worker killed while sweeping holds the sweep's lock until it expires.
+    "unacked_mutex_expire": min(300, _VISIBILITY_S),
 }
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
