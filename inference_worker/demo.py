@@ -21,6 +21,7 @@ import torch
 from inference_worker import checkpoint, synthetic, train
 
 PROFILES = (("north", 101), ("south", 202))
+BUSY = 75  # EX_TEMPFAIL: another process is training it
 RECIPE = [
     "--arch",
     "ca_resnet18",
@@ -86,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         print(f"demo model: already being trained in {args.out}", file=sys.stderr)
-        return 0
+        return BUSY
     workers = os.cpu_count() or 1
     torch.set_num_threads(workers)
     data = args.data or args.out.parent / "phantoms"

@@ -49,8 +49,12 @@ def test_run_portal_serves_the_login_page_and_stops_everything_on_ctrl_c(tmp_pat
         gone, alive = psutil.wait_procs(children, timeout=30)
         assert alive == []
     finally:
-        if proc.poll() is None:
+        if proc.poll() is None:  # the test failed: leave no process behind
+            leftovers = psutil.Process(proc.pid).children(recursive=True)
             proc.kill()
+            for child in leftovers:
+                child.kill()
+            print(proc.stdout.read().decode(errors="replace")[-5000:])
 
 
 def test_pages_show_the_demo_model_training_progress(client, admin_user, data_dir):

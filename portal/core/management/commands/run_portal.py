@@ -14,7 +14,7 @@ from django.core.management.base import BaseCommand
 
 from portal.celery import app as celery_app
 from portal.core.processes import local_redis
-from portal.ingest.models import Site
+from portal.ingest.models import Image, Site
 from portal.predictions import services
 
 DEMO_VERSION = "demo-ca-resnet18-phantoms"
@@ -92,8 +92,10 @@ class Command(BaseCommand):
                     "-",
                 ],
             }
-            procs = {name: subprocess.Popen(cmd, env=env) for name, cmd in commands.items()}
-            stack.callback(self._stop, procs)
+            procs: dict[str, subprocess.Popen] = {}
+            stack.callback(self._stop, procs)  # whatever started is stopped, even on a failure
+            for name, cmd in commands.items():
+                procs[name] = subprocess.Popen(cmd, env=env)
             trainer = None if skip_demo_model else self._train_demo_model(env)
             if trainer:
                 stack.callback(self._stop, {"demo": trainer})
@@ -128,7 +130,9 @@ class Command(BaseCommand):
         """Register the trained demo model, make it active unless another version is, and
         queue every image that lacks its prediction."""
         if returncode != 0:
-            self.stderr.write("Demo model: training failed; see var/models/demo/training.log")
+            self.stderr.write(
+                f"Demo model: not ready (exit status {returncode}); see its training.log"
+            )
             return
         try:
             version = services.model_version_register(
@@ -136,12 +140,12 @@ class Command(BaseCommand):
                 name=DEMO_VERSION,
                 activate=services.active_model_version() is None,
             )
-            for site in Site.objects.all():
+            unpredicted = Image.objects.exclude(predictions__model_version=version)
+            for site in Site.objects.filter(pk__in=unpredicted.values("site")):
                 job = services.prediction_job_create(site=site, model_version=version)
-                if job.total:
-                    self.stdout.write(
-                        f"Demo model: job {job.pk} predicts {job.total} images of {site.slug}"
-                    )
+                self.stdout.write(
+                    f"Demo model: job {job.pk} predicts {job.total} images of {site.slug}"
+                )
         except services.PredictionError as exc:
             self.stderr.write(f"Demo model: {exc}")
 
