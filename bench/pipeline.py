@@ -101,47 +101,28 @@ def run(work: Path, args: argparse.Namespace) -> None:
             PYTHONUNBUFFERED="1",
         )
         celery = str(Path(sys.executable).parent / "celery")
-        logs = (work / "default.log").open("wb"), (work / "inference.log").open("wb")
-        default = subprocess.Popen(
-            [
+
+        def start_worker(app: str, queue: str, *options: str) -> subprocess.Popen:
+            log = (work / f"{queue}.log").open("wb")
+            command = [
                 celery,
                 "-A",
-                "portal",
+                app,
                 "worker",
                 "-Q",
-                "default",
-                "--pool",
-                "threads",
+                queue,
                 "-n",
-                "default@%h",
+                f"{queue}@%h",
                 "--loglevel",
                 "INFO",
-            ],
-            env=env,
-            stdout=logs[0],
-            stderr=subprocess.STDOUT,
-            cwd=ROOT,
-        )
-        inference = subprocess.Popen(
-            [
-                celery,
-                "-A",
-                "inference_worker",
-                "worker",
-                "-Q",
-                "inference",
-                "--concurrency",
-                "1",
-                "-n",
-                "inference@%h",
-                "--loglevel",
-                "INFO",
-            ],
-            env=env,
-            stdout=logs[1],
-            stderr=subprocess.STDOUT,
-            cwd=ROOT,
-        )
+                *options,
+            ]
+            return subprocess.Popen(
+                command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT
+            )
+
+        default = start_worker("portal", "default", "--pool", "threads")
+        inference = start_worker("inference_worker", "inference", "--concurrency", "1")
         try:
             for log in (work / "default.log", work / "inference.log"):
                 while "ready." not in log.read_text(errors="replace"):
