@@ -87,6 +87,7 @@ def test_an_upload_is_predicted_automatically_once_per_image(
     image = Image.objects.first()
     assert api.get(f"/api/images/{image.pk}/").status_code in (401, 403)
     assert api.get(f"/api/images/{image.pk}/dicom/").status_code in (401, 403)
+    assert api.get(f"/api/images/{image.pk}/heatmap/").status_code in (401, 403)
     api.force_authenticate(admin_user)
     status = api.get(f"/api/jobs/{job.pk}/").json()
     assert (status["state"], status["done"], status["progress"]) == ("done", 24, 1.0)
