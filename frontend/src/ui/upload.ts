@@ -161,7 +161,8 @@ class UploadScreen {
       const [job] = await this.api.listJobs({ upload: uploadId });
       if (job) line.textContent = describeJob(job);
       else if (polls > 5) {
-        line.textContent = "Predictions: none queued (no active model version yet).";
+        line.textContent = "Predictions: no job for this upload itself (none was active when it " +
+          "finished, or a site-wide job covers it: see Jobs).";
         return;
       }
       if (job && (job.state === "done" || job.state === "failed")) return;
