@@ -10,8 +10,9 @@ from pathlib import Path
 
 from celery import Celery
 
+from inference_worker.broker import transport_options
+
 HARD_LIMIT_S = int(os.environ.get("TASK_HARD_LIMIT_S", 6 * 3600))
-VISIBILITY_S = int(HARD_LIMIT_S * 1.1)
 DATA_DIR = Path(
     os.environ.get("INFERENCE_DATA_DIR") or os.environ.get("PORTAL_DATA_DIR") or "var"
 ).resolve()
@@ -26,13 +27,6 @@ app.conf.update(
     worker_prefetch_multiplier=1,
     task_time_limit=HARD_LIMIT_S,
     task_soft_time_limit=int(HARD_LIMIT_S * 0.9),
-    # The same derivation as the portal's settings: they share the broker.
-    broker_transport_options={
-        "visibility_timeout": VISIBILITY_S,
-        "unacked_restore_interval": min(10, max(1, VISIBILITY_S // 10)),
-        "unacked_restore_throttle": 1 if VISIBILITY_S < 600 else 10,
-        # A worker killed while sweeping holds the sweep's lock until it expires.
-        "unacked_mutex_expire": min(300, VISIBILITY_S),
-    },
+    broker_transport_options=transport_options(HARD_LIMIT_S),
     task_default_queue="inference",
 )

@@ -8,6 +8,7 @@ import socket
 
 import redis
 import torch
+from celery.signals import worker_process_init
 
 from inference_worker.celery import DATA_DIR, app
 from inference_worker.predict import run_batch
@@ -28,12 +29,17 @@ def _first_delivery(task_id: str) -> bool:
     return bool(_redis().set(f"inference:started:{task_id}", 1, nx=True, ex=7 * 86400))
 
 
+@worker_process_init.connect
+def _set_threads(**_kwargs) -> None:
+    """Once per worker process, not per batch."""
+    torch.set_num_threads(int(os.environ.get("INFERENCE_THREADS", os.cpu_count() or 1)))
+
+
 @app.task(name=PREDICT_TASK, bind=True, acks_late=True, reject_on_worker_lost=True)
 def predict_batch(self, payload: dict) -> None:
     if not _first_delivery(self.request.id):
         _after_a_crash(payload)
         return
-    torch.set_num_threads(int(os.environ.get("INFERENCE_THREADS", os.cpu_count() or 1)))
     answer = run_batch(payload, DATA_DIR)
     app.send_task(STORE_TASK, args=[{**answer, "worker": WORKER}], queue="default")
 

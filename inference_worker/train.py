@@ -216,8 +216,7 @@ def train(args: argparse.Namespace) -> dict:
         print(f"resuming after epoch {start_epoch} (best MAE {best:.2f} months)", file=sys.stderr)
 
     generator = torch.Generator().manual_seed(args.seed)
-    started = time.monotonic()
-    card = {}
+    started, first_step = time.monotonic(), start_epoch * steps_per_epoch
     for epoch in range(start_epoch, args.epochs):
         model.train()
         order = torch.randperm(len(train_set), generator=generator)
@@ -243,9 +242,8 @@ def train(args: argparse.Namespace) -> dict:
             running += float(loss)
             bar.set_postfix(loss=f"{running / (step + 1):.3f}")
             if step % 10 == 0:
-                done = epoch * steps_per_epoch + step + 1 - start_epoch * steps_per_epoch
-                rate = done / max(1e-6, time.monotonic() - started)
-                left = (total_steps - (epoch * steps_per_epoch + step + 1)) / max(rate, 1e-6)
+                position = epoch * steps_per_epoch + step + 1  # steps since the very start
+                seconds_per_step = (time.monotonic() - started) / (position - first_step)
                 _write_progress(
                     out,
                     state="training",
@@ -254,7 +252,7 @@ def train(args: argparse.Namespace) -> dict:
                     step=step + 1,
                     steps=steps_per_epoch,
                     best_val_mae_months=None if math.isinf(best) else best,
-                    eta_seconds=round(left),
+                    eta_seconds=round((total_steps - position) * seconds_per_step),
                 )
         bar.close()
         predicted = predict_normalised(model, x_val, [s.sex for s in val_set], args.batch_size)
@@ -272,7 +270,7 @@ def train(args: argparse.Namespace) -> dict:
         )
         if mae < best:
             best = mae
-            card = checkpoint.save(
+            checkpoint.save(
                 out,
                 model,
                 _card(args, train_set, val_set, age_mean, age_std, report, epoch + 1, history),

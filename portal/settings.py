@@ -10,6 +10,8 @@ from pathlib import Path
 
 import dj_database_url
 
+from inference_worker.broker import transport_options
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -176,16 +178,7 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_TIME_LIMIT = TASK_HARD_LIMIT_S
 CELERY_TASK_SOFT_TIME_LIMIT = int(TASK_HARD_LIMIT_S * 0.9)
-# Messages of a worker that died come back after the visibility timeout; short timeouts (tests)
-# are swept for often enough to matter.
-_VISIBILITY_S = int(TASK_HARD_LIMIT_S * 1.1)
-CELERY_BROKER_TRANSPORT_OPTIONS = {
-    "visibility_timeout": _VISIBILITY_S,
-    "unacked_restore_interval": min(10, max(1, _VISIBILITY_S // 10)),
-    "unacked_restore_throttle": 1 if _VISIBILITY_S < 600 else 10,
-    # A worker killed while sweeping holds the sweep's lock until it expires.
-    "unacked_mutex_expire": min(300, _VISIBILITY_S),
-}
+CELERY_BROKER_TRANSPORT_OPTIONS = transport_options(TASK_HARD_LIMIT_S)
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 PREDICT_BATCH_SIZE = _env_int("PORTAL_PREDICT_BATCH_SIZE", 16)

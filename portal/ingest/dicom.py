@@ -47,23 +47,26 @@ class Limits:
     max_aspect_ratio: float = 4.0
 
 
+NOT_DICOM = "not a DICOM file (no DICM prefix and not parseable)"
+
+
 def read_dataset(path: Path) -> Dataset:
     """Parse a file as DICOM; files without the DICM prefix are tried as a bare data set."""
     with path.open("rb") as fh:
         fh.seek(128)
         has_prefix = fh.read(4) == b"DICM"
-    try:
-        ds = pydicom.dcmread(path, force=not has_prefix)
-    except InvalidDicomError as exc:
-        raise Rejected("not a DICOM file (no DICM prefix and not parseable)") from exc
-    except (EOFError, OSError) as exc:
-        raise Rejected("truncated file: it ends inside a DICOM element") from exc
-    except Exception as exc:
-        if not has_prefix:
-            raise Rejected("not a DICOM file (no DICM prefix and not parseable)") from exc
-        raise Rejected(f"unreadable DICOM ({type(exc).__name__})") from exc
+        fh.seek(0)
+        try:
+            ds = pydicom.dcmread(fh, force=not has_prefix)
+        except InvalidDicomError as exc:
+            raise Rejected(NOT_DICOM) from exc
+        except (EOFError, OSError) as exc:
+            raise Rejected("truncated file: it ends inside a DICOM element") from exc
+        except Exception as exc:
+            reason = f"unreadable DICOM ({type(exc).__name__})" if has_prefix else NOT_DICOM
+            raise Rejected(reason) from exc
     if not has_prefix and not _looks_like_dicom(ds):
-        raise Rejected("not a DICOM file (no DICM prefix and not parseable)")
+        raise Rejected(NOT_DICOM)
     return ds
 
 

@@ -4,7 +4,6 @@ The portal never runs the model: it sends batches by task name to the `inference
 workers answer by task name on the `default` queue (DESIGN.md, How data flows, step 2).
 """
 
-import hashlib
 import json
 import logging
 import shutil
@@ -16,6 +15,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 from django.utils.text import slugify
 
+from inference_worker import card as checkpoint_card
 from portal.celery import app as celery_app
 from portal.ingest.models import Image, Site, Upload
 from portal.predictions.models import ModelVersion, Prediction, PredictionJob
@@ -24,32 +24,19 @@ log = logging.getLogger(__name__)
 PREDICT_TASK = "inference_worker.predict_batch"
 STORE_TASK = "portal.predictions.store_results"
 INFERENCE_QUEUE = "inference"
-CARD, WEIGHTS = "model_card.json", "weights.pt"
+CARD, WEIGHTS = checkpoint_card.CARD, checkpoint_card.WEIGHTS
 
 
 class PredictionError(Exception):
     """A request the predictions area refuses, with a reason for the user."""
 
 
-def _sha256(path: Path) -> str:
-    with path.open("rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
-
-
 def _read_verified_card(folder: Path) -> dict:
+    """The same verification the inference workers apply, plus what registering needs."""
     try:
-        card = json.loads((folder / CARD).read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise PredictionError(f"{folder / CARD}: no readable model card ({exc})") from exc
-    weights = folder / card.get("weights", WEIGHTS)
-    if not weights.is_file():
-        raise PredictionError(f"{weights}: missing")
-    actual = _sha256(weights)
-    if actual != card.get("sha256"):
-        raise PredictionError(
-            f"{weights}: sha256 {actual} does not match the model card ({card.get('sha256')}); "
-            "refusing a checkpoint whose weights were altered"
-        )
+        card = checkpoint_card.verify(folder)
+    except (checkpoint_card.CheckpointError, OSError) as exc:
+        raise PredictionError(f"{exc}; refusing the checkpoint") from exc
     for key in ("architecture", "input_size", "normalisation"):
         if key not in card:
             raise PredictionError(f"{folder / CARD}: no {key!r}")

@@ -1,0 +1,3 @@
+from inference_worker.synthetic.generator import main
+
+main()
