@@ -58,8 +58,10 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "drf_spectacular",
     "portal.core",
+    "portal.accounts",
     "portal.ingest",
     "portal.predictions",
+    "portal.review",
 ]
 
 MIDDLEWARE = [
@@ -87,6 +89,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "portal.core.context_processors.demo_model",
+                "portal.core.context_processors.navigation",
             ],
         },
     },
@@ -115,7 +118,7 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
 LOGIN_URL = "login"
-LOGIN_REDIRECT_URL = "ingest:upload-new"
+LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
 
 LANGUAGE_CODE = "en-us"
@@ -182,6 +185,16 @@ CELERY_BROKER_TRANSPORT_OPTIONS = transport_options(TASK_HARD_LIMIT_S)
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 PREDICT_BATCH_SIZE = _env_int("PORTAL_PREDICT_BATCH_SIZE", 16)
+
+# Review (see README, "Review"): which cases enter the queue, how long a lease holds a case,
+# and how far apart two corrected ages may be before a double-read case is disputed.
+REVIEW = {
+    "QUEUE_THRESHOLD": float(os.environ.get("PORTAL_QUEUE_THRESHOLD", "2.0")),
+    "LEASE_SECONDS": _env_int("PORTAL_LEASE_SECONDS", 300),
+    "DOUBLE_READ_TOLERANCE_MONTHS": float(
+        os.environ.get("PORTAL_DOUBLE_READ_TOLERANCE_MONTHS", "3")
+    ),
+}
 
 # Logs never carry PHI: ingest logs upload ids and file names from the upload, never tag values.
 LOGGING = {

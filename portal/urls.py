@@ -3,18 +3,22 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
-from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from portal.review import views as review_views
+
 urlpatterns = [
-    path("", RedirectView.as_view(pattern_name="ingest:upload-new"), name="home"),
+    path("", review_views.dashboard, name="home"),
     path("admin/", admin.site.urls),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("uploads/", include("portal.ingest.urls")),
     path("jobs/", include("portal.predictions.urls")),
+    path("", include("portal.review.urls")),
+    path("team/", include("portal.accounts.urls")),
     path("api/", include("portal.ingest.api_urls")),
     path("api/", include("portal.predictions.api_urls")),
+    path("api/", include("portal.review.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
 ]

@@ -5,6 +5,13 @@ import json
 from django.conf import settings
 from django.http import HttpRequest
 
+from portal.accounts.selectors import is_lead_anywhere
+
+
+def navigation(request: HttpRequest) -> dict:
+    """Leads see the audit log and their team in the menu."""
+    return {"nav_is_lead": is_lead_anywhere(user=request.user)}
+
 
 def demo_model(request: HttpRequest) -> dict:
     """Training progress of the demo model that `make run` trains on first start (read from

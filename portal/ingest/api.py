@@ -4,13 +4,31 @@ from django.db import transaction
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
+from rest_framework.exceptions import PermissionDenied
 from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from portal.accounts.models import UPLOAD_ROLES
+from portal.accounts.selectors import has_role
 from portal.ingest import selectors, services
 from portal.ingest.models import Site, Upload
+
+
+def _site_for_upload(request: Request, slug: str) -> Site:
+    """The user's site (404 for another), where they may upload (403 otherwise)."""
+    site = get_object_or_404(selectors.site_list(user=request.user), slug=slug)
+    if not has_role(user=request.user, site_id=site.pk, roles=UPLOAD_ROLES):
+        raise PermissionDenied("uploading needs the uploader or lead role on this site")
+    return site
+
+
+def _upload(request: Request, upload_id: int, *, to_change: bool = False) -> Upload:
+    upload = get_object_or_404(selectors.upload_list(user=request.user), pk=upload_id)
+    if to_change and not has_role(user=request.user, site_id=upload.site_id, roles=UPLOAD_ROLES):
+        raise PermissionDenied("uploading needs the uploader or lead role on this site")
+    return upload
 
 
 class _FilesInput(serializers.Serializer):
@@ -67,7 +85,8 @@ class SiteListApi(APIView):
 
     @extend_schema(responses=OutputSerializer(many=True))
     def get(self, request: Request) -> Response:
-        return Response(self.OutputSerializer(selectors.site_list(), many=True).data)
+        sites = selectors.site_list(user=request.user)
+        return Response(self.OutputSerializer(sites, many=True).data)
 
 
 class UploadCreateApi(APIView):
@@ -83,7 +102,7 @@ class UploadCreateApi(APIView):
 
     @extend_schema(request={"multipart/form-data": InputSerializer}, responses={201: _StatusOutput})
     def post(self, request: Request, slug: str) -> Response:
-        site = get_object_or_404(Site, slug=slug)
+        site = _site_for_upload(request, slug)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         with transaction.atomic():
@@ -107,7 +126,7 @@ class UploadAddFilesApi(APIView):
 
     @extend_schema(request={"multipart/form-data": InputSerializer}, responses=_StatusOutput)
     def post(self, request: Request, upload_id: int) -> Response:
-        upload = get_object_or_404(Upload.objects.select_related("site"), pk=upload_id)
+        upload = _upload(request, upload_id, to_change=True)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         try:
@@ -123,7 +142,7 @@ class UploadSubmitApi(APIView):
 
     @extend_schema(request=None, responses={202: _StatusOutput})
     def post(self, request: Request, upload_id: int) -> Response:
-        upload = get_object_or_404(Upload.objects.select_related("site"), pk=upload_id)
+        upload = _upload(request, upload_id, to_change=True)
         try:
             with transaction.atomic():
                 services.upload_submit(upload=upload)
@@ -148,7 +167,7 @@ class UploadDetailApi(APIView):
         )
     )
     def get(self, request: Request, upload_id: int) -> Response:
-        upload = get_object_or_404(Upload.objects.select_related("site"), pk=upload_id)
+        upload = _upload(request, upload_id)
         return Response(
             {**selectors.upload_status(upload=upload), **selectors.upload_report(upload=upload)}
         )

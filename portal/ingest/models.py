@@ -19,6 +19,10 @@ class Site(models.Model):
     # Secret of the site: keyed hashes of original UIDs and patient IDs use it, so the same
     # patient or instance maps to the same pseudonym within the site and to another elsewhere.
     pseudonym_key = models.CharField(max_length=64, default=_new_site_key, editable=False)
+    double_reading = models.BooleanField(
+        default=False,
+        help_text="Two reviewers decide each case blind; a lead adjudicates when they disagree.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -87,8 +91,23 @@ class UploadFile(models.Model):
         return f"{self.name}: {self.outcome}"
 
 
+class ReviewStatus(models.TextChoices):
+    UNREVIEWED = "unreviewed"
+    AWAITING_SECOND_READ = "awaiting_second_read"
+    CONFIRMED = "confirmed"
+    CORRECTED = "corrected"
+    EXCLUDED = "excluded"
+    DISPUTED = "disputed"
+    ADJUDICATED = "adjudicated"
+
+
 class Image(models.Model):
-    """One de-identified DICOM instance with the metadata the model and reports need."""
+    """One de-identified DICOM instance with the metadata the model and reports need.
+
+    The review fields at the end are derived from the image's reviews and written only by
+    `portal.review.services`; they live on the image so that the queue, the image list and the
+    validation sets filter on one indexed row per image.
+    """
 
     class Sex(models.TextChoices):
         MALE = "M"
@@ -129,8 +148,24 @@ class Image(models.Model):
     burned_in_annotation = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
+    status = models.CharField(
+        max_length=24, choices=ReviewStatus.choices, default=ReviewStatus.UNREVIEWED
+    )
+    # The decision that settled the image (confirm, correct, exclude), also after adjudication.
+    outcome = models.CharField(max_length=16, blank=True)
+    curated_age_days = models.PositiveIntegerField(null=True, blank=True)
+    revision = models.PositiveIntegerField(default=0)
+    first_reader = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    lease_holder = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+
     class Meta:
         ordering = ["id"]
+        indexes = [models.Index(fields=["site", "status", "id"], name="image_site_status_idx")]
         constraints = [
             models.UniqueConstraint(
                 fields=["site", "sop_instance_uid"], name="image_unique_instance_per_site"

@@ -1,12 +1,20 @@
 """Reads for the ingest area: the upload report that REST, CLI and web page all show."""
 
+from collections.abc import Iterable
+
 from django.db.models import QuerySet
 
+from portal.accounts.selectors import site_scope
 from portal.ingest.models import Site, Upload, UploadFile
 
 
-def site_list() -> QuerySet[Site]:
-    return Site.objects.all()
+def site_list(*, user, roles: Iterable[str] | None = None) -> QuerySet[Site]:
+    """The user's sites (where they hold one of `roles`, any role when None)."""
+    return Site.objects.filter(site_scope(user=user, roles=roles, field="pk"))
+
+
+def upload_list(*, user) -> QuerySet[Upload]:
+    return Upload.objects.filter(site_scope(user=user)).select_related("site")
 
 
 def upload_report(*, upload: Upload) -> dict:

@@ -1,19 +1,20 @@
 """REST endpoints of the predictions area; stored DICOM and heatmaps only for logged-in users."""
 
-from django.conf import settings
 from django.db import transaction
-from django.http import FileResponse, Http404
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
+from rest_framework.exceptions import PermissionDenied
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from portal.ingest.models import Image, Site, Upload
+from portal.accounts.models import UPLOAD_ROLES
+from portal.accounts.selectors import has_role, site_scope
+from portal.ingest.models import Site, Upload
 from portal.predictions import selectors, services
-from portal.predictions.models import ModelVersion, Prediction, PredictionJob
+from portal.predictions.models import ModelVersion, PredictionJob
 
 _JOB_FIELDS = {
     "id": serializers.IntegerField(),
@@ -54,6 +55,7 @@ class JobListCreateApi(APIView):
     def get(self, request: Request) -> Response:
         upload = request.query_params.get("upload")
         jobs = selectors.job_list(
+            user=request.user,
             upload_id=int(upload) if upload and upload.isdigit() else None,
             site=request.query_params.get("site"),
         )[:200]
@@ -64,8 +66,23 @@ class JobListCreateApi(APIView):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         values = data.validated_data
-        site = get_object_or_404(Site, slug=values["site"]) if "site" in values else None
-        upload = get_object_or_404(Upload, pk=values["upload"]) if "upload" in values else None
+        scope = site_scope(user=request.user)
+        site = (
+            get_object_or_404(
+                Site.objects.filter(site_scope(user=request.user, field="pk")),
+                slug=values["site"],
+            )
+            if "site" in values
+            else None
+        )
+        upload = (
+            get_object_or_404(Upload.objects.filter(scope), pk=values["upload"])
+            if "upload" in values
+            else None
+        )
+        target = site or upload.site
+        if not has_role(user=request.user, site_id=target.pk, roles=UPLOAD_ROLES):
+            raise PermissionDenied("queueing predictions needs the uploader or lead role")
         version = (
             get_object_or_404(ModelVersion, name=values["model"]) if "model" in values else None
         )
@@ -82,9 +99,7 @@ class JobListCreateApi(APIView):
 class JobDetailApi(APIView):
     @extend_schema(responses=_JOB)
     def get(self, request: Request, job_id: int) -> Response:
-        job = get_object_or_404(
-            PredictionJob.objects.select_related("model_version", "site"), pk=job_id
-        )
+        job = get_object_or_404(selectors.job_list(user=request.user), pk=job_id)
         return Response(selectors.job_status(job=job))
 
 
@@ -94,7 +109,9 @@ class PredictionListApi(APIView):
     @extend_schema(parameters=[OpenApiParameter("site", str), OpenApiParameter("model", str)])
     def get(self, request: Request) -> Response:
         predictions = selectors.prediction_list(
-            site=request.query_params.get("site"), model=request.query_params.get("model")
+            user=request.user,
+            site=request.query_params.get("site"),
+            model=request.query_params.get("model"),
         )
         paginator = LimitOffsetPagination()
         paginator.default_limit = 100
@@ -102,46 +119,3 @@ class PredictionListApi(APIView):
         return paginator.get_paginated_response(
             [selectors.prediction_data(prediction=p) for p in page]
         )
-
-
-class ImageDetailApi(APIView):
-    """An image's metadata, recorded age and latest prediction (age, version, heatmap URL)."""
-
-    def get(self, request: Request, image_id: int) -> Response:
-        image = get_object_or_404(Image.objects.select_related("site"), pk=image_id)
-        return Response(selectors.image_data(image=image))
-
-
-def _file_response(relative: str, content_type: str) -> FileResponse:
-    path = (settings.DATA_DIR / relative).resolve()
-    if not path.is_relative_to(settings.DATA_DIR.resolve()) or not path.is_file():
-        raise Http404("file not found")
-    return FileResponse(path.open("rb"), content_type=content_type)
-
-
-class ImageDicomApi(APIView):
-    """The stored, de-identified DICOM file."""
-
-    @extend_schema(responses={(200, "application/dicom"): bytes})
-    def get(self, request: Request, image_id: int) -> FileResponse:
-        image = get_object_or_404(Image, pk=image_id)
-        return _file_response(image.file, "application/dicom")
-
-
-class ImageHeatmapApi(APIView):
-    """The heatmap PNG of the image under `?model=` (default: the latest prediction's)."""
-
-    @extend_schema(
-        parameters=[OpenApiParameter("model", str)], responses={(200, "image/png"): bytes}
-    )
-    def get(self, request: Request, image_id: int) -> FileResponse:
-        image = get_object_or_404(Image, pk=image_id)
-        model = request.query_params.get("model")
-        prediction = (
-            Prediction.objects.filter(image=image, model_version__name=model, error="").first()
-            if model
-            else selectors.latest_prediction(image=image)
-        )
-        if prediction is None or not prediction.heatmap:
-            raise Http404("no heatmap for this image")
-        return _file_response(prediction.heatmap, "image/png")

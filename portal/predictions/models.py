@@ -72,6 +72,10 @@ class Prediction(models.Model):
         PredictionJob, null=True, blank=True, on_delete=models.SET_NULL, related_name="predictions"
     )
     age_days = models.PositiveIntegerField(null=True, blank=True)
+    # Stored with the prediction so that the review queue is an index scan (DESIGN.md, Score):
+    # residual = predicted - recorded age; score = |residual| / the model's expected error.
+    residual_days = models.IntegerField(null=True, blank=True)
+    score = models.FloatField(null=True, blank=True)
     heatmap = models.CharField(max_length=255, blank=True, help_text="Relative to the data dir.")
     error = models.TextField(blank=True)
     timing_ms = models.JSONField(default=dict, blank=True)
@@ -80,6 +84,9 @@ class Prediction(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["model_version", "score", "id"], name="prediction_queue_idx")
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["image", "model_version"], name="one_prediction_per_image_and_version"

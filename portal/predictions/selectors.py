@@ -4,6 +4,7 @@ from django.db.models import QuerySet
 from django.urls import reverse
 from django.utils import timezone
 
+from portal.accounts.selectors import site_scope
 from portal.ingest.models import Image
 from portal.predictions.models import Prediction, PredictionJob
 
@@ -32,8 +33,13 @@ def job_status(*, job: PredictionJob) -> dict:
     }
 
 
-def job_list(*, upload_id: int | None = None, site: str | None = None) -> QuerySet[PredictionJob]:
-    jobs = PredictionJob.objects.select_related("model_version", "site")
+def job_list(
+    *, user, upload_id: int | None = None, site: str | None = None
+) -> QuerySet[PredictionJob]:
+    """Jobs of the user's sites (jobs over every site: superusers only)."""
+    jobs = PredictionJob.objects.select_related("model_version", "site").filter(
+        site_scope(user=user)
+    )
     if upload_id is not None:
         jobs = jobs.filter(upload_id=upload_id)
     if site:
@@ -41,8 +47,14 @@ def job_list(*, upload_id: int | None = None, site: str | None = None) -> QueryS
     return jobs
 
 
-def prediction_list(*, site: str | None = None, model: str | None = None) -> QuerySet[Prediction]:
-    predictions = Prediction.objects.select_related("model_version", "image__site").order_by("id")
+def prediction_list(
+    *, user, site: str | None = None, model: str | None = None
+) -> QuerySet[Prediction]:
+    predictions = (
+        Prediction.objects.select_related("model_version", "image__site")
+        .filter(site_scope(user=user, field="image__site"))
+        .order_by("id")
+    )
     if site:
         predictions = predictions.filter(image__site__slug=site)
     if model:
@@ -58,6 +70,8 @@ def prediction_data(*, prediction: Prediction) -> dict:
         "model": prediction.model_version.name,
         "age_days": prediction.age_days,
         "recorded_age_days": prediction.image.age_days,
+        "residual_days": prediction.residual_days,
+        "score": prediction.score,
         "error": prediction.error,
         "heatmap_url": reverse("api-image-heatmap", args=[prediction.image_id])
         + f"?model={prediction.model_version.name}"

@@ -16,6 +16,7 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from inference_worker import card as checkpoint_card
+from inference_worker.metrics import DAYS_PER_MONTH, age_group
 from portal.celery import app as celery_app
 from portal.ingest.models import Image, Site, Upload
 from portal.predictions.models import ModelVersion, Prediction, PredictionJob
@@ -170,6 +171,16 @@ def _dispatch(job_id: int, image_ids: list[int]) -> None:
     PredictionJob.objects.filter(pk=job_id).update(batches=batches)
 
 
+def outlier_score(*, card: dict, predicted_days: int, recorded_days: int, sex: str) -> float:
+    """|residual| over the model's expected error for the predicted age's group and the sex
+    (the card's `expected_error_months["<group> <sex>"]`, else its `"overall"`)."""
+    expected = card.get("expected_error_months") or {}
+    group = age_group(predicted_days)
+    months = expected.get(f"{group} {sex}") if group else None
+    months = months or expected.get("overall") or 1.0
+    return abs(predicted_days - recorded_days) / DAYS_PER_MONTH / float(months)
+
+
 def prediction_results_store(*, answer: dict) -> PredictionJob | None:
     """Store a worker's answer: one prediction per image and version, however often the same
     answer arrives; the job's counters move only for images that are new to it."""
@@ -178,20 +189,32 @@ def prediction_results_store(*, answer: dict) -> PredictionJob | None:
     with transaction.atomic():
         job = PredictionJob.objects.select_for_update().filter(pk=job_id).first()
         done = failed = 0
-        existing_images = set(
-            Image.objects.filter(pk__in=[r["image"] for r in answer["results"]]).values_list(
-                "pk", flat=True
+        images = {
+            img.pk: img
+            for img in Image.objects.filter(pk__in=[r["image"] for r in answer["results"]]).only(
+                "pk", "age_days", "sex"
             )
-        )
+        }
         for result in answer["results"]:
-            if result["image"] not in existing_images:
+            image = images.get(result["image"])
+            if image is None:
                 continue  # deleted meanwhile
+            age = result.get("age_days")
             prediction, created = Prediction.objects.get_or_create(
                 image_id=result["image"],
                 model_version=version,
                 defaults={
                     "job": job,
-                    "age_days": result.get("age_days"),
+                    "age_days": age,
+                    "residual_days": None if age is None else age - image.age_days,
+                    "score": None
+                    if age is None
+                    else outlier_score(
+                        card=version.card,
+                        predicted_days=age,
+                        recorded_days=image.age_days,
+                        sex=image.sex,
+                    ),
                     "heatmap": result.get("heatmap") or "",
                     "error": result.get("error", "")[:2000],
                     "timing_ms": result.get("ms") or {},

@@ -1,0 +1,75 @@
+"""The team page: a lead manages who holds which role on the sites they lead."""
+
+from django import forms
+from django.contrib import messages
+from django.contrib.auth import get_user_model
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from portal.accounts import selectors, services
+from portal.accounts.models import Membership, Role
+
+
+def _lead_sites(request: HttpRequest):
+    site_model = Membership._meta.get_field("site").related_model
+    sites = site_model.objects.filter(
+        selectors.site_scope(user=request.user, roles=[Role.LEAD], field="pk")
+    )
+    if not sites.exists():
+        raise PermissionDenied("managing users is for the leads of a site")
+    return sites
+
+
+class GrantForm(forms.Form):
+    username = forms.CharField(max_length=150)
+    role = forms.ChoiceField(choices=Role.choices)
+    site = forms.ModelChoiceField(queryset=None, to_field_name="slug")
+    password = forms.CharField(
+        required=False,
+        widget=forms.PasswordInput,
+        help_text="for a new user; leave empty to generate one (shown once)",
+    )
+
+    def __init__(self, *args, sites, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["site"].queryset = sites
+
+
+@login_required
+def team(request: HttpRequest) -> HttpResponse:
+    sites = _lead_sites(request)
+    form = GrantForm(request.POST or None, sites=sites)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        exists = get_user_model().objects.filter(username=data["username"]).exists()
+        user, generated = services.user_add(
+            actor=request.user,
+            username=data["username"],
+            role=data["role"],
+            sites=[data["site"]],
+            password=None if exists else (data["password"] or None),
+        )
+        note = f" Their password (shown once): {generated}" if generated else ""
+        messages.success(
+            request, f"{user.get_username()} is {data['role']} on {data['site'].slug}.{note}"
+        )
+        return redirect("accounts:team")
+    return render(
+        request,
+        "accounts/team.html",
+        {"form": form, "memberships": selectors.membership_list(user=request.user)},
+    )
+
+
+@login_required
+@require_POST
+def revoke(request: HttpRequest, membership_id: int) -> HttpResponse:
+    membership = get_object_or_404(selectors.membership_list(user=request.user), pk=membership_id)
+    services.membership_revoke(actor=request.user, membership=membership)
+    messages.success(
+        request, f"{membership.user.get_username()} no longer has a role on {membership.site.slug}."
+    )
+    return redirect("accounts:team")

@@ -1,0 +1,456 @@
+"""REST endpoints of the review area: images (detail, files, list), the queue, decisions and
+the audit log. Every lookup goes through the user's site scope: another site's image is 404."""
+
+import csv
+import json
+
+from django.conf import settings
+from django.http import FileResponse, Http404, StreamingHttpResponse
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    inline_serializer,
+)
+from rest_framework import serializers, status
+from rest_framework.exceptions import PermissionDenied, ValidationError
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from portal.accounts.selectors import audit_data, audit_list, is_lead_anywhere
+from portal.core.pagination import CursorError, page_links, paginate, parse_limit
+from portal.ingest.models import Image, ReviewStatus
+from portal.predictions.models import Prediction
+from portal.predictions.selectors import latest_prediction
+from portal.review import selectors, services
+from portal.review.models import MAX_AGE_DAYS, Decision, ExclusionReason
+from portal.review.rules import ReviewError, ReviewForbidden
+
+_CURSOR = [
+    OpenApiParameter("cursor", str, description="from `next` or `previous`"),
+    OpenApiParameter("limit", int, description="page size (default 50, at most 200)"),
+]
+
+
+def _page(request: Request, queryset, keys: list[str], render) -> Response:
+    try:
+        page = paginate(
+            queryset,
+            keys=keys,
+            cursor=request.query_params.get("cursor"),
+            limit=parse_limit(request.query_params.get("limit")),
+        )
+    except CursorError as exc:
+        raise ValidationError({"cursor": [str(exc)]}) from exc
+    next_url, previous_url = page_links(request, page)
+    return Response({"next": next_url, "previous": previous_url, "results": render(page.items)})
+
+
+def _paged(name: str, fields: dict) -> serializers.Serializer:
+    return inline_serializer(
+        name,
+        {
+            "next": serializers.URLField(allow_null=True),
+            "previous": serializers.URLField(allow_null=True),
+            "results": inline_serializer(f"{name}Item", fields, many=True),
+        },
+    )
+
+
+def _image(request: Request, image_id: int) -> Image:
+    return get_object_or_404(
+        selectors.image_scope(user=request.user).select_related("site", "lease_holder"),
+        pk=image_id,
+    )
+
+
+def _filters(cls, request: Request):
+    try:
+        return cls.from_query(request.query_params)
+    except selectors.FilterError as exc:
+        raise ValidationError({"detail": str(exc)}) from exc
+
+
+_IMAGE_ROW = {
+    "id": serializers.IntegerField(),
+    "site": serializers.CharField(),
+    "sex": serializers.CharField(),
+    "recorded_age_days": serializers.IntegerField(),
+    "curated_age_days": serializers.IntegerField(allow_null=True),
+    "status": serializers.ChoiceField(choices=ReviewStatus.choices),
+    "revision": serializers.IntegerField(),
+    "predicted_age_days": serializers.IntegerField(allow_null=True),
+    "score": serializers.FloatField(allow_null=True),
+    "burned_in_annotation": serializers.BooleanField(),
+}
+_IMAGE_FILTERS = [
+    OpenApiParameter("site", str),
+    OpenApiParameter("sex", str, enum=["M", "F", "O"]),
+    OpenApiParameter("status", str, enum=ReviewStatus.values),
+    OpenApiParameter("min_age_days", int),
+    OpenApiParameter("max_age_days", int),
+    OpenApiParameter("has_prediction", bool, description="with the active model's prediction"),
+]
+
+
+class ImageListApi(APIView):
+    """Images of the user's sites, by id, with their review state and active prediction."""
+
+    @extend_schema(parameters=_IMAGE_FILTERS + _CURSOR, responses=_paged("ImageList", _IMAGE_ROW))
+    def get(self, request: Request) -> Response:
+        filters = _filters(selectors.ImageFilters, request)
+        images = selectors.image_list(user=request.user, filters=filters)
+        return _page(request, images, ["id"], selectors.image_rows)
+
+
+_PREDICTION = inline_serializer(
+    "ImagePrediction",
+    {
+        "id": serializers.IntegerField(),
+        "model": serializers.CharField(),
+        "age_days": serializers.IntegerField(allow_null=True),
+        "residual_days": serializers.IntegerField(allow_null=True),
+        "score": serializers.FloatField(allow_null=True),
+        "heatmap_url": serializers.CharField(allow_null=True),
+    },
+    allow_null=True,
+)
+_IMAGE_DETAIL = inline_serializer(
+    "ImageDetail",
+    {
+        **{k: v for k, v in _IMAGE_ROW.items() if k != "status"},
+        "uuid": serializers.UUIDField(),
+        "upload": serializers.IntegerField(),
+        "age_days": serializers.IntegerField(help_text="the recorded age (as recorded_age_days)"),
+        "age_source": serializers.CharField(),
+        "modality": serializers.CharField(),
+        "view_position": serializers.CharField(),
+        "rows": serializers.IntegerField(),
+        "columns": serializers.IntegerField(),
+        "pixel_spacing_mm": serializers.ListField(child=serializers.FloatField(), allow_null=True),
+        "photometric_interpretation": serializers.CharField(),
+        "transfer_syntax_uid": serializers.CharField(),
+        "status": serializers.ChoiceField(choices=ReviewStatus.choices),
+        "outcome": serializers.CharField(),
+        "residual_days": serializers.IntegerField(allow_null=True),
+        "lease": inline_serializer(
+            "Lease",
+            {
+                "holder": serializers.CharField(),
+                "expires_at": serializers.DateTimeField(),
+                "mine": serializers.BooleanField(),
+            },
+            allow_null=True,
+        ),
+        "double_reading": serializers.BooleanField(),
+        "can_review": serializers.BooleanField(),
+        "can_adjudicate": serializers.BooleanField(),
+        "dicom_url": serializers.CharField(),
+        "prediction": _PREDICTION,
+    },
+)
+
+
+class ImageDetailApi(APIView):
+    """An image's metadata, recorded and curated age, review state and active prediction."""
+
+    @extend_schema(responses=_IMAGE_DETAIL)
+    def get(self, request: Request, image_id: int) -> Response:
+        image = _image(request, image_id)
+        services.image_access_record(user=request.user, image=image, action="image.view")
+        return Response(selectors.image_detail(user=request.user, image=image))
+
+
+def _file_response(relative: str, content_type: str) -> FileResponse:
+    path = (settings.DATA_DIR / relative).resolve()
+    if not path.is_relative_to(settings.DATA_DIR.resolve()) or not path.is_file():
+        raise Http404("file not found")
+    return FileResponse(path.open("rb"), content_type=content_type)
+
+
+class ImageDicomApi(APIView):
+    """The stored, de-identified DICOM file."""
+
+    @extend_schema(responses={(200, "application/dicom"): bytes})
+    def get(self, request: Request, image_id: int) -> FileResponse:
+        image = _image(request, image_id)
+        services.image_access_record(user=request.user, image=image, action="image.dicom")
+        return _file_response(image.file, "application/dicom")
+
+
+class ImageHeatmapApi(APIView):
+    """The heatmap PNG of the image under `?model=` (default: the latest prediction's)."""
+
+    @extend_schema(
+        parameters=[OpenApiParameter("model", str)], responses={(200, "image/png"): bytes}
+    )
+    def get(self, request: Request, image_id: int) -> FileResponse:
+        image = _image(request, image_id)
+        model = request.query_params.get("model")
+        prediction = (
+            Prediction.objects.filter(image=image, model_version__name=model, error="").first()
+            if model
+            else latest_prediction(image=image)
+        )
+        if prediction is None or not prediction.heatmap:
+            raise Http404("no heatmap for this image")
+        services.image_access_record(user=request.user, image=image, action="image.heatmap")
+        return _file_response(prediction.heatmap, "image/png")
+
+
+_QUEUE_FILTERS = [
+    OpenApiParameter("site", str),
+    OpenApiParameter("sex", str, enum=["M", "F", "O"]),
+    OpenApiParameter("age_group", str, description="recorded age in years, LOW-HIGH, e.g. 1-3"),
+    OpenApiParameter("status", str, enum=[s.value for s in selectors.OPEN_STATUSES]),
+]
+_QUEUE_ROW = {
+    "image": serializers.IntegerField(),
+    "site": serializers.CharField(),
+    "score": serializers.FloatField(),
+    "recorded_age_days": serializers.IntegerField(),
+    "predicted_age_days": serializers.IntegerField(),
+    "status": serializers.ChoiceField(choices=ReviewStatus.choices),
+}
+
+
+class QueueApi(APIView):
+    """Open cases above the score threshold, highest score first (cases leased to others out)."""
+
+    @extend_schema(parameters=_QUEUE_FILTERS + _CURSOR, responses=_paged("ReviewQueue", _QUEUE_ROW))
+    def get(self, request: Request) -> Response:
+        filters = _filters(selectors.QueueFilters, request)
+        predictions = selectors.queue(user=request.user, filters=filters).select_related(
+            "image__site"
+        )
+        return _page(
+            request,
+            predictions,
+            ["-score", "-id"],
+            lambda rows: [selectors.queue_row(p) for p in rows],
+        )
+
+
+class QueueNextApi(APIView):
+    """Take the next case: a lease holds it for you for a few minutes (204: queue empty)."""
+
+    @extend_schema(
+        parameters=_QUEUE_FILTERS,
+        request=None,
+        responses={
+            200: inline_serializer(
+                "QueueClaim",
+                {
+                    "image": serializers.IntegerField(),
+                    "lease_expires_at": serializers.DateTimeField(),
+                },
+            ),
+            204: OpenApiResponse(description="nothing is left in the queue"),
+        },
+    )
+    def post(self, request: Request) -> Response:
+        filters = _filters(selectors.QueueFilters, request)
+        claim = services.queue_next(user=request.user, filters=filters)
+        if claim is None:
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        return Response({"image": claim.image_id, "lease_expires_at": claim.lease_expires_at})
+
+
+_REVIEW_FIELDS = {
+    "id": serializers.IntegerField(),
+    "image": serializers.IntegerField(),
+    "reviewer": serializers.CharField(),
+    "decision": serializers.ChoiceField(choices=Decision.choices),
+    "kind": serializers.CharField(),
+    "age_days": serializers.IntegerField(allow_null=True),
+    "reason": serializers.CharField(),
+    "comment": serializers.CharField(),
+    "based_on_revision": serializers.IntegerField(),
+    "created_at": serializers.DateTimeField(),
+}
+_CONFLICT = inline_serializer(
+    "ReviewConflict",
+    {
+        "detail": serializers.CharField(),
+        "revision": serializers.IntegerField(),
+        "status": serializers.ChoiceField(choices=ReviewStatus.choices),
+    },
+)
+
+
+class ImageReviewsApi(APIView):
+    """An image's decisions (newest first), or a new decision on it."""
+
+    class InputSerializer(serializers.Serializer):
+        decision = serializers.ChoiceField(choices=Decision.choices)
+        age_days = serializers.IntegerField(
+            required=False,
+            allow_null=True,
+            min_value=0,
+            max_value=MAX_AGE_DAYS - 1,
+            help_text="the corrected age in days (correct only): 0 to under 18 years",
+        )
+        reason = serializers.ChoiceField(
+            choices=ExclusionReason.choices, required=False, allow_blank=True
+        )
+        comment = serializers.CharField(required=False, allow_blank=True, max_length=2000)
+        revision = serializers.IntegerField(
+            min_value=0, help_text="the image revision the decision was made on"
+        )
+
+        def validate(self, attrs: dict) -> dict:
+            decision = attrs["decision"]
+            if decision == Decision.CORRECT and attrs.get("age_days") is None:
+                raise ValidationError({"age_days": ["a correction needs the age in days"]})
+            if decision == Decision.EXCLUDE and not attrs.get("reason"):
+                raise ValidationError({"reason": ["an exclusion needs a reason"]})
+            other = attrs.get("reason") == ExclusionReason.OTHER
+            if other and not attrs.get("comment", "").strip():
+                raise ValidationError({"comment": ["say why, when the reason is other"]})
+            return attrs
+
+    @extend_schema(parameters=_CURSOR, responses=_paged("ReviewList", _REVIEW_FIELDS))
+    def get(self, request: Request, image_id: int) -> Response:
+        image = _image(request, image_id)
+        reviews = selectors.review_list(user=request.user, image=image)
+        return _page(
+            request, reviews, ["-id"], lambda rows: [selectors.review_data(r) for r in rows]
+        )
+
+    @extend_schema(
+        request=InputSerializer,
+        responses={
+            201: inline_serializer(
+                "ReviewCreated",
+                {
+                    **_REVIEW_FIELDS,
+                    "revision": serializers.IntegerField(help_text="the image's new revision"),
+                    "status": serializers.ChoiceField(choices=ReviewStatus.choices),
+                },
+            ),
+            409: _CONFLICT,
+        },
+    )
+    def post(self, request: Request, image_id: int) -> Response:
+        image = _image(request, image_id)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        try:
+            review = services.review_submit(
+                image=image,
+                reviewer=request.user,
+                decision=values["decision"],
+                age_days=values.get("age_days"),
+                reason=values.get("reason", ""),
+                comment=values.get("comment", ""),
+                expected_revision=values["revision"],
+            )
+        except ReviewForbidden as exc:
+            raise PermissionDenied(exc.detail) from exc
+        except ReviewError as exc:
+            current = exc.image or image
+            return Response(
+                {"detail": exc.detail, "revision": current.revision, "status": current.status},
+                status=status.HTTP_409_CONFLICT,
+            )
+        review.image.refresh_from_db(fields=["revision", "status"])
+        return Response(
+            {
+                **selectors.review_data(review),
+                "revision": review.image.revision,
+                "status": review.image.status,
+            },
+            status=status.HTTP_201_CREATED,
+        )
+
+
+_AUDIT_FIELDS = {
+    "id": serializers.IntegerField(),
+    "at": serializers.DateTimeField(),
+    "actor": serializers.CharField(),
+    "action": serializers.CharField(),
+    "site": serializers.CharField(allow_null=True),
+    "image": serializers.IntegerField(allow_null=True),
+    "target": serializers.CharField(),
+    "before": serializers.JSONField(allow_null=True),
+    "after": serializers.JSONField(allow_null=True),
+}
+
+
+def _audit_rows(events) -> list[dict]:
+    return [audit_data(event=e) for e in events]
+
+
+class ImageAuditApi(APIView):
+    """The image's history: every decision, lease, view and download, newest first."""
+
+    @extend_schema(parameters=_CURSOR, responses=_paged("ImageAudit", _AUDIT_FIELDS))
+    def get(self, request: Request, image_id: int) -> Response:
+        image = _image(request, image_id)
+        events = selectors.image_audit(user=request.user, image=image)
+        return _page(request, events, ["-id"], _audit_rows)
+
+
+_AUDIT_FILTERS = [
+    OpenApiParameter("site", str),
+    OpenApiParameter("image", int),
+    OpenApiParameter("action", str, description="prefix, e.g. `review.` or `role.`"),
+    OpenApiParameter("actor", str, description="user name"),
+]
+
+
+def _lead_audit(request: Request):
+    if not is_lead_anywhere(user=request.user):
+        raise PermissionDenied("the audit log is for leads")
+    image = request.query_params.get("image")
+    if image not in (None, "") and not image.isdigit():
+        raise ValidationError({"image": ["a whole number"]})
+    return audit_list(
+        user=request.user,
+        site=request.query_params.get("site") or None,
+        image_id=int(image) if image else None,
+        action=request.query_params.get("action") or None,
+        actor=request.query_params.get("actor") or None,
+    )
+
+
+class AuditListApi(APIView):
+    """The audit log of the sites you lead (leads only), newest first."""
+
+    @extend_schema(parameters=_AUDIT_FILTERS + _CURSOR, responses=_paged("AuditLog", _AUDIT_FIELDS))
+    def get(self, request: Request) -> Response:
+        return _page(request, _lead_audit(request), ["-id"], _audit_rows)
+
+
+class _Echo:
+    def write(self, value: str) -> str:
+        return value
+
+
+CSV_COLUMNS = ["id", "at", "actor", "action", "site", "image", "target", "before", "after"]
+
+
+class AuditExportApi(APIView):
+    """The same filtered audit log as CSV, streamed (leads only)."""
+
+    @extend_schema(parameters=_AUDIT_FILTERS, responses={(200, "text/csv"): bytes})
+    def get(self, request: Request) -> StreamingHttpResponse:
+        events = _lead_audit(request)
+        writer = csv.writer(_Echo())
+
+        def rows():
+            yield writer.writerow(CSV_COLUMNS)
+            for event in events.order_by("id").iterator(chunk_size=2000):
+                data = audit_data(event=event)
+                data["at"] = data["at"].isoformat()
+                for column in ("before", "after"):
+                    if data[column] is not None:
+                        data[column] = json.dumps(data[column], sort_keys=True)
+                yield writer.writerow(["" if data[c] is None else data[c] for c in CSV_COLUMNS])
+
+        response = StreamingHttpResponse(rows(), content_type="text/csv")
+        response["Content-Disposition"] = 'attachment; filename="audit.csv"'
+        return response

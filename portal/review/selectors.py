@@ -1,0 +1,326 @@
+"""Reads of the review area: the outlier queue, the image browser, an image's reviews and
+history. Everything is scoped to the user's sites (`portal.accounts.selectors.site_scope`)."""
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.conf import settings
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet
+from django.utils import timezone
+
+from inference_worker.metrics import DAYS_PER_YEAR
+from portal.accounts.models import LEAD_ROLES, REVIEW_ROLES, AuditEvent
+from portal.accounts.selectors import has_role, role_on, site_scope
+from portal.ingest.models import Image, ReviewStatus
+from portal.predictions.models import ModelVersion, Prediction
+from portal.predictions.selectors import image_data, latest_prediction
+from portal.review.models import Kind, Review
+from portal.review.rules import ReviewError, decision_kind
+
+# Cases a reviewer can take from the queue; disputed cases are offered to leads.
+OPEN_STATUSES = (ReviewStatus.UNREVIEWED, ReviewStatus.AWAITING_SECOND_READ, ReviewStatus.DISPUTED)
+
+
+class FilterError(ValueError):
+    """A filter value that cannot be understood (HTTP 400)."""
+
+
+@dataclass(frozen=True)
+class QueueFilters:
+    site: str | None = None
+    sex: str | None = None
+    age_group: str | None = None  # "1-3": the recorded age, in years, [low, high)
+    status: str | None = None
+
+    @classmethod
+    def from_query(cls, query) -> "QueueFilters":
+        values = {key: (query.get(key) or None) for key in ("site", "sex", "age_group", "status")}
+        filters = cls(**values)
+        filters.age_range_days()
+        if filters.status and filters.status not in ReviewStatus.values:
+            raise FilterError(f"unknown status {filters.status!r}")
+        return filters
+
+    def age_range_days(self) -> tuple[int, int] | None:
+        if not self.age_group:
+            return None
+        try:
+            low, high = (float(part) for part in self.age_group.split("-"))
+        except ValueError as exc:
+            raise FilterError(f"age_group {self.age_group!r}: expected LOW-HIGH in years") from exc
+        return round(low * DAYS_PER_YEAR), round(high * DAYS_PER_YEAR)
+
+    def as_query(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if v}
+
+
+def queue_threshold() -> float:
+    return settings.REVIEW["QUEUE_THRESHOLD"]
+
+
+def active_version() -> ModelVersion | None:
+    return ModelVersion.objects.filter(is_active=True).first()
+
+
+def image_scope(*, user) -> QuerySet[Image]:
+    """The images of the user's sites; another site's image is not found."""
+    return Image.objects.filter(site_scope(user=user))
+
+
+def queue(*, user, filters: QueueFilters, now: datetime | None = None) -> QuerySet[Prediction]:
+    """The active model's predictions whose image is open for this user, highest score first.
+
+    Open: unreviewed or awaiting a second read by someone else, with a score above the
+    threshold, on a site where the user reviews; or disputed, on a site the user leads. Cases
+    leased to another reviewer are out until the lease expires.
+    """
+    version = active_version()
+    if version is None:
+        return Prediction.objects.none()
+    now = now or timezone.now()
+    predictions = Prediction.objects.filter(model_version=version, score__isnull=False)
+    reviewable = Q(
+        site_scope(user=user, roles=REVIEW_ROLES, field="image__site"),
+        score__gt=queue_threshold(),
+        image__status__in=[ReviewStatus.UNREVIEWED, ReviewStatus.AWAITING_SECOND_READ],
+    ) & ~Q(image__status=ReviewStatus.AWAITING_SECOND_READ, image__first_reader=user)
+    adjudicable = Q(
+        site_scope(user=user, roles=LEAD_ROLES, field="image__site"),
+        image__status=ReviewStatus.DISPUTED,
+    )
+    leased_to_other = Q(image__lease_expires_at__gt=now) & ~Q(image__lease_holder=user)
+    predictions = predictions.filter(reviewable | adjudicable).exclude(leased_to_other)
+    if filters.site:
+        predictions = predictions.filter(image__site__slug=filters.site)
+    if filters.sex:
+        predictions = predictions.filter(image__sex=filters.sex)
+    if ages := filters.age_range_days():
+        predictions = predictions.filter(image__age_days__gte=ages[0], image__age_days__lt=ages[1])
+    if filters.status:
+        predictions = predictions.filter(image__status=filters.status)
+    return predictions.order_by("-score", "-id")
+
+
+def queue_row(prediction: Prediction) -> dict:
+    image = prediction.image
+    return {
+        "image": image.pk,
+        "site": image.site.slug,
+        "score": prediction.score,
+        "recorded_age_days": image.age_days,
+        "predicted_age_days": prediction.age_days,
+        "status": image.status,
+    }
+
+
+@dataclass(frozen=True)
+class ImageFilters:
+    site: str | None = None
+    sex: str | None = None
+    status: str | None = None
+    min_age_days: int | None = None
+    max_age_days: int | None = None
+    has_prediction: bool | None = None
+
+    @classmethod
+    def from_query(cls, query) -> "ImageFilters":
+        def integer(key: str) -> int | None:
+            raw = query.get(key)
+            if raw in (None, ""):
+                return None
+            if not str(raw).isdigit():
+                raise FilterError(f"{key} must be a whole number of days")
+            return int(raw)
+
+        has = query.get("has_prediction")
+        if has not in (None, "", "true", "false", "1", "0"):
+            raise FilterError("has_prediction must be true or false")
+        status = query.get("status") or None
+        if status and status not in ReviewStatus.values:
+            raise FilterError(f"unknown status {status!r}")
+        return cls(
+            site=query.get("site") or None,
+            sex=query.get("sex") or None,
+            status=status,
+            min_age_days=integer("min_age_days"),
+            max_age_days=integer("max_age_days"),
+            has_prediction=None if has in (None, "") else has in ("true", "1"),
+        )
+
+
+def image_list(*, user, filters: ImageFilters) -> QuerySet[Image]:
+    images = image_scope(user=user).select_related("site")
+    if filters.site:
+        images = images.filter(site__slug=filters.site)
+    if filters.sex:
+        images = images.filter(sex=filters.sex)
+    if filters.status:
+        images = images.filter(status=filters.status)
+    if filters.min_age_days is not None:
+        images = images.filter(age_days__gte=filters.min_age_days)
+    if filters.max_age_days is not None:
+        images = images.filter(age_days__lte=filters.max_age_days)
+    if filters.has_prediction is not None:
+        version = active_version()
+        has = Exists(
+            Prediction.objects.filter(image=OuterRef("pk"), model_version=version, error="")
+        )
+        images = images.filter(has if filters.has_prediction else ~has)
+    return images.order_by("id")
+
+
+def image_rows(images: list[Image]) -> list[dict]:
+    """One page of the image list, with the active model's predictions in one more query."""
+    version = active_version()
+    predictions = {
+        p.image_id: p
+        for p in Prediction.objects.filter(
+            model_version=version, image__in=[i.pk for i in images], error=""
+        )
+    }
+    rows = []
+    for image in images:
+        prediction = predictions.get(image.pk)
+        rows.append(
+            {
+                "id": image.pk,
+                "site": image.site.slug,
+                "sex": image.sex,
+                "recorded_age_days": image.age_days,
+                "curated_age_days": image.curated_age_days,
+                "status": image.status,
+                "revision": image.revision,
+                "predicted_age_days": prediction.age_days if prediction else None,
+                "score": prediction.score if prediction else None,
+                "burned_in_annotation": image.burned_in_annotation,
+            }
+        )
+    return rows
+
+
+def _sees_first_read(*, user, image: Image) -> bool:
+    """While a double-read image awaits its second read, the first decision is hidden from
+    everyone but its author and the site's leads."""
+    return (
+        image.status != ReviewStatus.AWAITING_SECOND_READ
+        or image.first_reader_id == user.pk
+        or has_role(user=user, site_id=image.site_id, roles=LEAD_ROLES)
+    )
+
+
+def review_list(*, user, image: Image) -> QuerySet[Review]:
+    reviews = Review.objects.filter(image=image).select_related("reviewer")
+    if not _sees_first_read(user=user, image=image):
+        reviews = reviews.exclude(kind=Kind.FIRST_READ)
+    return reviews.order_by("-id")
+
+
+def review_data(review: Review) -> dict:
+    return {
+        "id": review.pk,
+        "image": review.image_id,
+        "reviewer": review.reviewer.get_username(),
+        "decision": review.decision,
+        "kind": review.kind,
+        "age_days": review.age_days,
+        "reason": review.reason,
+        "comment": review.comment,
+        "based_on_revision": review.based_on_revision,
+        "created_at": review.created_at,
+    }
+
+
+def image_audit(*, user, image: Image) -> QuerySet[AuditEvent]:
+    events = AuditEvent.objects.filter(image_id=image.pk).select_related("site")
+    if not _sees_first_read(user=user, image=image):
+        events = events.exclude(after__kind=Kind.FIRST_READ)
+    return events.order_by("-id")
+
+
+def _can_decide(*, user, image: Image) -> bool:
+    try:
+        decision_kind(user=user, image=image)
+    except ReviewError:
+        return False
+    return True
+
+
+def image_detail(*, user, image: Image) -> dict:
+    """Everything the viewer shows beside the film, with what this user may do."""
+    prediction = latest_prediction(image=image)
+    role = role_on(user=user, site_id=image.site_id)
+    lease_open = (
+        image.lease_holder_id
+        and image.lease_expires_at
+        and image.lease_expires_at > (timezone.now())
+    )
+    return {
+        **image_data(image=image),
+        "recorded_age_days": image.age_days,
+        "transfer_syntax_uid": image.transfer_syntax_uid,
+        "status": image.status,
+        "outcome": image.outcome,
+        "revision": image.revision,
+        "curated_age_days": image.curated_age_days,
+        "predicted_age_days": prediction.age_days if prediction else None,
+        "residual_days": prediction.residual_days if prediction else None,
+        "score": prediction.score if prediction else None,
+        "lease": {
+            "holder": image.lease_holder.get_username(),
+            "expires_at": image.lease_expires_at,
+            "mine": image.lease_holder_id == user.pk,
+        }
+        if lease_open
+        else None,
+        "double_reading": image.site.double_reading,
+        "can_review": _can_decide(user=user, image=image),
+        "can_adjudicate": role in LEAD_ROLES,
+    }
+
+
+def dashboard(*, user) -> dict:
+    """Counts per site for the home page: images, predictions, queue, decisions, jobs."""
+    version = active_version()
+    sites: dict[str, dict] = {}
+
+    def site(slug: str) -> dict:
+        return sites.setdefault(
+            slug,
+            {"slug": slug, "images": 0, "predictions": 0, "queue": 0, "statuses": {}},
+        )
+
+    by_status = (
+        image_scope(user=user).values("site__slug", "status").annotate(n=Count("id")).order_by()
+    )
+    for row in by_status:
+        entry = site(row["site__slug"])
+        entry["images"] += row["n"]
+        entry["statuses"][row["status"]] = row["n"]
+    if version is not None:
+        predicted = (
+            Prediction.objects.filter(
+                site_scope(user=user, field="image__site"), model_version=version, error=""
+            )
+            .values("image__site__slug")
+            .annotate(n=Count("id"))
+            .order_by()
+        )
+        for row in predicted:
+            site(row["image__site__slug"])["predictions"] = row["n"]
+        waiting = (
+            queue(user=user, filters=QueueFilters())
+            .values("image__site__slug")
+            .annotate(n=Count("id"))
+            .order_by()
+        )
+        for row in waiting:
+            site(row["image__site__slug"])["queue"] = row["n"]
+    for entry in sites.values():
+        statuses = entry["statuses"]
+        entry["reviewed"] = sum(n for s, n in statuses.items() if s != ReviewStatus.UNREVIEWED)
+        entry["status_rows"] = [(s.label, statuses.get(s.value, 0)) for s in ReviewStatus]
+    return {
+        "sites": sorted(sites.values(), key=lambda e: e["slug"]),
+        "active_model": version,
+        "threshold": queue_threshold(),
+    }

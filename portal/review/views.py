@@ -1,0 +1,147 @@
+"""Pages of the review area: the home dashboard, the image browser, the queue, the viewer
+and the audit log. Lists are keyset-paginated like the API; the viewer is a TypeScript app."""
+
+from urllib.parse import urlencode
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from portal.accounts.models import Role
+from portal.accounts.selectors import audit_list, is_lead_anywhere
+from portal.core.pagination import CursorError, page_links, paginate, parse_limit
+from portal.ingest.models import ReviewStatus
+from portal.ingest.selectors import site_list
+from portal.predictions.selectors import job_list, job_status
+from portal.review import selectors, services
+
+AGE_GROUPS = ["0-1", "1-3", "3-6", "6-12", "12-18"]
+
+
+def _paged(request: HttpRequest, queryset, keys: list[str]):
+    try:
+        page = paginate(
+            queryset,
+            keys=keys,
+            cursor=request.GET.get("cursor"),
+            limit=parse_limit(request.GET.get("limit")),
+        )
+    except CursorError as exc:
+        raise Http404(str(exc)) from exc
+    return page, *page_links(request, page)
+
+
+def _filters(cls, request: HttpRequest):
+    try:
+        return cls.from_query(request.GET)
+    except selectors.FilterError as exc:
+        raise Http404(str(exc)) from exc
+
+
+@login_required
+def dashboard(request: HttpRequest) -> HttpResponse:
+    running = job_list(user=request.user).filter(state__in=["queued", "running"])[:20]
+    return render(
+        request,
+        "review/dashboard.html",
+        {
+            **selectors.dashboard(user=request.user),
+            "jobs": [job_status(job=job) for job in running],
+        },
+    )
+
+
+@login_required
+def image_list(request: HttpRequest) -> HttpResponse:
+    filters = _filters(selectors.ImageFilters, request)
+    images = selectors.image_list(user=request.user, filters=filters)
+    page, next_url, previous_url = _paged(request, images, ["id"])
+    return render(
+        request,
+        "review/image_list.html",
+        {
+            "rows": selectors.image_rows(page.items),
+            "filters": filters,
+            "sites": site_list(user=request.user),
+            "statuses": ReviewStatus.choices,
+            "next_url": next_url,
+            "previous_url": previous_url,
+        },
+    )
+
+
+@login_required
+def image_view(request: HttpRequest, image_id: int) -> HttpResponse:
+    image = get_object_or_404(selectors.image_scope(user=request.user), pk=image_id)
+    queue_query = ""
+    if request.GET.get("queue"):
+        filters = _filters(selectors.QueueFilters, request)
+        queue_query = urlencode({"queue": "1", **filters.as_query()})
+    return render(request, "review/image.html", {"image_id": image.pk, "queue_query": queue_query})
+
+
+@login_required
+def queue_page(request: HttpRequest) -> HttpResponse:
+    filters = _filters(selectors.QueueFilters, request)
+    predictions = selectors.queue(user=request.user, filters=filters).select_related("image__site")
+    page, next_url, previous_url = _paged(request, predictions, ["-score", "-id"])
+    return render(
+        request,
+        "review/queue.html",
+        {
+            "rows": [selectors.queue_row(p) for p in page.items],
+            "filters": filters,
+            "query": urlencode(filters.as_query()),
+            "threshold": selectors.queue_threshold(),
+            "lease_minutes": round(services.lease_seconds() / 60, 1),
+            "sites": site_list(user=request.user, roles=[Role.REVIEWER, Role.LEAD]),
+            "statuses": [(s.value, s.label) for s in selectors.OPEN_STATUSES],
+            "age_groups": AGE_GROUPS,
+            "next_url": next_url,
+            "previous_url": previous_url,
+        },
+    )
+
+
+@login_required
+@require_POST
+def queue_next(request: HttpRequest) -> HttpResponse:
+    """Take the next case and open it in the viewer, in queue mode."""
+    filters = _filters(selectors.QueueFilters, request)
+    claim = services.queue_next(user=request.user, filters=filters)
+    if claim is None:
+        messages.info(request, "The queue is empty for these filters.")
+        return redirect(f"/review/?{urlencode(filters.as_query())}")
+    query = urlencode({"queue": "1", **filters.as_query()})
+    return redirect(f"/images/{claim.image_id}/?{query}")
+
+
+@login_required
+def audit_page(request: HttpRequest) -> HttpResponse:
+    if not is_lead_anywhere(user=request.user):
+        raise PermissionDenied("the audit log is for leads")
+    image = request.GET.get("image", "")
+    events = audit_list(
+        user=request.user,
+        site=request.GET.get("site") or None,
+        image_id=int(image) if image.isdigit() else None,
+        action=request.GET.get("action") or None,
+        actor=request.GET.get("actor") or None,
+    )
+    page, next_url, previous_url = _paged(request, events, ["-id"])
+    query = {k: request.GET.get(k, "") for k in ("site", "image", "action", "actor")}
+    return render(
+        request,
+        "review/audit.html",
+        {
+            "events": page.items,
+            "query": query,
+            "export_query": urlencode({k: v for k, v in query.items() if v}),
+            "sites": site_list(user=request.user, roles=[Role.LEAD]),
+            "next_url": next_url,
+            "previous_url": previous_url,
+        },
+    )
