@@ -164,8 +164,10 @@ REST_FRAMEWORK = {
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "CXR-Age Portal API",
-    "DESCRIPTION": "Upload de-identified pediatric chest X-rays and follow their ingest.",
+    "DESCRIPTION": "Upload pediatric chest X-rays, follow their ingest and predictions, and "
+    "review the outliers. Every call sees only the caller's sites.",
     "VERSION": "0.1.0",
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
 }
 
 # Celery: one number sets the hard limit; soft limit and broker visibility follow from it.

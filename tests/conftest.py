@@ -30,6 +30,12 @@ def data_dir(settings, tmp_path: Path) -> Path:
     return path
 
 
+@pytest.fixture(autouse=True)
+def fast_passwords(settings) -> None:
+    """The tests make many users; the production hasher is slow on purpose."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture(scope="session", autouse=True)
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real Redis server of our own on a free port, for the whole session; everything the

@@ -43,10 +43,14 @@ def has_role(*, user: User, site_id: int, roles: Iterable[str]) -> bool:
     return role_on(user=user, site_id=site_id) in set(roles)
 
 
-def is_lead_anywhere(*, user: User) -> bool:
+def holds_role_anywhere(*, user: User, roles: Iterable[str]) -> bool:
     if not _active(user):
         return False
-    return user.is_superuser or Membership.objects.filter(user=user, role=Role.LEAD).exists()
+    return user.is_superuser or Membership.objects.filter(user=user, role__in=list(roles)).exists()
+
+
+def is_lead_anywhere(*, user: User) -> bool:
+    return holds_role_anywhere(user=user, roles=[Role.LEAD])
 
 
 def membership_list(*, user: User) -> QuerySet[Membership]:

@@ -67,7 +67,10 @@ def team(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_POST
 def revoke(request: HttpRequest, membership_id: int) -> HttpResponse:
-    membership = get_object_or_404(selectors.membership_list(user=request.user), pk=membership_id)
+    memberships = Membership.objects.filter(selectors.site_scope(user=request.user))
+    membership = get_object_or_404(memberships.select_related("user", "site"), pk=membership_id)
+    if not selectors.has_role(user=request.user, site_id=membership.site_id, roles=[Role.LEAD]):
+        raise PermissionDenied("managing users is for the leads of the site")
     services.membership_revoke(actor=request.user, membership=membership)
     messages.success(
         request, f"{membership.user.get_username()} no longer has a role on {membership.site.slug}."

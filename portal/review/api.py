@@ -19,7 +19,13 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from portal.accounts.selectors import audit_data, audit_list, is_lead_anywhere
+from portal.accounts.models import REVIEW_ROLES
+from portal.accounts.selectors import (
+    audit_data,
+    audit_list,
+    holds_role_anywhere,
+    is_lead_anywhere,
+)
 from portal.core.pagination import CursorError, page_links, paginate, parse_limit
 from portal.ingest.models import Image, ReviewStatus
 from portal.predictions.models import Prediction
@@ -251,6 +257,8 @@ class QueueNextApi(APIView):
         },
     )
     def post(self, request: Request) -> Response:
+        if not holds_role_anywhere(user=request.user, roles=REVIEW_ROLES):
+            raise PermissionDenied("taking cases is for reviewers and leads")
         filters = _filters(selectors.QueueFilters, request)
         claim = services.queue_next(user=request.user, filters=filters)
         if claim is None:

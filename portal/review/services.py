@@ -158,7 +158,8 @@ def lease_seconds() -> int:
 
 
 def queue_next(*, user, filters: selectors.QueueFilters) -> Claim | None:
-    """Lease the highest-scoring open case to `user` (releasing their earlier lease).
+    """Lease the highest-scoring open case to `user`, other than the one they hold (which is
+    released: "next" moves on).
 
     Atomic on every database: candidates are read with SKIP LOCKED on PostgreSQL (SQLite's
     IMMEDIATE transactions serialise writers anyway), and the lease is taken by a conditional
@@ -171,8 +172,10 @@ def queue_next(*, user, filters: selectors.QueueFilters) -> Claim | None:
             now = timezone.now()
             candidate = (
                 selectors.queue(user=user, filters=filters, now=now)
+                .exclude(image__lease_holder=user, image__lease_expires_at__gt=now)
+                .select_related("image")
                 .select_for_update(skip_locked=True, of=("image",))
-                .only("id", "image_id")
+                .only("id", "image__id")
                 .first()
             )
             if candidate is None:

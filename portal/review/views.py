@@ -10,8 +10,8 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from portal.accounts.models import Role
-from portal.accounts.selectors import audit_list, is_lead_anywhere
+from portal.accounts.models import REVIEW_ROLES, Role
+from portal.accounts.selectors import audit_list, holds_role_anywhere, is_lead_anywhere
 from portal.core.pagination import CursorError, page_links, paginate, parse_limit
 from portal.ingest.models import ReviewStatus
 from portal.ingest.selectors import site_list
@@ -32,6 +32,11 @@ def _paged(request: HttpRequest, queryset, keys: list[str]):
     except CursorError as exc:
         raise Http404(str(exc)) from exc
     return page, *page_links(request, page)
+
+
+def _require_reviewer(request: HttpRequest) -> None:
+    if not holds_role_anywhere(user=request.user, roles=REVIEW_ROLES):
+        raise PermissionDenied("the review queue is for reviewers and leads")
 
 
 def _filters(cls, request: HttpRequest):
@@ -85,6 +90,7 @@ def image_view(request: HttpRequest, image_id: int) -> HttpResponse:
 
 @login_required
 def queue_page(request: HttpRequest) -> HttpResponse:
+    _require_reviewer(request)
     filters = _filters(selectors.QueueFilters, request)
     predictions = selectors.queue(user=request.user, filters=filters).select_related("image__site")
     page, next_url, previous_url = _paged(request, predictions, ["-score", "-id"])
@@ -110,6 +116,7 @@ def queue_page(request: HttpRequest) -> HttpResponse:
 @require_POST
 def queue_next(request: HttpRequest) -> HttpResponse:
     """Take the next case and open it in the viewer, in queue mode."""
+    _require_reviewer(request)
     filters = _filters(selectors.QueueFilters, request)
     claim = services.queue_next(user=request.user, filters=filters)
     if claim is None:

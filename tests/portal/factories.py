@@ -1,0 +1,94 @@
+"""Small factories for site data: sites, users with roles, images (with a real DICOM file on
+disk), model versions and predictions scored the way the portal scores them."""
+
+import itertools
+from pathlib import Path
+
+import numpy as np
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from PIL import Image as PILImage
+
+from portal.accounts.services import membership_grant
+from portal.ingest.models import Image, Site, Upload
+from portal.predictions.models import ModelVersion, Prediction
+from portal.predictions.services import outlier_score
+from tests.dicom_files import make_dicom
+
+_seq = itertools.count(1)
+PASSWORD = "review-password-123"
+CARD = {"expected_error_months": {"overall": 6.0, "1-3 F": 3.0, "1-3 M": 3.0}}
+
+
+def site(slug: str, *, double_reading: bool = False) -> Site:
+    return Site.objects.create(slug=slug, name=slug.title(), double_reading=double_reading)
+
+
+def user(username: str, role: str | None = None, *sites: Site):
+    account = get_user_model().objects.create_user(username, password=PASSWORD)
+    for s in sites:
+        membership_grant(actor=None, user=account, site=s, role=role)
+    return account
+
+
+def model_version(name: str = "m1", *, active: bool = True, card: dict | None = None):
+    return ModelVersion.objects.create(
+        name=name,
+        architecture="ca_resnet18",
+        input_size=64,
+        path=f"models/{name}",
+        sha256="0" * 64,
+        card=card or CARD,
+        is_active=active,
+    )
+
+
+def image(s: Site, *, age_days: int = 1000, sex: str = "F", dicom: bool = False) -> Image:
+    """An image row; with `dicom`, a real (small) DICOM file stored where the row says."""
+    upload = Upload.objects.filter(site=s).first() or Upload.objects.create(site=s, source="cli")
+    n = next(_seq)
+    img = Image(
+        site=s,
+        upload=upload,
+        size_bytes=1,
+        sha256=f"{n:064x}",
+        sop_instance_uid=f"2.25.{n}",
+        study_instance_uid=f"2.25.{n}1",
+        series_instance_uid=f"2.25.{n}2",
+        patient_pseudonym=f"P{n}",
+        sex=sex,
+        age_days=age_days,
+        age_source="birthdate",
+        modality="DX",
+        view_position="PA",
+        rows=64,
+        columns=64,
+        photometric_interpretation="MONOCHROME2",
+        bits_stored=12,
+        transfer_syntax_uid="1.2.840.10008.1.2.1",
+    )
+    img.file = f"images/{s.slug}/{img.uuid}.dcm"
+    if dicom:
+        make_dicom(Path(settings.DATA_DIR) / img.file, sex=sex)
+    img.save()
+    return img
+
+
+def prediction(img: Image, version: ModelVersion, *, age_days: int, heatmap: bool = False):
+    """A stored prediction with its residual and score (and a heatmap PNG when asked)."""
+    path = ""
+    if heatmap:
+        path = f"heatmaps/{version.name}/{img.uuid}.png"
+        target = Path(settings.DATA_DIR) / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        PILImage.fromarray(np.zeros((16, 16), np.uint8)).save(target)
+    return Prediction.objects.create(
+        image=img,
+        model_version=version,
+        age_days=age_days,
+        residual_days=age_days - img.age_days,
+        score=outlier_score(
+            card=version.card, predicted_days=age_days, recorded_days=img.age_days, sex=img.sex
+        ),
+        heatmap=path,
+    )

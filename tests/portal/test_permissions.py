@@ -1,0 +1,248 @@
+"""The permission matrix, generated from the URL conf: every URL x anonymous / uploader /
+reviewer / lead x own site / other site. A URL without a rule here fails the build.
+
+The users hold their role on `north`; `south` is another site with the same kinds of objects.
+Another site's object answers 404 (as if it did not exist); lists leave it out.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.urls import URLPattern, URLResolver, get_resolver
+from rest_framework.test import APIClient
+
+from portal.accounts.models import Membership
+from portal.predictions.models import PredictionJob
+from tests.dicom_files import make_dicom
+from tests.portal import factories as f
+
+ROLES = ("anonymous", "uploader", "reviewer", "lead")
+PUBLIC = {"login", "logout"}  # the only pages that need no login
+
+
+def url_names() -> list[str]:
+    """Every named URL outside the admin (the admin is checked below as one area)."""
+    names: list[str] = []
+
+    def walk(patterns, namespace: str) -> None:
+        for p in patterns:
+            if isinstance(p, URLResolver):
+                if p.namespace == "admin":
+                    continue
+                walk(p.url_patterns, f"{p.namespace}:" if p.namespace else namespace)
+            elif isinstance(p, URLPattern) and p.name:
+                names.append(namespace + p.name)
+
+    walk(get_resolver().url_patterns, "")
+    return sorted(set(names))
+
+
+@dataclass
+class World:
+    sites: dict
+    users: dict
+    objects: dict = field(default_factory=dict)  # site key -> {"upload": ..., "image": ...}
+
+    def of(self, scope: str) -> dict:
+        return self.objects[scope]
+
+
+def build_world(tmp_path) -> World:
+    north, south = f.site("north"), f.site("south")
+    version = f.model_version(card={"expected_error_months": {"overall": 1.0}})
+    users = {role: f.user(role, role, north) for role in ROLES[1:]}
+    world = World(sites={"own": north, "other": south}, users=users)
+    for scope, site in world.sites.items():
+        image = f.image(site, age_days=2000, dicom=True)
+        prediction = f.prediction(image, version, age_days=2600, heatmap=True)
+        member = f.user(f"member-{site.slug}", "reviewer", site)
+        world.objects[scope] = {
+            "site": site,
+            "image": image,
+            "prediction": prediction,
+            "upload": image.upload,
+            "job": PredictionJob.objects.create(model_version=version, site=site, total=1),
+            "membership": Membership.objects.get(user=member, site=site),
+        }
+    dicom = make_dicom(tmp_path / "a.dcm")
+    world.objects["dicom_bytes"] = dicom.read_bytes()
+    return world
+
+
+@dataclass
+class Rule:
+    """Expected status per role on the own site; `other` is what the other site's object
+    gives (404) or "absent" for lists (the other site's data must not show) or "same" where
+    no site is involved."""
+
+    method: str
+    path: Callable[[dict], str]
+    expect: dict
+    other: int | str = 404
+    body: Callable[[World], dict] | None = None
+    multipart: bool = False
+
+
+ANY = {"uploader": 200, "reviewer": 200, "lead": 200}
+UPLOADERS = {"uploader": 200, "reviewer": 403, "lead": 200}
+REVIEWERS = {"uploader": 403, "reviewer": 200, "lead": 200}
+LEADS = {"uploader": 403, "reviewer": 403, "lead": 200}
+
+
+def _with(expect: dict, **overrides) -> dict:
+    return {**expect, **overrides}
+
+
+def _dicom_files(world: World) -> dict:
+    data = world.objects["dicom_bytes"]
+    return {"files": [SimpleUploadedFile("a.dcm", data)], "finish": "false"}
+
+
+RULES: dict[str, list[Rule]] = {
+    "home": [Rule("get", lambda o: "/", ANY, "absent")],
+    "schema": [Rule("get", lambda o: "/api/schema/", ANY, "same")],
+    "api-docs": [Rule("get", lambda o: "/api/docs/", ANY, "same")],
+    "ingest:upload-list": [Rule("get", lambda o: "/uploads/", ANY, "absent")],
+    "ingest:upload-new": [Rule("get", lambda o: "/uploads/new/", UPLOADERS, "absent")],
+    "ingest:upload-detail": [Rule("get", lambda o: f"/uploads/{o['upload'].pk}/", ANY)],
+    "predictions:job-list": [Rule("get", lambda o: "/jobs/", ANY, "absent")],
+    "review:image-list": [Rule("get", lambda o: "/images/", ANY, "absent")],
+    "review:image": [Rule("get", lambda o: f"/images/{o['image'].pk}/", ANY)],
+    "review:queue": [Rule("get", lambda o: "/review/", REVIEWERS, "absent")],
+    "review:queue-next": [
+        Rule("post", lambda o: "/review/next/", _with(REVIEWERS, reviewer=302, lead=302), "same")
+    ],
+    "review:audit": [Rule("get", lambda o: "/audit/", LEADS, "absent")],
+    "accounts:team": [Rule("get", lambda o: "/team/", LEADS, "absent")],
+    "accounts:revoke": [
+        Rule("post", lambda o: f"/team/{o['membership'].pk}/revoke/", _with(LEADS, lead=302))
+    ],
+    "api-sites": [Rule("get", lambda o: "/api/sites/", ANY, "absent")],
+    "api-upload-create": [
+        Rule(
+            "post",
+            lambda o: f"/api/sites/{o['site'].slug}/uploads/",
+            _with(UPLOADERS, uploader=201, lead=201),
+            body=_dicom_files,
+            multipart=True,
+        )
+    ],
+    "api-upload-detail": [Rule("get", lambda o: f"/api/uploads/{o['upload'].pk}/", ANY)],
+    "api-upload-files": [
+        Rule(
+            "post",
+            lambda o: f"/api/uploads/{o['upload'].pk}/files/",
+            UPLOADERS,
+            body=_dicom_files,
+            multipart=True,
+        )
+    ],
+    "api-upload-submit": [
+        Rule(
+            "post",
+            lambda o: f"/api/uploads/{o['upload'].pk}/submit/",
+            _with(UPLOADERS, uploader=202, lead=202),
+        )
+    ],
+    "api-jobs": [
+        Rule("get", lambda o: "/api/jobs/", ANY, "absent"),
+        Rule(
+            "post",
+            lambda o: "/api/jobs/",
+            _with(UPLOADERS, uploader=201, lead=201),
+            body=lambda w: None,  # replaced per scope below
+        ),
+    ],
+    "api-job-detail": [Rule("get", lambda o: f"/api/jobs/{o['job'].pk}/", ANY)],
+    "api-predictions": [Rule("get", lambda o: "/api/predictions/", ANY, "absent")],
+    "api-images": [Rule("get", lambda o: "/api/images/", ANY, "absent")],
+    "api-image-detail": [Rule("get", lambda o: f"/api/images/{o['image'].pk}/", ANY)],
+    "api-image-dicom": [Rule("get", lambda o: f"/api/images/{o['image'].pk}/dicom/", ANY)],
+    "api-image-heatmap": [Rule("get", lambda o: f"/api/images/{o['image'].pk}/heatmap/", ANY)],
+    "api-image-reviews": [
+        Rule("get", lambda o: f"/api/images/{o['image'].pk}/reviews/", ANY),
+        Rule(
+            "post",
+            lambda o: f"/api/images/{o['image'].pk}/reviews/",
+            _with(REVIEWERS, reviewer=201, lead=201),
+            body=lambda w: {"decision": "confirm", "revision": 0},
+        ),
+    ],
+    "api-image-audit": [Rule("get", lambda o: f"/api/images/{o['image'].pk}/audit/", ANY)],
+    "api-review-queue": [Rule("get", lambda o: "/api/review/queue/", ANY, "absent")],
+    "api-review-queue-next": [
+        Rule("post", lambda o: "/api/review/queue/next/", REVIEWERS, "absent")
+    ],
+    "api-audit": [Rule("get", lambda o: "/api/audit/", LEADS, "absent")],
+    "api-audit-export": [Rule("get", lambda o: "/api/audit/export/", LEADS, "absent")],
+}
+
+
+def test_every_url_has_a_permission_rule():
+    missing = [name for name in url_names() if name not in RULES and name not in PUBLIC]
+    assert not missing, f"URLs without a permission rule (add them to RULES): {missing}"
+    stale = [name for name in RULES if name not in url_names()]
+    assert not stale, f"rules for URLs that no longer exist: {stale}"
+
+
+CASES = [
+    pytest.param(name, i, role, scope, id=f"{name}-{rule.method}-{role}-{scope}")
+    for name in url_names()
+    for i, rule in enumerate(RULES.get(name, []))
+    for role in ROLES
+    for scope in ("own", "other")
+    if not (scope == "other" and rule.other == "same")
+]
+
+
+def _body(world: World, name: str, rule: Rule, scope: str):
+    if name == "api-jobs" and rule.method == "post":
+        return {"site": world.of(scope)["site"].slug}
+    return rule.body(world) if rule.body else None
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("name", "index", "role", "scope"), CASES)
+def test_permission_matrix(name, index, role, scope, tmp_path):
+    rule = RULES[name][index]
+    world = build_world(tmp_path)
+    client = APIClient()
+    if role != "anonymous":
+        client.force_login(world.users[role])
+    # Lists always ask on the own site's path; objects use the scope's object.
+    objects = world.of("own" if rule.other == "absent" else scope)
+    body = _body(world, name, rule, scope)
+    kwargs = {"format": "multipart" if rule.multipart else "json"} if body is not None else {}
+    response = getattr(client, rule.method)(rule.path(objects), body, **kwargs)
+
+    if role == "anonymous":
+        if name.startswith("api") or name == "schema":
+            assert response.status_code in (401, 403), response.content[:200]
+        else:
+            assert response.status_code == 302
+            assert "/accounts/login/" in response["Location"]
+        return
+    if scope == "other" and rule.other == 404:
+        assert response.status_code == 404, (response.status_code, response.content[:300])
+        return
+    expected = rule.expect[role]
+    assert response.status_code == expected, (response.status_code, response.content[:300])
+    if rule.other == "absent" and response.status_code == 200:
+        content = b"".join(response.streaming_content) if response.streaming else response.content
+        assert b"south" not in content, "another site's data is listed"
+        if name == "api-review-queue-next":
+            assert response.json()["image"] == world.of("own")["image"].pk
+
+
+@pytest.mark.django_db
+def test_the_admin_is_for_staff_only(tmp_path):
+    world = build_world(tmp_path)
+    for role, user in world.users.items():
+        client = APIClient()
+        client.force_login(user)
+        for path in ("/admin/", "/admin/accounts/auditevent/", "/admin/ingest/image/"):
+            response = client.get(path)
+            assert response.status_code == 302, (role, path)
+            assert "/admin/login/" in response["Location"]
