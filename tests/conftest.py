@@ -33,7 +33,10 @@ def data_dir(settings, tmp_path: Path) -> Path:
 @pytest.fixture(autouse=True)
 def fast_passwords(settings) -> None:
     """The tests make many users; the production hasher is slow on purpose."""
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    settings.PASSWORD_HASHERS = [
+        "django.contrib.auth.hashers.MD5PasswordHasher",
+        "django.contrib.auth.hashers.PBKDF2PasswordHasher",  # what manage.py subprocesses use
+    ]
 
 
 @pytest.fixture(scope="session", autouse=True)

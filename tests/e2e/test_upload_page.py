@@ -26,6 +26,8 @@ def test_admin_uploads_a_folder_and_sees_progress_and_the_report(
     page.fill("#id_username", "lead")
     page.fill("#id_password", "lead-password-123")
     page.click("button[type=submit]")
+    expect(page.locator("h1")).to_have_text("Your sites")
+    page.click("text=New upload")
     expect(page.locator("h1")).to_have_text("New upload")
 
     expect(page.locator("#upload-app")).to_have_attribute("data-ready", "true")
