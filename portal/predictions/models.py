@@ -65,6 +65,8 @@ class Prediction(models.Model):
     """The outcome for one image under one model version: an age and heatmap, or a failure."""
 
     image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="predictions")
+    # The image's site, repeated here so that a site's queue is one index range.
+    site = models.ForeignKey(Site, on_delete=models.PROTECT, related_name="+")
     model_version = models.ForeignKey(
         ModelVersion, on_delete=models.PROTECT, related_name="predictions"
     )
@@ -85,7 +87,10 @@ class Prediction(models.Model):
     class Meta:
         ordering = ["-created_at"]
         indexes = [
-            models.Index(fields=["model_version", "score", "id"], name="prediction_queue_idx")
+            models.Index(fields=["model_version", "score", "id"], name="prediction_queue_idx"),
+            models.Index(
+                fields=["model_version", "site", "score", "id"], name="prediction_site_queue_idx"
+            ),
         ]
         constraints = [
             models.UniqueConstraint(

@@ -91,8 +91,8 @@ def latest_prediction(*, image: Image) -> Prediction | None:
     )
 
 
-def image_data(*, image: Image) -> dict:
-    latest = latest_prediction(image=image)
+def image_data(*, image: Image, latest: Prediction | None = None) -> dict:
+    latest = latest or latest_prediction(image=image)
     return {
         "id": image.pk,
         "uuid": str(image.uuid),

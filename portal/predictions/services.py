@@ -192,7 +192,7 @@ def prediction_results_store(*, answer: dict) -> PredictionJob | None:
         images = {
             img.pk: img
             for img in Image.objects.filter(pk__in=[r["image"] for r in answer["results"]]).only(
-                "pk", "age_days", "sex"
+                "pk", "site_id", "age_days", "sex"
             )
         }
         for result in answer["results"]:
@@ -205,6 +205,7 @@ def prediction_results_store(*, answer: dict) -> PredictionJob | None:
                 model_version=version,
                 defaults={
                     "job": job,
+                    "site_id": image.site_id,
                     "age_days": age,
                     "residual_days": None if age is None else age - image.age_days,
                     "score": None

@@ -5,13 +5,13 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.conf import settings
-from django.db.models import Count, Exists, OuterRef, Q, QuerySet
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
 from inference_worker.metrics import DAYS_PER_YEAR
 from portal.accounts.models import LEAD_ROLES, REVIEW_ROLES, AuditEvent
-from portal.accounts.selectors import has_role, role_on, site_scope
-from portal.ingest.models import Image, ReviewStatus
+from portal.accounts.selectors import has_role, holds_role_anywhere, role_on, site_scope
+from portal.ingest.models import Image, ReviewStatus, Site
 from portal.predictions.models import ModelVersion, Prediction
 from portal.predictions.selectors import image_data, latest_prediction
 from portal.review.models import Kind, Review
@@ -70,28 +70,31 @@ def image_scope(*, user) -> QuerySet[Image]:
 def queue(*, user, filters: QueueFilters, now: datetime | None = None) -> QuerySet[Prediction]:
     """The active model's predictions whose image is open for this user, highest score first.
 
-    Open: unreviewed or awaiting a second read by someone else, with a score above the
-    threshold, on a site where the user reviews; or disputed, on a site the user leads. Cases
-    leased to another reviewer are out until the lease expires.
+    Open: a score above the threshold, on a site where the user reviews, and unreviewed or
+    awaiting a second read by someone else; or disputed, on a site the user leads. Cases leased
+    to another reviewer are out until the lease expires.
     """
     version = active_version()
     if version is None:
         return Prediction.objects.none()
     now = now or timezone.now()
-    predictions = Prediction.objects.filter(model_version=version, score__isnull=False)
-    reviewable = Q(
-        site_scope(user=user, roles=REVIEW_ROLES, field="image__site"),
+    # The score bound and the site stand on their own, so the database walks one index range
+    # (model_version, [site,] score, id) backwards; the rest filters the rows it meets.
+    predictions = Prediction.objects.filter(
+        site_scope(user=user, roles=REVIEW_ROLES),
+        model_version=version,
         score__gt=queue_threshold(),
-        image__status__in=[ReviewStatus.UNREVIEWED, ReviewStatus.AWAITING_SECOND_READ],
-    ) & ~Q(image__status=ReviewStatus.AWAITING_SECOND_READ, image__first_reader=user)
-    adjudicable = Q(
-        site_scope(user=user, roles=LEAD_ROLES, field="image__site"),
-        image__status=ReviewStatus.DISPUTED,
     )
+    open_to_read = Q(
+        image__status__in=[ReviewStatus.UNREVIEWED, ReviewStatus.AWAITING_SECOND_READ]
+    ) & ~Q(image__status=ReviewStatus.AWAITING_SECOND_READ, image__first_reader=user)
+    if holds_role_anywhere(user=user, roles=LEAD_ROLES):
+        open_to_read |= Q(site_scope(user=user, roles=LEAD_ROLES), image__status="disputed")
     leased_to_other = Q(image__lease_expires_at__gt=now) & ~Q(image__lease_holder=user)
-    predictions = predictions.filter(reviewable | adjudicable).exclude(leased_to_other)
+    predictions = predictions.filter(open_to_read).exclude(leased_to_other)
     if filters.site:
-        predictions = predictions.filter(image__site__slug=filters.site)
+        site_id = Site.objects.filter(slug=filters.site).values("pk")[:1]
+        predictions = predictions.filter(site_id=Subquery(site_id))
     if filters.sex:
         predictions = predictions.filter(image__sex=filters.sex)
     if ages := filters.age_range_days():
@@ -255,7 +258,7 @@ def image_detail(*, user, image: Image) -> dict:
         and image.lease_expires_at > (timezone.now())
     )
     return {
-        **image_data(image=image),
+        **image_data(image=image, latest=prediction),
         "recorded_age_days": image.age_days,
         "transfer_syntax_uid": image.transfer_syntax_uid,
         "status": image.status,

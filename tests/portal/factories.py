@@ -84,6 +84,7 @@ def prediction(img: Image, version: ModelVersion, *, age_days: int, heatmap: boo
         PILImage.fromarray(np.zeros((16, 16), np.uint8)).save(target)
     return Prediction.objects.create(
         image=img,
+        site=img.site,
         model_version=version,
         age_days=age_days,
         residual_days=age_days - img.age_days,
