@@ -115,3 +115,204 @@ export class ApiClient {
     });
   }
 }
+
+// ---- Review: image detail, history, decisions, queue ----
+
+export type Sex = "M" | "F" | "O";
+export type ReviewStatus =
+  | "unreviewed"
+  | "awaiting_second_read"
+  | "confirmed"
+  | "corrected"
+  | "excluded"
+  | "disputed"
+  | "adjudicated";
+export type Decision = "confirm" | "correct" | "exclude";
+export type ExcludeReason = "not_chest_pa_ap" | "poor_quality" | "wrong_patient" | "adult" | "other";
+export type ReviewKind = "single" | "first_read" | "second_read" | "adjudication";
+
+export interface Lease {
+  holder: string;
+  expires_at: string;
+  mine: boolean;
+}
+
+export interface PredictionSummary {
+  id: number;
+  model: string;
+  age_days: number;
+  score: number | null;
+  residual_days: number | null;
+  heatmap_url: string | null;
+}
+
+export interface ImageDetail {
+  id: number;
+  uuid: string;
+  site: string;
+  upload: number;
+  sex: Sex;
+  age_days: number;
+  recorded_age_days: number;
+  age_source: "birthdate" | "patient_age";
+  modality: string;
+  view_position: string;
+  rows: number;
+  columns: number;
+  pixel_spacing_mm: [number, number] | null;
+  photometric_interpretation: string;
+  transfer_syntax_uid: string;
+  burned_in_annotation: boolean;
+  status: ReviewStatus;
+  revision: number;
+  curated_age_days: number | null;
+  predicted_age_days: number | null;
+  residual_days: number | null;
+  score: number | null;
+  lease: Lease | null;
+  double_reading: boolean;
+  can_review: boolean;
+  can_adjudicate: boolean;
+  dicom_url: string;
+  prediction: PredictionSummary | null;
+}
+
+export interface Page<T> {
+  next: string | null;
+  previous: string | null;
+  results: T[];
+}
+
+export interface ReviewRecord {
+  id: number;
+  image: number;
+  reviewer: string;
+  decision: Decision;
+  age_days: number | null;
+  reason: ExcludeReason | "";
+  comment: string;
+  kind: ReviewKind;
+  based_on_revision: number;
+  created_at: string;
+}
+
+export interface AuditRecord {
+  id: number;
+  at: string;
+  actor: string;
+  action: string;
+  site: string;
+  image: number | null;
+  target: string;
+  before: Record<string, unknown> | null;
+  after: Record<string, unknown> | null;
+}
+
+export type DecisionRequest =
+  | { decision: "confirm"; revision: number }
+  | { decision: "correct"; age_days: number; revision: number }
+  | { decision: "exclude"; reason: ExcludeReason; comment?: string; revision: number };
+
+export interface DecisionResult extends ReviewRecord {
+  revision: number;
+  status: ReviewStatus;
+}
+
+export interface QueueLease {
+  image: number;
+  lease_expires_at: string;
+}
+
+/** An error answer with its status and parsed body (409 conflicts, 400 field errors, 403). */
+export class ApiResponseError extends ApiError {
+  constructor(
+    readonly status: number,
+    readonly body: Record<string, unknown>,
+  ) {
+    const detail = typeof body.detail === "string" ? body.detail : `HTTP ${status}`;
+    super(detail);
+  }
+}
+
+/** Pages (of the API's largest size) followed at most for a history; newest first, so the cut drops the oldest. */
+const MAX_PAGES = 5;
+const PAGE_SIZE = 200;
+
+export class ReviewApi {
+  constructor(private readonly csrfToken: string) {}
+
+  /** The Cornerstone image id of a stored DICOM: wadouri with an absolute same-origin URL. */
+  dicomImageId(dicomUrl: string): string {
+    return `wadouri:${new URL(dicomUrl, location.href).href}`;
+  }
+
+  getImage(imageId: number): Promise<ImageDetail> {
+    return this.getJson<ImageDetail>(`/api/images/${imageId}/`);
+  }
+
+  listReviews(imageId: number): Promise<ReviewRecord[]> {
+    return this.allPages<ReviewRecord>(`/api/images/${imageId}/reviews/?limit=${PAGE_SIZE}`);
+  }
+
+  listAudit(imageId: number): Promise<AuditRecord[]> {
+    return this.allPages<AuditRecord>(`/api/images/${imageId}/audit/?limit=${PAGE_SIZE}`);
+  }
+
+  async getHeatmap(url: string): Promise<Blob> {
+    const response = await fetch(url, { credentials: "same-origin" });
+    if (!response.ok) throw new ApiResponseError(response.status, {});
+    return response.blob();
+  }
+
+  /** Throws ApiResponseError on 400 / 403 / 409 with the server's body. */
+  async decide(imageId: number, request: DecisionRequest): Promise<DecisionResult> {
+    const response = await this.post(`/api/images/${imageId}/reviews/`, request);
+    return (await response.json()) as DecisionResult;
+  }
+
+  /** Leases the next case of the queue with these filters; null when the queue is empty. */
+  async nextInQueue(queueQuery: string): Promise<QueueLease | null> {
+    const response = await this.post(`/api/review/queue/next/${queueQuery ? `?${queueQuery}` : ""}`, null);
+    if (response.status === 204) return null;
+    return (await response.json()) as QueueLease;
+  }
+
+  private async post(url: string, body: unknown): Promise<Response> {
+    const response = await fetch(url, {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { "Content-Type": "application/json", Accept: "application/json", "X-CSRFToken": this.csrfToken },
+      body: body === null ? undefined : JSON.stringify(body),
+    });
+    if (!response.ok) throw new ApiResponseError(response.status, await this.errorBody(response));
+    return response;
+  }
+
+  private async getJson<T>(url: string): Promise<T> {
+    const response = await fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } });
+    if (!response.ok) throw new ApiResponseError(response.status, await this.errorBody(response));
+    return (await response.json()) as T;
+  }
+
+  private async allPages<T>(url: string): Promise<T[]> {
+    const out: T[] = [];
+    let next: string | null = url;
+    for (let page = 0; next !== null && page < MAX_PAGES; page++) {
+      const body: Page<T> = await this.getJson<Page<T>>(next);
+      out.push(...body.results);
+      next = body.next;
+    }
+    return out;
+  }
+
+  private async errorBody(response: Response): Promise<Record<string, unknown>> {
+    try {
+      const body: unknown = await response.json();
+      // DRF answers a bare list for errors that name no field.
+      if (Array.isArray(body)) return { non_field_errors: body };
+      return body !== null && typeof body === "object" ? (body as Record<string, unknown>) : {};
+    } catch {
+      return {};
+    }
+  }
+}

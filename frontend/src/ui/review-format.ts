@@ -1,0 +1,162 @@
+// Text for the review screen: ages, residuals, what changed between two versions of a case.
+import type { AuditRecord, ExcludeReason, ImageDetail, ReviewRecord } from "../api/client";
+
+const DAYS_PER_YEAR = 365.25;
+const DAYS_PER_MONTH = 30.4375;
+
+export function splitAge(days: number): { years: number; months: number } {
+  const years = Math.floor(days / DAYS_PER_YEAR);
+  const months = Math.floor((days - years * DAYS_PER_YEAR) / DAYS_PER_MONTH);
+  return { years, months };
+}
+
+/** "5 y 3 m"; under a year also the days, which matter for infants. */
+export function formatAge(days: number | null | undefined): string {
+  if (days === null || days === undefined) return "—";
+  const { years, months } = splitAge(days);
+  return years > 0 ? `${years} y ${months} m` : `${months} m (${days} d)`;
+}
+
+/** The corrected age the form asks for, in whole days. */
+export function ageDays(years: number, months: number): number {
+  return Math.round(years * DAYS_PER_YEAR + months * DAYS_PER_MONTH);
+}
+
+/** Signed months, one decimal: "+10.8 months" means the model says older than recorded. */
+export function formatResidual(days: number | null | undefined): string {
+  if (days === null || days === undefined) return "—";
+  const months = days / DAYS_PER_MONTH;
+  return `${months >= 0 ? "+" : "−"}${Math.abs(months).toFixed(1)} months`;
+}
+
+export function formatScore(score: number | null | undefined): string {
+  return score === null || score === undefined ? "—" : score.toFixed(2);
+}
+
+export const SEX: Record<string, string> = { M: "male", F: "female", O: "other" };
+
+export const REASONS: { value: ExcludeReason; label: string }[] = [
+  { value: "not_chest_pa_ap", label: "not a chest PA/AP film" },
+  { value: "poor_quality", label: "poor quality" },
+  { value: "wrong_patient", label: "wrong patient" },
+  { value: "adult", label: "adult" },
+  { value: "other", label: "other" },
+];
+
+export function formatTime(iso: string, withDate = true): string {
+  const date = new Date(iso);
+  if (Number.isNaN(date.getTime())) return iso;
+  return withDate
+    ? date.toLocaleString([], { dateStyle: "short", timeStyle: "short" })
+    : date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+}
+
+export function formatLease(detail: ImageDetail): string {
+  const lease = detail.lease;
+  if (!lease) return "none";
+  const until = formatTime(lease.expires_at, false);
+  const expired = Date.parse(lease.expires_at) < Date.now() ? " (expired)" : "";
+  return `held by ${lease.mine ? "you" : lease.holder} until ${until}${expired}`;
+}
+
+/** "status confirmed -> corrected, revision 2 -> 3, curated age 5 y 3 m -> 5 y 6 m". */
+export function describeChange(before: ImageDetail, after: ImageDetail): string {
+  const changes: string[] = [];
+  if (before.status !== after.status) changes.push(`status ${before.status} -> ${after.status}`);
+  if (before.revision !== after.revision) changes.push(`revision ${before.revision} -> ${after.revision}`);
+  if (before.curated_age_days !== after.curated_age_days) {
+    changes.push(`curated age ${formatAge(before.curated_age_days)} -> ${formatAge(after.curated_age_days)}`);
+  }
+  const holder = (detail: ImageDetail) => (detail.lease ? (detail.lease.mine ? "you" : detail.lease.holder) : "nobody");
+  if (holder(before) !== holder(after)) changes.push(`lease ${holder(before)} -> ${holder(after)}`);
+  return changes.length > 0 ? changes.join(", ") : "nothing visible changed";
+}
+
+const VERB: Record<string, string> = { confirm: "confirmed", correct: "corrected", exclude: "excluded" };
+const KIND: Record<string, string> = {
+  single: "",
+  first_read: "first read",
+  second_read: "second read",
+  adjudication: "adjudication",
+};
+
+export function describeReview(review: ReviewRecord): string {
+  let what = VERB[review.decision] ?? review.decision;
+  if (review.decision === "correct" && review.age_days !== null) what += ` to ${formatAge(review.age_days)}`;
+  if (review.decision === "exclude" && review.reason) {
+    what += `: ${REASONS.find((r) => r.value === review.reason)?.label ?? review.reason}`;
+  }
+  if (review.comment) what += ` — “${review.comment}”`;
+  const kind = KIND[review.kind] ? `${KIND[review.kind]}, ` : "";
+  return `${review.reviewer} ${what} (${kind}on revision ${review.based_on_revision})`;
+}
+
+function short(value: unknown): string {
+  if (value === null || value === undefined) return "—";
+  if (typeof value === "object") return JSON.stringify(value);
+  return String(value);
+}
+
+export function describeAudit(entry: AuditRecord): string {
+  const before = entry.before ?? {};
+  const after = entry.after ?? {};
+  const keys = [...new Set([...Object.keys(before), ...Object.keys(after)])];
+  const changed = keys
+    .filter((key) => short(before[key]) !== short(after[key]))
+    .map((key) => `${key} ${short(before[key])} -> ${short(after[key])}`);
+  const target = entry.target ? ` ${entry.target}` : "";
+  return `${entry.actor} ${entry.action}${target}${changed.length ? `: ${changed.join(", ")}` : ""}`;
+}
+
+/** DRF field errors ({"age_days": ["…"]}) as one line per field. */
+export function describeFieldErrors(body: Record<string, unknown>): string {
+  const lines: string[] = [];
+  for (const [field, value] of Object.entries(body)) {
+    const messages = Array.isArray(value) ? value.map(short).join(" ") : short(value);
+    lines.push(field === "detail" || field === "non_field_errors" ? messages : `${field.replace(/_/g, " ")}: ${messages}`);
+  }
+  return lines.join("\n");
+}
+
+export interface HistoryRow {
+  at: string;
+  text: string;
+  kind: "review" | "audit" | "access";
+}
+
+/**
+ * Reviews and audit rows in one list, newest first. Every opening of the viewer logs its reads
+ * (image.view, image.dicom, image.heatmap); a run of those by one person folds into one row.
+ */
+/** The reads the API logs for every opening of the viewer, in the order they happen. */
+const ACCESS = ["image.view", "image.dicom", "image.heatmap"];
+
+export function historyRows(reviews: ReviewRecord[], audit: AuditRecord[]): HistoryRow[] {
+  const events = [
+    ...reviews.map((review) => ({ at: review.created_at, review, entry: null })),
+    ...audit.map((entry) => ({ at: entry.at, review: null, entry })),
+  ].sort((a, b) => Date.parse(b.at) - Date.parse(a.at));
+  const rows: HistoryRow[] = [];
+  let run: { row: HistoryRow; actor: string; reads: Set<string>; opens: number } | null = null;
+  for (const { at, review, entry } of events) {
+    if (review) {
+      rows.push({ at, text: describeReview(review), kind: "review" });
+      run = null;
+    } else if (entry && ACCESS.includes(entry.action)) {
+      if (!run || run.actor !== entry.actor) {
+        run = { row: { at, text: "", kind: "access" }, actor: entry.actor, reads: new Set(), opens: 0 };
+        rows.push(run.row);
+      }
+      run.reads.add(entry.action);
+      if (entry.action === "image.view") run.opens += 1;
+      const times = run.opens > 1 ? ` ${run.opens} times` : "";
+      const seen = run.reads;
+      const reads = ACCESS.filter((action) => seen.has(action)).map((action) => action.slice("image.".length));
+      run.row.text = `${entry.actor} opened the image${times} (${reads.join(", ")})`;
+    } else if (entry) {
+      rows.push({ at, text: describeAudit(entry), kind: "audit" });
+      run = null;
+    }
+  }
+  return rows;
+}

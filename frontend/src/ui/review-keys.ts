@@ -1,0 +1,48 @@
+// The review screen's keyboard map, as data: the key handler and the help overlay both read it.
+
+export type Action =
+  | "confirm"
+  | "correct"
+  | "exclude"
+  | "next"
+  | "prev"
+  | "heatmap"
+  | "opacityDown"
+  | "opacityUp"
+  | "invert"
+  | "reset"
+  | "presetNext"
+  | "presetPrev"
+  | "help";
+
+/** Global shortcuts (never while typing in a field). Digits are not global: they pick reasons. */
+export const SHORTCUTS: { key: string; action: Action; label: string }[] = [
+  { key: "c", action: "confirm", label: "confirm the recorded age" },
+  { key: "e", action: "correct", label: "correct the age (years, Tab, months, Enter)" },
+  { key: "x", action: "exclude", label: "exclude the image (then 1-5 for the reason, Enter)" },
+  { key: "n", action: "next", label: "next case of the queue" },
+  { key: "p", action: "prev", label: "previous case" },
+  { key: "h", action: "heatmap", label: "heatmap on / off" },
+  { key: "[", action: "opacityDown", label: "heatmap less opaque" },
+  { key: "]", action: "opacityUp", label: "heatmap more opaque" },
+  { key: "w", action: "presetNext", label: "next window/level preset" },
+  { key: "W", action: "presetPrev", label: "previous window/level preset" },
+  { key: "i", action: "invert", label: "invert grey levels" },
+  { key: "r", action: "reset", label: "reset zoom, pan, window/level and invert" },
+  { key: "?", action: "help", label: "show / hide this help" },
+];
+
+/** Keys that only work inside a form, and the mouse; listed in the help, handled where they apply. */
+export const OTHER_KEYS: { key: string; label: string }[] = [
+  { key: "1 – 5", label: "exclusion reason: not chest PA/AP, poor quality, wrong patient, adult, other" },
+  { key: "Enter", label: "submit the open form (Shift+Enter: new line in the comment)" },
+  { key: "Esc", label: "cancel the open form, close this help" },
+  { key: "Tab", label: "years -> months in the correction form" },
+  { key: "left drag", label: "window/level" },
+  { key: "right drag, wheel", label: "zoom" },
+  { key: "middle drag, Shift + left drag", label: "pan" },
+];
+
+export function actionFor(key: string): Action | undefined {
+  return SHORTCUTS.find((shortcut) => shortcut.key === key)?.action;
+}

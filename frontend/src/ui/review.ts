@@ -1,0 +1,613 @@
+// The review screen: the radiograph in a Cornerstone3D viewport with its heatmap, the case panel,
+// and the decision (confirm / correct / exclude), all reachable from the keyboard.
+import {
+  ApiResponseError,
+  ReviewApi,
+  type AuditRecord,
+  type DecisionRequest,
+  type ExcludeReason,
+  type ImageDetail,
+  type QueueLease,
+  type ReviewRecord,
+} from "../api/client";
+import { createHeatmapOverlay, decodeHeatmap, type HeatmapOverlay } from "../viewer/heatmap";
+import { createStackViewer, type StackViewer } from "../viewer/stack";
+import {
+  ageDays,
+  describeChange,
+  describeFieldErrors,
+  formatAge,
+  formatLease,
+  formatResidual,
+  formatScore,
+  formatTime,
+  historyRows,
+  REASONS,
+  SEX,
+} from "./review-format";
+import { actionFor, OTHER_KEYS, SHORTCUTS, type Action } from "./review-keys";
+
+const OPACITY_STEP = 0.1;
+/** Long enough to read "saved" before the next case replaces the page. */
+const AUTO_NEXT_MS = 700;
+const TRAIL_KEY = "cxr-review-trail";
+const PREFS_KEY = "cxr-review-heatmap";
+const TRAIL_MAX = 200;
+
+function element<T extends HTMLElement>(id: string): T {
+  const found = document.getElementById(id);
+  if (!found) throw new Error(`missing #${id}`);
+  return found as T;
+}
+
+/** Cornerstone's loaders reject with Errors, XHR wrappers or plain objects alike. */
+function describeError(error: unknown): string {
+  if (error instanceof Error) return error.message;
+  if (error !== null && typeof error === "object") {
+    const { message, status } = error as { message?: unknown; status?: unknown };
+    if (typeof message === "string") return message;
+    if (typeof status === "number") return `HTTP ${status}`;
+  }
+  return String(error);
+}
+
+function setText(id: string, text: string): void {
+  element(id).textContent = text;
+}
+
+/** Typing targets swallow the letter shortcuts; a range slider or a button does not. */
+function isTyping(target: EventTarget | null): boolean {
+  if (target instanceof HTMLTextAreaElement) return true;
+  if (target instanceof HTMLElement && target.isContentEditable) return true;
+  return target instanceof HTMLInputElement && !["range", "checkbox", "radio", "button", "submit"].includes(target.type);
+}
+
+interface HeatmapPrefs {
+  visible: boolean;
+  opacity: number;
+}
+
+/** The reviewer's heatmap choice carries over to the next case of the session. */
+function loadPrefs(): HeatmapPrefs {
+  try {
+    const saved = JSON.parse(sessionStorage.getItem(PREFS_KEY) ?? "null") as Partial<HeatmapPrefs> | null;
+    return {
+      visible: typeof saved?.visible === "boolean" ? saved.visible : true,
+      opacity: typeof saved?.opacity === "number" ? saved.opacity : 1,
+    };
+  } catch {
+    return { visible: true, opacity: 1 };
+  }
+}
+
+/** Cases visited before this one in this tab, for "previous". */
+function loadTrail(): number[] {
+  try {
+    const saved: unknown = JSON.parse(sessionStorage.getItem(TRAIL_KEY) ?? "[]");
+    return Array.isArray(saved) ? saved.filter((id): id is number => Number.isInteger(id)) : [];
+  } catch {
+    return [];
+  }
+}
+
+function saveTrail(trail: number[]): void {
+  sessionStorage.setItem(TRAIL_KEY, JSON.stringify(trail.slice(-TRAIL_MAX)));
+}
+
+class ReviewScreen {
+  private readonly api: ReviewApi;
+  private readonly imageId: number;
+  private readonly queueQuery: string;
+  private detail: ImageDetail | null = null;
+  private viewer: StackViewer | null = null;
+  private heatmap: HeatmapOverlay | null = null;
+  private prefs = loadPrefs();
+  private pending = false;
+  private open: "correct" | "exclude" | null = null;
+
+  private readonly correctForm = element<HTMLFormElement>("correct-form");
+  private readonly excludeForm = element<HTMLFormElement>("exclude-form");
+  private readonly years = element<HTMLInputElement>("age-years");
+  private readonly months = element<HTMLInputElement>("age-months");
+  private readonly reason = element<HTMLSelectElement>("exclude-reason");
+  private readonly comment = element<HTMLTextAreaElement>("exclude-comment");
+  private readonly opacity = element<HTMLInputElement>("heatmap-opacity");
+  private readonly help = element<HTMLElement>("help");
+
+  constructor(private readonly root: HTMLElement) {
+    this.api = new ReviewApi(root.dataset.csrf ?? "");
+    this.imageId = Number(root.dataset.imageId);
+    this.queueQuery = root.dataset.queueQuery ?? "";
+  }
+
+  async start(): Promise<void> {
+    this.renderHelp();
+    this.bind();
+    element<HTMLButtonElement>("btn-prev").disabled = loadTrail().length === 0;
+    try {
+      this.detail = await this.api.getImage(this.imageId);
+    } catch (error) {
+      setText("viewer-status", `The case could not be loaded: ${describeError(error)}`);
+      this.root.dataset.ready = "error";
+      return;
+    }
+    this.renderDetail();
+    void this.loadHistory();
+    await this.startViewer(this.detail);
+  }
+
+  // ---- viewer ----
+
+  private async startViewer(detail: ImageDetail): Promise<void> {
+    const heatmapUrl = detail.prediction?.heatmap_url ?? null;
+    // Fetch the heatmap while the DICOM downloads and decodes.
+    const layer = heatmapUrl ? this.api.getHeatmap(heatmapUrl).then(decodeHeatmap) : null;
+    layer?.catch(() => undefined);
+    try {
+      this.viewer = await createStackViewer(element<HTMLDivElement>("viewport"), this.api.dicomImageId(detail.dicom_url));
+    } catch (error) {
+      setText("viewer-status", `The image could not be shown: ${describeError(error)}`);
+      this.root.dataset.ready = "error";
+      return;
+    }
+    this.renderPresets();
+    element<HTMLButtonElement>("invert").disabled = false;
+    element<HTMLButtonElement>("reset").disabled = false;
+    setText("viewer-status", `${detail.columns} × ${detail.rows} px, ${detail.photometric_interpretation}`);
+
+    if (!layer) {
+      setText("heatmap-note", detail.prediction ? "no heatmap for this prediction" : "no heatmap: not predicted yet");
+    } else {
+      try {
+        this.heatmap = createHeatmapOverlay(this.viewer, await layer, this.prefs.opacity);
+        this.heatmap.setVisible(this.prefs.visible);
+        element<HTMLButtonElement>("heatmap-toggle").disabled = false;
+        this.opacity.disabled = false;
+        this.opacity.value = String(this.prefs.opacity);
+        setText("heatmap-note", "");
+      } catch {
+        setText("heatmap-note", "the heatmap could not be loaded");
+      }
+    }
+    this.renderHeatmapState();
+    this.root.dataset.ready = "true";
+  }
+
+  private renderPresets(): void {
+    const viewer = this.viewer;
+    if (!viewer) return;
+    const box = element("wl-presets");
+    box.replaceChildren(
+      ...viewer.presets.map((preset, index) => {
+        const button = document.createElement("button");
+        button.type = "button";
+        button.className = "secondary";
+        button.dataset.preset = preset.id;
+        button.textContent = preset.label;
+        button.addEventListener("click", () => this.applyPreset(index));
+        return button;
+      }),
+    );
+    this.renderPresetState();
+  }
+
+  private applyPreset(index: number): void {
+    const viewer = this.viewer;
+    if (!viewer) return;
+    const count = viewer.presets.length;
+    viewer.applyPreset(((index % count) + count) % count);
+    this.renderPresetState();
+  }
+
+  private renderPresetState(): void {
+    const viewer = this.viewer;
+    if (!viewer) return;
+    element("wl-presets")
+      .querySelectorAll<HTMLButtonElement>("button")
+      .forEach((button, index) => button.setAttribute("aria-pressed", String(index === viewer.presetIndex)));
+    element("invert").setAttribute("aria-pressed", String(viewer.isInverted()));
+  }
+
+  private toggleHeatmap(): void {
+    if (!this.heatmap) return;
+    this.heatmap.setVisible(!this.heatmap.visible);
+    this.savePrefs();
+    this.renderHeatmapState();
+  }
+
+  private setOpacity(value: number): void {
+    if (!this.heatmap) return;
+    this.heatmap.setOpacity(Math.round(value * 100) / 100);
+    // Moving the slider means the reviewer wants to see the heatmap.
+    if (!this.heatmap.visible) this.heatmap.setVisible(true);
+    this.opacity.value = String(this.heatmap.opacity);
+    this.savePrefs();
+    this.renderHeatmapState();
+  }
+
+  private savePrefs(): void {
+    if (!this.heatmap) return;
+    this.prefs = { visible: this.heatmap.visible, opacity: this.heatmap.opacity };
+    sessionStorage.setItem(PREFS_KEY, JSON.stringify(this.prefs));
+  }
+
+  private renderHeatmapState(): void {
+    const on = this.heatmap?.visible ?? false;
+    this.root.dataset.heatmap = on ? "on" : "off";
+    element("heatmap-toggle").setAttribute("aria-pressed", String(on));
+  }
+
+  // ---- panel ----
+
+  private renderDetail(): void {
+    const d = this.detail;
+    if (!d) return;
+    const approximate = d.age_source === "patient_age" ? " (from PatientAge)" : "";
+    setText("recorded-age", `${formatAge(d.recorded_age_days)}${approximate}`);
+    const predicted = d.predicted_age_days ?? d.prediction?.age_days ?? null;
+    setText("predicted-age", predicted === null ? "not predicted yet" : formatAge(predicted));
+    setText("residual", formatResidual(d.residual_days ?? d.prediction?.residual_days));
+    setText("score", formatScore(d.score ?? d.prediction?.score));
+    setText("sex", SEX[d.sex] ?? d.sex);
+    setText("site", d.site);
+    setText("view-position", [d.modality, d.view_position].filter(Boolean).join(" ") || "—");
+    setText("case-status", d.status);
+    setText("case-revision", String(d.revision));
+    setText("curated-age", d.curated_age_days === null ? "—" : formatAge(d.curated_age_days));
+    setText("lease", formatLease(d));
+    element("lease").classList.toggle("warning-text", d.lease !== null && !d.lease.mine);
+    element("burned-in-warning").hidden = !d.burned_in_annotation;
+    element("case-status").dataset.status = d.status;
+
+    const adjudicating = d.status === "disputed";
+    setText("decision-title", adjudicating ? "Adjudication" : d.double_reading ? "Decision (double reading)" : "Decision");
+    const blocked = this.blockedReason();
+    const note = element("decision-blocked");
+    note.hidden = blocked === null;
+    note.textContent = blocked ?? "";
+    this.renderButtons();
+  }
+
+  /** Why this user cannot decide on this case now, or null. */
+  private blockedReason(): string | null {
+    const d = this.detail;
+    if (!d) return "loading…";
+    if (d.status === "disputed") {
+      return d.can_adjudicate ? null : "The two readers disagree: only a lead can adjudicate this case.";
+    }
+    if (!d.can_review) return `You cannot review images of site ${d.site}.`;
+    return null;
+  }
+
+  private renderButtons(): void {
+    const disabled = this.pending || this.blockedReason() !== null;
+    for (const id of ["btn-confirm", "btn-correct", "btn-exclude"]) element<HTMLButtonElement>(id).disabled = disabled;
+    for (const form of [this.correctForm, this.excludeForm]) {
+      form.querySelectorAll<HTMLButtonElement>("button[type=submit]").forEach((b) => (b.disabled = disabled));
+    }
+    if (this.blockedReason() !== null) this.closeForms();
+  }
+
+  private async loadHistory(): Promise<void> {
+    const list = element<HTMLOListElement>("history");
+    let reviews: ReviewRecord[];
+    let audit: AuditRecord[];
+    try {
+      [reviews, audit] = await Promise.all([this.api.listReviews(this.imageId), this.api.listAudit(this.imageId)]);
+    } catch (error) {
+      list.replaceChildren(this.historyItem("", `The history could not be loaded: ${describeError(error)}`, "error"));
+      return;
+    }
+    const rows = historyRows(reviews, audit);
+    list.replaceChildren(...rows.map((row) => this.historyItem(row.at, row.text, row.kind)));
+    if (rows.length === 0) list.replaceChildren(this.historyItem("", "No reviews yet.", "note"));
+  }
+
+  private historyItem(at: string, text: string, kind: string): HTMLLIElement {
+    const item = document.createElement("li");
+    item.className = kind;
+    if (at) {
+      const time = document.createElement("time");
+      time.dateTime = at;
+      time.textContent = formatTime(at);
+      item.append(time, " ");
+    }
+    item.append(text);
+    return item;
+  }
+
+  // ---- decisions ----
+
+  private openForm(which: "correct" | "exclude"): void {
+    if (this.blockedReason() !== null || this.pending) return;
+    this.open = which;
+    this.correctForm.hidden = which !== "correct";
+    this.excludeForm.hidden = which !== "exclude";
+    setText("decision-error", "");
+    if (which === "correct") {
+      this.years.focus();
+      this.years.select();
+    } else {
+      this.reason.focus();
+    }
+  }
+
+  private closeForms(): void {
+    this.open = null;
+    this.correctForm.hidden = true;
+    this.excludeForm.hidden = true;
+    if (document.activeElement instanceof HTMLElement && this.root.contains(document.activeElement)) {
+      document.activeElement.blur();
+    }
+  }
+
+  private pickReason(index: number): void {
+    const reason = REASONS[index];
+    if (!reason) return;
+    this.reason.value = reason.value;
+    // "other" needs a comment: go straight to it.
+    if (reason.value === "other") this.comment.focus();
+  }
+
+  private submitCorrect(): void {
+    const yearsText = this.years.value.trim();
+    const monthsText = this.months.value.trim();
+    const years = yearsText === "" ? 0 : Number(yearsText);
+    const months = monthsText === "" ? 0 : Number(monthsText);
+    if (yearsText === "" && monthsText === "") return this.showError("Enter the age in years and months.");
+    if (!Number.isFinite(years) || !Number.isFinite(months) || years < 0 || months < 0) {
+      return this.showError("Years and months must be numbers of at least 0.");
+    }
+    void this.decide({ decision: "correct", age_days: ageDays(years, months), revision: 0 });
+  }
+
+  private submitExclude(): void {
+    const reason = this.reason.value as ExcludeReason | "";
+    if (reason === "") return this.showError("Choose a reason (1-5).");
+    const comment = this.comment.value.trim();
+    if (reason === "other" && comment === "") {
+      this.comment.focus();
+      return this.showError("Say why in the comment.");
+    }
+    void this.decide({ decision: "exclude", reason, ...(comment ? { comment } : {}), revision: 0 });
+  }
+
+  private showError(text: string): void {
+    setText("decision-error", text);
+  }
+
+  /** Sends the decision on the revision shown; the caller's revision is replaced. */
+  private async decide(request: DecisionRequest): Promise<void> {
+    const before = this.detail;
+    if (!before || this.pending || this.blockedReason() !== null) return;
+    this.pending = true;
+    this.renderButtons();
+    setText("decision-error", "");
+    setText("decision-message", "Saving…");
+    try {
+      const result = await this.api.decide(this.imageId, { ...request, revision: before.revision });
+      this.detail = { ...before, status: result.status, revision: result.revision };
+      this.pending = false;
+      this.closeForms();
+      this.clearForms();
+      this.renderDetail();
+      const queued = this.inQueue() ? " Next case…" : "";
+      setText("decision-message", `Saved: ${result.status}, revision ${result.revision}.${queued}`);
+      if (queued) setTimeout(() => void this.next(), AUTO_NEXT_MS);
+      await this.refresh();
+    } catch (error) {
+      this.pending = false;
+      this.renderButtons();
+      setText("decision-message", "");
+      await this.failed(error, before);
+    }
+  }
+
+  private async failed(error: unknown, before: ImageDetail): Promise<void> {
+    if (!(error instanceof ApiResponseError)) {
+      this.showError(`Not saved: ${describeError(error)}`);
+      return;
+    }
+    if (error.status === 409) {
+      // Someone else decided (or holds the case) meanwhile: show what changed, keep the form open.
+      this.showError(`Not saved: ${error.message}`);
+      await this.refresh();
+      const after = this.detail ?? before;
+      setText("decision-error", `Not saved: ${error.message} Changed meanwhile: ${describeChange(before, after)}. Decide again on revision ${after.revision}.`);
+      return;
+    }
+    if (error.status === 400) {
+      this.showError(`Not saved:\n${describeFieldErrors(error.body)}`);
+      return;
+    }
+    this.showError(`Not saved: ${error.message}`);
+  }
+
+  /** Re-reads the case and its history (after a decision or a conflict). */
+  private async refresh(): Promise<void> {
+    try {
+      this.detail = await this.api.getImage(this.imageId);
+      this.renderDetail();
+    } catch {
+      // The panel keeps what the decision's answer said.
+    }
+    await this.loadHistory();
+  }
+
+  private clearForms(): void {
+    this.years.value = "";
+    this.months.value = "";
+    this.reason.value = "";
+    this.comment.value = "";
+  }
+
+  // ---- navigation ----
+
+  private inQueue(): boolean {
+    return new URLSearchParams(this.queueQuery).has("queue");
+  }
+
+  private caseUrl(imageId: number): string {
+    // Outside the queue, "next" starts queue mode with no filters.
+    return `/images/${imageId}/?${this.queueQuery || "queue=1"}`;
+  }
+
+  private async next(): Promise<void> {
+    setText("decision-error", "");
+    let lease: QueueLease | null;
+    try {
+      lease = await this.api.nextInQueue(this.queueQuery);
+    } catch (error) {
+      this.showError(`Could not get the next case: ${describeError(error)}`);
+      return;
+    }
+    if (lease === null) {
+      setText("decision-message", "The queue is empty.");
+      return;
+    }
+    const trail = loadTrail();
+    if (trail[trail.length - 1] !== this.imageId) trail.push(this.imageId);
+    saveTrail(trail);
+    location.assign(this.caseUrl(lease.image));
+  }
+
+  private previous(): void {
+    const trail = loadTrail();
+    const previous = trail.pop();
+    if (previous === undefined) return;
+    saveTrail(trail);
+    location.assign(this.caseUrl(previous));
+  }
+
+  // ---- keyboard and buttons ----
+
+  private run(action: Action): void {
+    const viewer = this.viewer;
+    switch (action) {
+      case "confirm":
+        void this.decide({ decision: "confirm", revision: 0 });
+        break;
+      case "correct":
+        this.openForm("correct");
+        break;
+      case "exclude":
+        this.openForm("exclude");
+        break;
+      case "next":
+        void this.next();
+        break;
+      case "prev":
+        this.previous();
+        break;
+      case "heatmap":
+        this.toggleHeatmap();
+        break;
+      case "opacityDown":
+        if (this.heatmap) this.setOpacity(this.heatmap.opacity - OPACITY_STEP);
+        break;
+      case "opacityUp":
+        if (this.heatmap) this.setOpacity(this.heatmap.opacity + OPACITY_STEP);
+        break;
+      case "invert":
+        viewer?.toggleInvert();
+        this.renderPresetState();
+        break;
+      case "reset":
+        viewer?.reset();
+        this.renderPresetState();
+        break;
+      case "presetNext":
+        if (viewer) this.applyPreset(viewer.presetIndex + 1);
+        break;
+      case "presetPrev":
+        if (viewer) this.applyPreset(viewer.presetIndex - 1);
+        break;
+      case "help":
+        this.help.hidden = !this.help.hidden;
+        break;
+    }
+  }
+
+  private onKey(event: KeyboardEvent): void {
+    if (event.ctrlKey || event.metaKey || event.altKey || event.isComposing) return;
+    const target = event.target;
+    if (event.key === "Escape") {
+      if (!this.help.hidden) this.help.hidden = true;
+      else if (this.open) this.closeForms();
+      else return;
+      event.preventDefault();
+      return;
+    }
+    // While the exclude form is open, digits pick the reason and Enter submits, wherever the
+    // focus is, except that the comment takes digits and Shift+Enter as text, and buttons their Enter.
+    if (this.open === "exclude") {
+      const inComment = target === this.comment;
+      if (!inComment && !isTyping(target) && /^[1-5]$/.test(event.key)) {
+        event.preventDefault();
+        this.pickReason(Number(event.key) - 1);
+        return;
+      }
+      if (event.key === "Enter" && !(inComment && event.shiftKey) && !(target instanceof HTMLButtonElement)) {
+        event.preventDefault();
+        this.submitExclude();
+        return;
+      }
+    }
+    if (isTyping(target) || target instanceof HTMLSelectElement) return;
+    const action = actionFor(event.key);
+    if (!action) return;
+    event.preventDefault();
+    this.run(action);
+  }
+
+  private bind(): void {
+    document.addEventListener("keydown", (event) => this.onKey(event));
+    const click = (id: string, action: () => void) => element(id).addEventListener("click", action);
+    click("btn-confirm", () => this.run("confirm"));
+    click("btn-correct", () => this.run("correct"));
+    click("btn-exclude", () => this.run("exclude"));
+    click("btn-next", () => this.run("next"));
+    click("btn-prev", () => this.run("prev"));
+    click("heatmap-toggle", () => this.run("heatmap"));
+    click("invert", () => this.run("invert"));
+    click("reset", () => this.run("reset"));
+    click("help-toggle", () => this.run("help"));
+    this.opacity.addEventListener("input", () => this.setOpacity(Number(this.opacity.value)));
+    this.correctForm.addEventListener("submit", (event) => {
+      event.preventDefault();
+      this.submitCorrect();
+    });
+    this.excludeForm.addEventListener("submit", (event) => {
+      event.preventDefault();
+      this.submitExclude();
+    });
+    this.reason.addEventListener("change", () => {
+      if (this.reason.value === "other") this.comment.focus();
+    });
+    for (const form of [this.correctForm, this.excludeForm]) {
+      form.querySelector("[data-cancel]")?.addEventListener("click", () => this.closeForms());
+    }
+  }
+
+  private renderHelp(): void {
+    const title = document.createElement("h2");
+    title.textContent = "Keyboard shortcuts";
+    const table = document.createElement("table");
+    const rows = [...SHORTCUTS.map(({ key, label }) => ({ key, label })), ...OTHER_KEYS];
+    for (const { key, label } of rows) {
+      const tr = table.insertRow();
+      const keyCell = tr.insertCell();
+      const kbd = document.createElement("kbd");
+      kbd.textContent = key === "W" ? "Shift + w" : key;
+      keyCell.append(kbd);
+      tr.insertCell().textContent = label;
+    }
+    const close = document.createElement("p");
+    close.className = "note";
+    close.textContent = "Press ? or Esc to close.";
+    this.help.replaceChildren(title, table, close);
+  }
+}
+
+const root = document.getElementById("viewer-app");
+if (root) void new ReviewScreen(root).start();
