@@ -8,6 +8,8 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from portal.core.models import AppendOnlyModel
+
 
 class Role(models.TextChoices):
     UPLOADER = "uploader"
@@ -41,24 +43,9 @@ class Membership(models.Model):
         return f"{self.user} is {self.role} on {self.site}"
 
 
-class AppendOnlyError(Exception):
-    """The audit log is never changed or deleted, only added to."""
-
-
-class AuditQuerySet(models.QuerySet):
-    def update(self, **kwargs) -> int:
-        raise AppendOnlyError("audit events cannot be changed")
-
-    def delete(self):
-        raise AppendOnlyError("audit events cannot be deleted")
-
-    def bulk_update(self, *args, **kwargs):
-        raise AppendOnlyError("audit events cannot be changed")
-
-
-class AuditEvent(models.Model):
-    """Who did what, when (UTC), before -> after. Append-only: the queryset, the model and the
-    admin refuse changes, and a database trigger refuses UPDATE (and DELETE on PostgreSQL)."""
+class AuditEvent(AppendOnlyModel):
+    """Who did what, when (UTC), before -> after. Append-only: the queryset, the model, the
+    admin and a database trigger refuse changes."""
 
     at = models.DateTimeField(default=timezone.now, db_index=True)
     # No database constraints: an event outlives what it names, and the log is never cascaded.
@@ -85,8 +72,6 @@ class AuditEvent(models.Model):
     before = models.JSONField(null=True, blank=True)
     after = models.JSONField(null=True, blank=True)
 
-    objects = AuditQuerySet.as_manager()
-
     class Meta:
         ordering = ["-id"]
         indexes = [
@@ -96,11 +81,3 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M:%S} {self.actor_name} {self.action}"
-
-    def save(self, *args, **kwargs) -> None:
-        if not self._state.adding:
-            raise AppendOnlyError("audit events cannot be changed")
-        super().save(*args, **kwargs)
-
-    def delete(self, *args, **kwargs):
-        raise AppendOnlyError("audit events cannot be deleted")

@@ -6,7 +6,8 @@ from django.db import connection, transaction
 from django.db.utils import DatabaseError
 from rest_framework.test import APIClient
 
-from portal.accounts.models import AppendOnlyError, AuditEvent
+from portal.accounts.models import AuditEvent
+from portal.core.models import AppendOnlyError
 from portal.ingest.models import Image
 from portal.review.models import MAX_AGE_DAYS, Review
 from tests.portal import factories as f
