@@ -62,6 +62,8 @@ INSTALLED_APPS = [
     "portal.ingest",
     "portal.predictions",
     "portal.review",
+    "portal.validation",
+    "portal.reports",
 ]
 
 MIDDLEWARE = [

@@ -16,9 +16,13 @@ urlpatterns = [
     path("jobs/", include("portal.predictions.urls")),
     path("", include("portal.review.urls")),
     path("team/", include("portal.accounts.urls")),
+    path("validation-sets/", include("portal.validation.urls")),
+    path("reports/", include("portal.reports.urls")),
     path("api/", include("portal.ingest.api_urls")),
     path("api/", include("portal.predictions.api_urls")),
     path("api/", include("portal.review.api_urls")),
+    path("api/", include("portal.validation.api_urls")),
+    path("api/", include("portal.reports.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
 ]

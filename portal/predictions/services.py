@@ -95,13 +95,17 @@ def prediction_job_create(
     model_version: ModelVersion | None = None,
     site: Site | None = None,
     upload: Upload | None = None,
+    image_ids: list[int] | None = None,
     user=None,
 ) -> PredictionJob:
-    """Queue every image of the site or upload that has no prediction from this version yet."""
+    """Queue every image of the site, upload or list that has no prediction from this version
+    yet."""
     version = model_version or active_model_version()
     if version is None:
         raise PredictionError("no active model version: register one with model_register")
     images: QuerySet[Image] = Image.objects.all()
+    if image_ids is not None:
+        images = images.filter(pk__in=image_ids)
     if upload is not None:
         images = images.filter(upload=upload)
     elif site is not None:

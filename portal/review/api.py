@@ -4,7 +4,6 @@ the audit log. Every lookup goes through the user's site scope: another site's i
 import csv
 import json
 
-from django.conf import settings
 from django.http import FileResponse, Http404, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import (
@@ -26,6 +25,7 @@ from portal.accounts.selectors import (
     holds_role_anywhere,
     is_lead_anywhere,
 )
+from portal.core.files import stored_file_response
 from portal.core.pagination import CursorError, page_links, paginate, parse_limit
 from portal.ingest.models import Image, ReviewStatus
 from portal.predictions.models import Prediction
@@ -169,13 +169,6 @@ class ImageDetailApi(APIView):
         return Response(selectors.image_detail(user=request.user, image=image))
 
 
-def _file_response(relative: str, content_type: str) -> FileResponse:
-    path = (settings.DATA_DIR / relative).resolve()
-    if not path.is_relative_to(settings.DATA_DIR.resolve()) or not path.is_file():
-        raise Http404("file not found")
-    return FileResponse(path.open("rb"), content_type=content_type)
-
-
 class ImageDicomApi(APIView):
     """The stored, de-identified DICOM file."""
 
@@ -183,7 +176,7 @@ class ImageDicomApi(APIView):
     def get(self, request: Request, image_id: int) -> FileResponse:
         image = _image(request, image_id)
         services.image_access_record(user=request.user, image=image, action="image.dicom")
-        return _file_response(image.file, "application/dicom")
+        return stored_file_response(image.file, "application/dicom")
 
 
 class ImageHeatmapApi(APIView):
@@ -203,7 +196,7 @@ class ImageHeatmapApi(APIView):
         if prediction is None or not prediction.heatmap:
             raise Http404("no heatmap for this image")
         services.image_access_record(user=request.user, image=image, action="image.heatmap")
-        return _file_response(prediction.heatmap, "image/png")
+        return stored_file_response(prediction.heatmap, "image/png")
 
 
 _QUEUE_FILTERS = [

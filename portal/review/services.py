@@ -62,13 +62,13 @@ def review_submit(
     now = timezone.now()
     with transaction.atomic():
         image = Image.objects.select_for_update().select_related("site").get(pk=image.pk)
+        kind = decision_kind(user=reviewer, image=image)  # the role is checked first
         if image.revision != expected_revision:
             raise StaleRevision(
                 f"this image changed while you were deciding (revision {expected_revision} "
                 f"-> {image.revision}, now {image.status}); look again and decide",
                 image,
             )
-        kind = decision_kind(user=reviewer, image=image)
         leased_to_other = (
             image.lease_holder_id not in (None, reviewer.pk)
             and image.lease_expires_at is not None

@@ -7,14 +7,21 @@ Another site's object answers 404 (as if it did not exist); lists leave it out.
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
+from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import URLPattern, URLResolver, get_resolver
 from rest_framework.test import APIClient
 
 from portal.accounts.models import Membership
 from portal.predictions.models import PredictionJob
+from portal.reports.models import Report
+from portal.reports.services import report_finish
+from portal.review.services import review_submit
+from portal.validation.models import ValidationExport
+from portal.validation.services import validation_set_create, validation_set_freeze
 from tests.dicom_files import make_dicom
 from tests.portal import factories as f
 
@@ -58,7 +65,9 @@ def build_world(tmp_path) -> World:
         image = f.image(site, age_days=2000, dicom=True)
         prediction = f.prediction(image, version, age_days=2600, heatmap=True)
         member = f.user(f"member-{site.slug}", "reviewer", site)
+        frozen = _frozen_set(site, version)
         world.objects[scope] = {
+            **frozen,
             "site": site,
             "image": image,
             "prediction": prediction,
@@ -69,6 +78,34 @@ def build_world(tmp_path) -> World:
     dicom = make_dicom(tmp_path / "a.dcm")
     world.objects["dicom_bytes"] = dicom.read_bytes()
     return world
+
+
+def _frozen_set(site, version) -> dict:
+    """A confirmed image in a frozen set of the site, with a finished export and report."""
+    image = f.image(site, age_days=3000)
+    f.prediction(image, version, age_days=3100)
+    review_submit(
+        image=image,
+        reviewer=f.user(f"lead-{site.slug}", "lead", site),
+        decision="confirm",
+        age_days=None,
+        reason="",
+        comment="",
+        expected_revision=0,
+    )
+    chosen = validation_set_create(name=f"set-{site.slug}", sites=[site])
+    frozen = validation_set_freeze(validation_set=chosen)
+    export = ValidationExport.objects.create(
+        version=frozen, state="done", file=f"exports/set-{site.slug}-v1.zip", total=1, done=1
+    )
+    path = Path(settings.DATA_DIR) / export.file
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"PK\x05\x06" + bytes(18))  # an empty ZIP
+    report = Report.objects.create(
+        version=frozen, model_version=version, age_groups=[[0, 18]], resamples=10
+    )
+    report = report_finish(report=report)
+    return {"set": chosen, "report": report}
 
 
 @dataclass
@@ -167,7 +204,7 @@ RULES: dict[str, list[Rule]] = {
             "post",
             lambda o: f"/api/images/{o['image'].pk}/reviews/",
             _with(REVIEWERS, reviewer=201, lead=201),
-            body=lambda w: {"decision": "confirm", "revision": 0},
+            body=lambda w: None,  # per scope, below
         ),
     ],
     "api-image-audit": [Rule("get", lambda o: f"/api/images/{o['image'].pk}/audit/", ANY)],
@@ -177,6 +214,81 @@ RULES: dict[str, list[Rule]] = {
     ],
     "api-audit": [Rule("get", lambda o: "/api/audit/", LEADS, "absent")],
     "api-audit-export": [Rule("get", lambda o: "/api/audit/export/", LEADS, "absent")],
+    "validation:list": [Rule("get", lambda o: "/validation-sets/", ANY, "absent")],
+    "validation:detail": [Rule("get", lambda o: f"/validation-sets/{o['set'].name}/", ANY)],
+    "validation:freeze": [
+        Rule("post", lambda o: f"/validation-sets/{o['set'].name}/freeze/", _with(LEADS, lead=302))
+    ],
+    "validation:export": [
+        Rule(
+            "post",
+            lambda o: f"/validation-sets/{o['set'].name}/versions/1/export/",
+            _with(LEADS, lead=302),
+        )
+    ],
+    "reports:new": [
+        Rule(
+            "post",
+            lambda o: "/reports/new/",
+            _with(LEADS, lead=302),
+            body=lambda w: None,  # per scope, below
+            multipart=True,
+        )
+    ],
+    "reports:detail": [Rule("get", lambda o: f"/reports/{o['report'].pk}/", ANY)],
+    "api-validation-sets": [
+        Rule("get", lambda o: "/api/validation-sets/", ANY, "absent"),
+        Rule(
+            "post",
+            lambda o: "/api/validation-sets/",
+            _with(LEADS, lead=201),
+            body=lambda w: None,  # per scope, below
+        ),
+    ],
+    "api-validation-set": [Rule("get", lambda o: f"/api/validation-sets/{o['set'].name}/", ANY)],
+    "api-validation-set-freeze": [
+        Rule(
+            "post",
+            lambda o: f"/api/validation-sets/{o['set'].name}/freeze/",
+            _with(LEADS, lead=201),
+        )
+    ],
+    "api-validation-set-diff": [
+        Rule("get", lambda o: f"/api/validation-sets/{o['set'].name}/diff/?from=1&to=1", ANY)
+    ],
+    "api-validation-set-version": [
+        Rule("get", lambda o: f"/api/validation-sets/{o['set'].name}/versions/1/", ANY)
+    ],
+    "api-validation-set-items": [
+        Rule("get", lambda o: f"/api/validation-sets/{o['set'].name}/versions/1/items/", ANY)
+    ],
+    "api-validation-set-export": [
+        Rule("get", lambda o: f"/api/validation-sets/{o['set'].name}/versions/1/export/", ANY),
+        Rule(
+            "post",
+            lambda o: f"/api/validation-sets/{o['set'].name}/versions/1/export/",
+            _with(LEADS, lead=202),
+        ),
+    ],
+    "api-validation-set-export-download": [
+        Rule(
+            "get",
+            lambda o: f"/api/validation-sets/{o['set'].name}/versions/1/export/download/",
+            ANY,
+        )
+    ],
+    "api-reports": [
+        Rule(
+            "post",
+            lambda o: "/api/reports/",
+            _with(LEADS, lead=202),
+            body=lambda w: None,  # per scope, below
+        )
+    ],
+    "api-report": [Rule("get", lambda o: f"/api/reports/{o['report'].pk}/", ANY)],
+    "api-report-download": [
+        Rule("get", lambda o: f"/api/reports/{o['report'].pk}/download/json/", ANY)
+    ],
 }
 
 
@@ -198,8 +310,16 @@ CASES = [
 
 
 def _body(world: World, name: str, rule: Rule, scope: str):
+    objects = world.of(scope)
     if name == "api-jobs" and rule.method == "post":
-        return {"site": world.of(scope)["site"].slug}
+        return {"site": objects["site"].slug}
+    if name == "api-validation-sets" and rule.method == "post":
+        return {"name": "new-set", "sites": [objects["site"].slug]}
+    if name == "api-image-reviews" and rule.method == "post":
+        objects["image"].refresh_from_db()
+        return {"decision": "confirm", "revision": objects["image"].revision}
+    if name in ("api-reports", "reports:new"):
+        return {"validation_set": f"{objects['set'].name}:1", "model": "m1"}
     return rule.body(world) if rule.body else None
 
 

@@ -1,0 +1,13 @@
+"""Serving stored files: paths in the database are relative to the data folder."""
+
+from django.conf import settings
+from django.http import FileResponse, Http404
+
+
+def stored_file_response(relative: str, content_type: str) -> FileResponse:
+    """The file at `relative` under the data folder; 404 if it is missing or escapes it."""
+    root = settings.DATA_DIR.resolve()
+    path = (settings.DATA_DIR / relative).resolve()
+    if not path.is_relative_to(root) or not path.is_file():
+        raise Http404("file not found")
+    return FileResponse(path.open("rb"), content_type=content_type)

@@ -1,0 +1,239 @@
+"""Reports: metrics by age group, sex and site for one model version (or two side by side) on
+a frozen validation set, from its frozen items, so that later reviews never change a report.
+
+Missing predictions are made first, through the inference queue (a prediction job per model),
+and the report waits for them; the metric code is `inference_worker.metrics`, the same module
+`inference_worker.evaluate` uses, so the two always agree.
+"""
+
+import datetime as dt
+from dataclasses import dataclass
+
+from django.db import transaction
+from django.utils import timezone
+
+from inference_worker import metrics
+from portal.celery import app as celery_app
+from portal.predictions.models import ModelVersion, Prediction, PredictionJob
+from portal.predictions.services import prediction_job_create
+from portal.reports.models import Report
+from portal.validation.models import ValidationItem, ValidationSetVersion
+
+BUILD_TASK = "portal.reports.report_build"
+POLL_SECONDS = 3
+DEFAULT_GROUPS = [list(g) for g in metrics.AGE_GROUPS]
+
+
+class ReportError(Exception):
+    """A report that cannot be made, with the reason."""
+
+
+def parse_age_groups(text: str) -> list[list[float]]:
+    """`0,1,3,6,12,18` -> [[0, 1], [1, 3], ...] (years, each group [low, high))."""
+    try:
+        bounds = [float(part) for part in text.split(",")]
+    except ValueError as exc:
+        raise ReportError(f"age groups {text!r}: expected numbers like 0,1,3,6,12,18") from exc
+    if len(bounds) < 2 or bounds != sorted(set(bounds)) or bounds[0] < 0:
+        raise ReportError(f"age groups {text!r}: expected increasing bounds from 0")
+    return [[low, high] for low, high in zip(bounds, bounds[1:], strict=False)]
+
+
+def missing_images(*, version: ValidationSetVersion, model: ModelVersion) -> list[int]:
+    """Items of the version without a successful prediction from the model."""
+    predicted = Prediction.objects.filter(model_version=model, error="").values("image_id")
+    return list(version.items.exclude(image_id__in=predicted).values_list("image_id", flat=True))
+
+
+def report_create(
+    *,
+    version: ValidationSetVersion,
+    model: ModelVersion,
+    compare: ModelVersion | None = None,
+    age_groups: list[list[float]] | None = None,
+    internal_sites: list[str] | None = None,
+    resamples: int = 1000,
+    seed: int = 0,
+    user=None,
+    build: bool = True,
+) -> Report:
+    """A report row; with `build`, the Celery task builds it once the transaction commits
+    (the CLI builds its own, in the foreground)."""
+    if compare is not None and compare.pk == model.pk:
+        raise ReportError("compare a model with another one")
+    report = Report.objects.create(
+        version=version,
+        model_version=model,
+        compare_version=compare,
+        age_groups=age_groups or DEFAULT_GROUPS,
+        internal_sites=sorted(internal_sites or []),
+        resamples=resamples,
+        seed=seed,
+        created_by=user,
+    )
+    if build:
+        transaction.on_commit(
+            lambda: celery_app.send_task(BUILD_TASK, args=[report.pk], queue="default")
+        )
+    return report
+
+
+def _models(report: Report) -> list[ModelVersion]:
+    return [m for m in (report.model_version, report.compare_version) if m is not None]
+
+
+def report_predict_missing(*, report: Report) -> list[int]:
+    """Queue prediction jobs for the items that lack a prediction; returns their ids."""
+    jobs = []
+    for model in _models(report):
+        missing = missing_images(version=report.version, model=model)
+        if missing:
+            with transaction.atomic():
+                job = prediction_job_create(model_version=model, image_ids=missing)
+            jobs.append(job.pk)
+    return jobs
+
+
+def report_build(*, report_id: int) -> Report:
+    """What the task runs, step by step: queue what is missing, wait for it (the task comes
+    back every few seconds rather than blocking a worker), then compute."""
+    report = Report.objects.select_related("version", "model_version", "compare_version").get(
+        pk=report_id
+    )
+    with transaction.atomic():  # a redelivered task must not queue the predictions twice
+        report = Report.objects.select_for_update().get(pk=report.pk)
+        if report.state in (Report.State.DONE, Report.State.FAILED):
+            return report
+        if report.state == Report.State.QUEUED:
+            report.jobs = report_predict_missing(report=report)
+            report.state = Report.State.PREDICTING
+            report.save(update_fields=["jobs", "state"])
+    if not report_predictions_finished(report=report):
+        celery_app.send_task(BUILD_TASK, args=[report.pk], queue="default", countdown=POLL_SECONDS)
+        return report
+    return report_finish(report=report)
+
+
+def report_predictions_finished(*, report: Report) -> bool:
+    return not PredictionJob.objects.filter(pk__in=report.jobs, finished_at__isnull=True).exists()
+
+
+def report_finish(*, report: Report) -> Report:
+    """Compute and store the figures (the predictions it waited for are in)."""
+    try:
+        report.result = report_compute(report=report)
+        report.state = Report.State.DONE
+    except ReportError as exc:
+        report.state, report.failure_reason = Report.State.FAILED, str(exc)
+    report.finished_at = timezone.now()
+    report.save(update_fields=["result", "state", "failure_reason", "finished_at"])
+    return report
+
+
+def report_progress(*, report: Report) -> dict:
+    jobs = list(PredictionJob.objects.filter(pk__in=report.jobs))
+    total = sum(j.total for j in jobs)
+    done = sum(j.done_count + j.failed_count for j in jobs)
+    return {"predicted": done, "to_predict": total}
+
+
+@dataclass
+class Points:
+    true_days: list[int]
+    predicted_days: list[int]
+    compare_predicted_days: list[int] | None
+    sex: list[str]
+    site: list[str]
+    missing: int
+
+    def as_dict(self) -> dict:
+        return {
+            "true_days": self.true_days,
+            "predicted_days": self.predicted_days,
+            "compare_predicted_days": self.compare_predicted_days,
+            "sex": self.sex,
+            "site": self.site,
+        }
+
+
+def report_points(*, report: Report) -> Points:
+    """The frozen items (curated age, sex, site) with each model's prediction; items a model
+    could not predict are left out of every model's figures and counted."""
+    models = _models(report)
+    predicted = {
+        m.pk: dict(
+            Prediction.objects.filter(
+                model_version=m, error="", image_id__in=report.version.items.values("image_id")
+            ).values_list("image_id", "age_days")
+        )
+        for m in models
+    }
+    items = ValidationItem.objects.filter(version=report.version).select_related("site")
+    points = Points([], [], [] if report.compare_version else None, [], [], 0)
+    for item in items.order_by("image_id").iterator(chunk_size=5000):
+        ages = [predicted[m.pk].get(item.image_id) for m in models]
+        if any(a is None for a in ages):
+            points.missing += 1
+            continue
+        points.true_days.append(item.curated_age_days)
+        points.predicted_days.append(ages[0])
+        if points.compare_predicted_days is not None:
+            points.compare_predicted_days.append(ages[1])
+        points.sex.append(item.sex)
+        points.site.append(item.site.slug)
+    return points
+
+
+def report_compute(*, report: Report) -> dict:
+    points = report_points(report=report)
+    if not points.true_days:
+        raise ReportError("no item of the set has a prediction from the model")
+    groups = tuple(tuple(g) for g in report.age_groups)
+    common = {"groups": groups, "sites": points.site, "resamples": report.resamples}
+    sections = metrics.report(
+        points.true_days, points.predicted_days, points.sex, seed=report.seed, **common
+    )
+    compare = paired = None
+    if report.compare_version is not None:
+        compare = metrics.report(
+            points.true_days, points.compare_predicted_days, points.sex, seed=report.seed, **common
+        )
+        paired = metrics.paired_difference(
+            points.true_days,
+            points.predicted_days,
+            points.compare_predicted_days,
+            points.sex,
+            seed=report.seed,
+            **common,
+        )
+    paper = None
+    if report.internal_sites:
+        paper = metrics.paper_table(
+            points.true_days,
+            points.predicted_days,
+            points.sex,
+            points.site,
+            report.internal_sites,
+            groups=groups,
+        )
+    version = report.version
+    return {
+        "validation_set": {
+            "name": version.validation_set.name,
+            "version": version.number,
+            "manifest_sha256": version.manifest_sha256,
+            "items": version.item_count,
+        },
+        "model": report.model_version.name,
+        "model_sha256": report.model_version.sha256,
+        "compare_model": report.compare_version.name if report.compare_version else None,
+        "compare_model_sha256": report.compare_version.sha256 if report.compare_version else None,
+        "age_groups": report.age_groups,
+        "bootstrap": {"resamples": report.resamples, "seed": report.seed, "confidence": 0.95},
+        "missing_predictions": points.missing,
+        "created_at": (report.created_at or timezone.now()).astimezone(dt.UTC).isoformat(),
+        **sections,
+        "compare": compare,
+        "paired": paired,
+        "paper_table": paper,
+    }

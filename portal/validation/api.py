@@ -1,0 +1,269 @@
+"""REST endpoints of validation sets and their exports. A set is visible to users with a role on
+each of its sites and changed by the leads of all of them; anything else answers 404 / 403."""
+
+from django.http import FileResponse, Http404
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.exceptions import PermissionDenied, ValidationError
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from portal.accounts.selectors import site_scope
+from portal.core.files import stored_file_response
+from portal.core.pagination import CursorError, page_links, paginate, parse_limit
+from portal.ingest.models import ReviewStatus, Site
+from portal.validation import exports, selectors, services
+from portal.validation.models import ValidationExport, ValidationSet, ValidationSetVersion
+
+
+def _set(request: Request, name: str) -> ValidationSet:
+    found = selectors.validation_set_list(user=request.user).filter(name=name).first()
+    if found is None:
+        raise Http404("no such validation set")
+    return found
+
+
+def _version(request: Request, name: str, number: int) -> ValidationSetVersion:
+    try:
+        return selectors.version_get(user=request.user, name=name, number=number)
+    except selectors.NotFound as exc:
+        raise Http404(str(exc)) from exc
+
+
+def _refused(exc: services.ValidationSetError):
+    if isinstance(exc, services.ValidationSetForbidden):
+        return PermissionDenied(str(exc))
+    return ValidationError({"detail": str(exc)})
+
+
+_VERSION = inline_serializer(
+    "ValidationSetVersion",
+    {
+        "name": serializers.CharField(),
+        "version": serializers.IntegerField(),
+        "items": serializers.IntegerField(),
+        "manifest_sha256": serializers.CharField(),
+        "definition": serializers.JSONField(),
+        "provenance": serializers.JSONField(),
+        "frozen_at": serializers.DateTimeField(),
+        "frozen_by": serializers.CharField(allow_null=True),
+    },
+)
+_SET = inline_serializer(
+    "ValidationSet",
+    {
+        "name": serializers.CharField(),
+        "description": serializers.CharField(),
+        "sites": serializers.ListField(child=serializers.CharField()),
+        "definition": serializers.JSONField(),
+        "created_at": serializers.DateTimeField(),
+        "versions": serializers.JSONField(),
+    },
+)
+
+
+class ValidationSetListCreateApi(APIView):
+    """The sets you can see, or a new set from filters (leads of every site named)."""
+
+    class InputSerializer(serializers.Serializer):
+        name = serializers.SlugField(max_length=100)
+        sites = serializers.ListField(child=serializers.SlugField(), allow_empty=False)
+        description = serializers.CharField(required=False, allow_blank=True)
+        statuses = serializers.ListField(
+            child=serializers.ChoiceField(
+                choices=[ReviewStatus.CONFIRMED, ReviewStatus.CORRECTED, ReviewStatus.ADJUDICATED]
+            ),
+            required=False,
+        )
+        sex = serializers.ChoiceField(choices=["M", "F"], required=False, allow_null=True)
+        min_age_days = serializers.IntegerField(required=False, allow_null=True, min_value=0)
+        max_age_days = serializers.IntegerField(required=False, allow_null=True, min_value=0)
+        uploaded_after = serializers.DateField(required=False, allow_null=True)
+        uploaded_before = serializers.DateField(required=False, allow_null=True)
+
+    @extend_schema(responses=inline_serializer("ValidationSetList", {"results": _SET}))
+    def get(self, request: Request) -> Response:
+        sets = selectors.validation_set_list(user=request.user)
+        return Response({"results": [selectors.validation_set_data(s) for s in sets]})
+
+    @extend_schema(request=InputSerializer, responses={201: _SET})
+    def post(self, request: Request) -> Response:
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = dict(data.validated_data)
+        slugs = values.pop("sites")
+        sites = list(Site.objects.filter(site_scope(user=request.user, field="pk"), slug__in=slugs))
+        if len(sites) != len(set(slugs)):
+            raise Http404("no such site")
+        try:
+            created = services.validation_set_create(user=request.user, sites=sites, **values)
+        except services.ValidationSetError as exc:
+            raise _refused(exc) from exc
+        return Response(selectors.validation_set_data(created), status=status.HTTP_201_CREATED)
+
+
+class ValidationSetDetailApi(APIView):
+    @extend_schema(responses=_SET)
+    def get(self, request: Request, name: str) -> Response:
+        return Response(selectors.validation_set_data(_set(request, name)))
+
+
+class ValidationSetFreezeApi(APIView):
+    """Freeze what the definition selects now as a new version (leads of every site)."""
+
+    @extend_schema(request=None, responses={201: _VERSION})
+    def post(self, request: Request, name: str) -> Response:
+        found = _set(request, name)
+        try:
+            version = services.validation_set_freeze(validation_set=found, user=request.user)
+        except services.ValidationSetError as exc:
+            raise _refused(exc) from exc
+        return Response(selectors.version_data(version), status=status.HTTP_201_CREATED)
+
+
+class ValidationSetVersionApi(APIView):
+    @extend_schema(responses=_VERSION)
+    def get(self, request: Request, name: str, number: int) -> Response:
+        return Response(selectors.version_data(_version(request, name, number)))
+
+
+class ValidationSetItemsApi(APIView):
+    """A version's items by image, cursor-paginated."""
+
+    @extend_schema(
+        parameters=[OpenApiParameter("cursor", str), OpenApiParameter("limit", int)],
+        responses=inline_serializer(
+            "ValidationItems",
+            {
+                "next": serializers.URLField(allow_null=True),
+                "previous": serializers.URLField(allow_null=True),
+                "results": inline_serializer(
+                    "ValidationItem",
+                    {
+                        "image": serializers.IntegerField(),
+                        "site": serializers.CharField(),
+                        "sex": serializers.CharField(),
+                        "curated_age_days": serializers.IntegerField(),
+                        "sha256": serializers.CharField(),
+                    },
+                    many=True,
+                ),
+            },
+        ),
+    )
+    def get(self, request: Request, name: str, number: int) -> Response:
+        version = _version(request, name, number)
+        try:
+            page = paginate(
+                version.items.select_related("site"),
+                keys=["image_id"],
+                cursor=request.query_params.get("cursor"),
+                limit=parse_limit(request.query_params.get("limit")),
+            )
+        except CursorError as exc:
+            raise ValidationError({"cursor": [str(exc)]}) from exc
+        next_url, previous_url = page_links(request, page)
+        rows = [
+            {
+                "image": i.image_id,
+                "site": i.site.slug,
+                "sex": i.sex,
+                "curated_age_days": i.curated_age_days,
+                "sha256": i.sha256,
+            }
+            for i in page.items
+        ]
+        return Response({"next": next_url, "previous": previous_url, "results": rows})
+
+
+class ValidationSetDiffApi(APIView):
+    """Items added, removed or re-aged between two versions (`?from=1&to=2`)."""
+
+    @extend_schema(
+        parameters=[OpenApiParameter("from", int), OpenApiParameter("to", int)],
+        responses=inline_serializer(
+            "ValidationSetDiff",
+            {
+                "from": serializers.IntegerField(),
+                "to": serializers.IntegerField(),
+                "added": serializers.JSONField(),
+                "removed": serializers.JSONField(),
+                "reaged": serializers.JSONField(),
+            },
+        ),
+    )
+    def get(self, request: Request, name: str) -> Response:
+        numbers = [request.query_params.get(k, "") for k in ("from", "to")]
+        if not all(n.isdigit() for n in numbers):
+            raise ValidationError({"detail": "give ?from=V1&to=V2"})
+        old, new = (_version(request, name, int(n)) for n in numbers)
+        return Response(services.version_diff(old=old, new=new))
+
+
+_EXPORT = inline_serializer(
+    "ValidationExport",
+    {
+        "id": serializers.IntegerField(),
+        "state": serializers.ChoiceField(choices=ValidationExport.State.choices),
+        "done": serializers.IntegerField(),
+        "total": serializers.IntegerField(),
+        "progress": serializers.FloatField(),
+        "failure_reason": serializers.CharField(),
+        "size_bytes": serializers.IntegerField(allow_null=True),
+        "sha256": serializers.CharField(),
+        "download_url": serializers.CharField(allow_null=True),
+    },
+)
+
+
+def export_data(export: ValidationExport) -> dict:
+    version = export.version
+    done = export.state == ValidationExport.State.DONE
+    return {
+        "id": export.pk,
+        "state": export.state,
+        "done": export.done,
+        "total": export.total,
+        "progress": round(export.done / export.total, 4) if export.total else 1.0,
+        "failure_reason": export.failure_reason,
+        "size_bytes": export.size_bytes,
+        "sha256": export.sha256,
+        "download_url": f"/api/validation-sets/{version.validation_set.name}/versions/"
+        f"{version.number}/export/download/"
+        if done
+        else None,
+    }
+
+
+class ValidationSetExportApi(APIView):
+    """The version's latest export (`GET`), or a new one built by a Celery task (`POST`)."""
+
+    @extend_schema(responses=_EXPORT)
+    def get(self, request: Request, name: str, number: int) -> Response:
+        export = _version(request, name, number).exports.order_by("-created_at").first()
+        if export is None:
+            raise Http404("not exported yet")
+        return Response(export_data(export))
+
+    @extend_schema(request=None, responses={202: _EXPORT})
+    def post(self, request: Request, name: str, number: int) -> Response:
+        version = _version(request, name, number)
+        try:
+            services.require_lead(user=request.user, sites=version.validation_set.sites.all())
+        except services.ValidationSetError as exc:
+            raise _refused(exc) from exc
+        export = exports.export_start(version=version, user=request.user)
+        return Response(export_data(export), status=status.HTTP_202_ACCEPTED)
+
+
+class ValidationSetExportDownloadApi(APIView):
+    @extend_schema(responses={(200, "application/zip"): bytes})
+    def get(self, request: Request, name: str, number: int) -> FileResponse:
+        version = _version(request, name, number)
+        export = version.exports.filter(state=ValidationExport.State.DONE).first()
+        if export is None:
+            raise Http404("not exported yet")
+        response = stored_file_response(export.file, "application/zip")
+        response["Content-Disposition"] = f'attachment; filename="{name}-v{number}.zip"'
+        return response
