@@ -56,6 +56,7 @@ bench: setup ## run the benchmarks in bench/ (prints ratios measured side by sid
 	$(PY) bench/model.py
 	$(PY) bench/pipeline.py
 	$(PY) bench/review_api.py
+	$(PY) bench/reports.py
 
 clean: ## remove the virtual environment, the front-end build and the local data
 	rm -rf $(VENV) frontend/node_modules frontend/dist var
