@@ -43,6 +43,7 @@ run: migrate ## set everything up and start the portal with its workers on http:
 
 test: lint ## set up and run every test (lint, import contracts, migrations check, pytest)
 	$(MANAGE) makemigrations --check --dry-run -v 0
+	$(MANAGE) spectacular --validate --fail-on-warn --file /dev/null
 	$(VENV)/bin/pytest
 
 lint: setup ## ruff, import-linter and the TypeScript checker

@@ -170,6 +170,13 @@ SPECTACULAR_SETTINGS = {
     "review the outliers. Every call sees only the caller's sites.",
     "VERSION": "0.1.0",
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    "ENUM_NAME_OVERRIDES": {
+        "ReviewStatusEnum": "portal.ingest.models.ReviewStatus",
+        "UploadStatusEnum": "portal.ingest.models.Upload.Status",
+        # Prediction jobs and exports share these states.
+        "TaskStateEnum": "portal.predictions.models.PredictionJob.State",
+        "ReportStateEnum": "portal.reports.models.Report.State",
+    },
 }
 
 # Celery: one number sets the hard limit; soft limit and broker visibility follow from it.

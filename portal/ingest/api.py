@@ -2,7 +2,7 @@
 
 from django.db import transaction
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import extend_schema, extend_schema_serializer, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.parsers import MultiPartParser
@@ -94,6 +94,7 @@ class UploadCreateApi(APIView):
 
     parser_classes = [MultiPartParser]
 
+    @extend_schema_serializer(component_name="UploadCreateInput")
     class InputSerializer(_FilesInput):
         finish = serializers.BooleanField(default=True)
         source = serializers.ChoiceField(
@@ -121,6 +122,7 @@ class UploadAddFilesApi(APIView):
 
     parser_classes = [MultiPartParser]
 
+    @extend_schema_serializer(component_name="UploadFilesInput")
     class InputSerializer(_FilesInput):
         pass
 

@@ -2,7 +2,12 @@
 
 from django.db import transaction
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    extend_schema,
+    extend_schema_serializer,
+    inline_serializer,
+)
 from rest_framework import serializers, status
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.pagination import LimitOffsetPagination
@@ -38,6 +43,7 @@ _JOB = inline_serializer("PredictionJobStatus", _JOB_FIELDS)
 class JobListCreateApi(APIView):
     """List jobs (`?upload=`, `?site=`), or queue a job for a site or an upload."""
 
+    @extend_schema_serializer(component_name="JobCreateInput")
     class InputSerializer(serializers.Serializer):
         site = serializers.SlugField(required=False)
         upload = serializers.IntegerField(required=False)
@@ -106,7 +112,35 @@ class JobDetailApi(APIView):
 class PredictionListApi(APIView):
     """Predictions, filtered by `?site=` and `?model=`, paginated (`?limit=`, `?offset=`)."""
 
-    @extend_schema(parameters=[OpenApiParameter("site", str), OpenApiParameter("model", str)])
+    @extend_schema(
+        parameters=[OpenApiParameter("site", str), OpenApiParameter("model", str)],
+        responses=inline_serializer(
+            "PredictionPage",
+            {
+                "count": serializers.IntegerField(),
+                "next": serializers.URLField(allow_null=True),
+                "previous": serializers.URLField(allow_null=True),
+                "results": inline_serializer(
+                    "PredictionRow",
+                    {
+                        "id": serializers.IntegerField(),
+                        "image": serializers.IntegerField(),
+                        "site": serializers.CharField(),
+                        "model": serializers.CharField(),
+                        "age_days": serializers.IntegerField(allow_null=True),
+                        "recorded_age_days": serializers.IntegerField(),
+                        "residual_days": serializers.IntegerField(allow_null=True),
+                        "score": serializers.FloatField(allow_null=True),
+                        "error": serializers.CharField(),
+                        "heatmap_url": serializers.CharField(allow_null=True),
+                        "timing_ms": serializers.DictField(),
+                        "created_at": serializers.DateTimeField(),
+                    },
+                    many=True,
+                ),
+            },
+        ),
+    )
     def get(self, request: Request) -> Response:
         predictions = selectors.prediction_list(
             user=request.user,

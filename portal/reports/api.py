@@ -5,7 +5,7 @@ from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import extend_schema, extend_schema_serializer, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
@@ -71,6 +71,7 @@ def report_request(*, user, values: dict) -> Report:
 class ReportCreateApi(APIView):
     """A report of a model (or two) on a frozen set (leads of the set's sites)."""
 
+    @extend_schema_serializer(component_name="ReportCreateInput")
     class InputSerializer(serializers.Serializer):
         validation_set = serializers.CharField(help_text="NAME or NAME:VERSION")
         model = serializers.CharField()

@@ -10,6 +10,7 @@ from drf_spectacular.utils import (
     OpenApiParameter,
     OpenApiResponse,
     extend_schema,
+    extend_schema_serializer,
     inline_serializer,
 )
 from rest_framework import serializers, status
@@ -104,7 +105,11 @@ _IMAGE_FILTERS = [
 class ImageListApi(APIView):
     """Images of the user's sites, by id, with their review state and active prediction."""
 
-    @extend_schema(parameters=_IMAGE_FILTERS + _CURSOR, responses=_paged("ImageList", _IMAGE_ROW))
+    @extend_schema(
+        operation_id="images_list",
+        parameters=_IMAGE_FILTERS + _CURSOR,
+        responses=_paged("ImageList", _IMAGE_ROW),
+    )
     def get(self, request: Request) -> Response:
         filters = _filters(selectors.ImageFilters, request)
         images = selectors.image_list(user=request.user, filters=filters)
@@ -284,6 +289,7 @@ _CONFLICT = inline_serializer(
 class ImageReviewsApi(APIView):
     """An image's decisions (newest first), or a new decision on it."""
 
+    @extend_schema_serializer(component_name="ReviewInput")
     class InputSerializer(serializers.Serializer):
         decision = serializers.ChoiceField(choices=Decision.choices)
         age_days = serializers.IntegerField(

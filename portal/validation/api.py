@@ -2,7 +2,12 @@
 each of its sites and changed by the leads of all of them; anything else answers 404 / 403."""
 
 from django.http import FileResponse, Http404
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    extend_schema,
+    extend_schema_serializer,
+    inline_serializer,
+)
 from rest_framework import serializers, status
 from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.request import Request
@@ -66,6 +71,7 @@ _SET = inline_serializer(
 class ValidationSetListCreateApi(APIView):
     """The sets you can see, or a new set from filters (leads of every site named)."""
 
+    @extend_schema_serializer(component_name="ValidationSetCreateInput")
     class InputSerializer(serializers.Serializer):
         name = serializers.SlugField(max_length=100)
         sites = serializers.ListField(child=serializers.SlugField(), allow_empty=False)
@@ -82,7 +88,10 @@ class ValidationSetListCreateApi(APIView):
         uploaded_after = serializers.DateField(required=False, allow_null=True)
         uploaded_before = serializers.DateField(required=False, allow_null=True)
 
-    @extend_schema(responses=inline_serializer("ValidationSetList", {"results": _SET}))
+    @extend_schema(
+        operation_id="validation_sets_list",
+        responses=inline_serializer("ValidationSetList", {"results": _SET}),
+    )
     def get(self, request: Request) -> Response:
         sets = selectors.validation_set_list(user=request.user)
         return Response({"results": [selectors.validation_set_data(s) for s in sets]})
