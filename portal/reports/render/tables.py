@@ -1,0 +1,302 @@
+"""Tables of a report: JSON, CSV, and rows of formatted strings for the PDF and the page.
+
+Numbers are shown the same way everywhere, the CSV included: months and differences with 2
+decimals, MAPE with 1, Spearman's rho with 3, an interval as "[low, high]". The JSON keeps full
+precision.
+"""
+
+import csv
+import io
+import json
+from collections.abc import Iterable
+
+SECTIONS = ("overall", "by_sex", "by_group", "by_group_sex", "by_site")
+# The CSV: one row per (model, section, group). Paired rows (section "paired_<section>", model
+# "<a> - <b>") fill only n and the difference columns; paper-table rows (section
+# "paper_internal" / "paper_external", group "<age group> <sex>" or "overall <sex>") fill n, MAE,
+# MAPE and, on the overall rows, the published MAE.
+CSV_COLUMNS = (
+    "model",
+    "section",
+    "group",
+    "n",
+    "mae_months",
+    "mae_ci_low_months",
+    "mae_ci_high_months",
+    "rmse_months",
+    "bias_months",
+    "mape_percent",
+    "mape_n",
+    "mape_excluded",
+    "spearman_rho",
+    "difference_months",
+    "difference_ci_low_months",
+    "difference_ci_high_months",
+    "published_mae_months",
+)
+DECIMALS = {
+    "mae_months": 2,
+    "mae_ci_low_months": 2,
+    "mae_ci_high_months": 2,
+    "rmse_months": 2,
+    "bias_months": 2,
+    "mape_percent": 1,
+    "spearman_rho": 3,
+    "difference_months": 2,
+    "difference_ci_low_months": 2,
+    "difference_ci_high_months": 2,
+    "published_mae_months": 2,
+}
+
+
+def fmt(value: float | None, decimals: int = 2) -> str:
+    """A number with a fixed number of decimals; "" for None; never "-0.00"."""
+    if value is None:
+        return ""
+    text = f"{value:.{decimals}f}"
+    return text[1:] if text.startswith("-") and float(text) == 0 else text
+
+
+def fmt_ci(low: float | None, high: float | None, decimals: int = 2) -> str:
+    return "" if low is None or high is None else f"[{fmt(low, decimals)}, {fmt(high, decimals)}]"
+
+
+def _models(report: dict) -> list[tuple[str, dict]]:
+    """(name, sections) for the model and, when comparing, the compare model."""
+    models = [(report["model"], {s: report.get(s) or {} for s in SECTIONS})]
+    if report.get("compare"):
+        compare = report["compare"]
+        models.append((report["compare_model"], {s: compare.get(s) or {} for s in SECTIONS}))
+    return models
+
+
+def _entries(sections: dict, names: Iterable[str] = SECTIONS) -> list[tuple[str, str, dict]]:
+    """(section, group, metrics) in report order; the overall entry's group is "overall"."""
+    out = []
+    for section in names:
+        if section == "overall":
+            if sections.get("overall"):
+                out.append(("overall", "overall", sections["overall"]))
+        else:
+            out.extend((section, key, m) for key, m in (sections.get(section) or {}).items())
+    return out
+
+
+# JSON and CSV
+
+
+def to_json(report: dict) -> str:
+    return json.dumps(report, sort_keys=True, indent=2)
+
+
+def _csv_row(**values) -> dict:
+    return {
+        column: (
+            ""
+            if values.get(column) is None
+            else fmt(values[column], DECIMALS[column])
+            if column in DECIMALS
+            else values[column]
+        )
+        for column in CSV_COLUMNS
+    }
+
+
+def _paper_rows(model: str, table: dict) -> list[dict]:
+    rows = []
+    for cohort, entry in table["cohorts"].items():
+        for sex in ("M", "F"):
+            cells = [(f"{g} {sex}", entry[sex]["by_group"][g]) for g in table["groups"]]
+            cells.append((f"overall {sex}", entry[sex]["overall"]))
+            rows.extend(
+                _csv_row(model=model, section=f"paper_{cohort}", group=group, **cell)
+                for group, cell in cells
+            )
+    return rows
+
+
+def to_csv(report: dict) -> str:
+    """See CSV_COLUMNS. Empty cells for missing values (None)."""
+    rows = [
+        _csv_row(model=name, section=section, group=group, **m)
+        for name, sections in _models(report)
+        for section, group, m in _entries(sections)
+    ]
+    if report.get("paired"):
+        pair = f"{report['model']} - {report['compare_model']}"
+        for section, group, m in _entries(report["paired"]):
+            rows.append(
+                _csv_row(
+                    model=pair,
+                    section=f"paired_{section}",
+                    group=group,
+                    n=m["n"],
+                    difference_months=m["difference_months"],
+                    difference_ci_low_months=m["ci_low_months"],
+                    difference_ci_high_months=m["ci_high_months"],
+                )
+            )
+    if report.get("paper_table"):
+        rows.extend(_paper_rows(report["model"], report["paper_table"]))
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue()
+
+
+# Tables as rows of formatted strings, shared by the PDF and the HTML context
+
+METRIC_COLUMNS = ["group", "N", "MAE", "95% CI", "RMSE", "bias", "MAPE %", "MAPE N", "excl.", "rho"]
+PAIRED_COLUMNS = ["group", "N", "MAE a", "MAE b", "a - b", "95% CI"]
+PAPER_COLUMNS = ["age group", "M N", "M MAE", "M MAPE %", "F N", "F MAE", "F MAPE %"]
+
+
+def _metric_row(group: str, m: dict) -> list[str]:
+    return [
+        group,
+        str(m["n"]),
+        fmt(m["mae_months"]),
+        fmt_ci(m.get("mae_ci_low_months"), m.get("mae_ci_high_months")),
+        fmt(m["rmse_months"]),
+        fmt(m["bias_months"]),
+        fmt(m["mape_percent"], 1),
+        str(m["mape_n"]),
+        str(m["mape_excluded"]),
+        fmt(m["spearman_rho"], 3),
+    ]
+
+
+def _tables(report: dict) -> list[dict]:
+    """Every table of the report, {"kind" ("metrics", "paired" or "paper"), "title", "columns",
+    "rows", "note"}, the rows as lists of formatted strings; months throughout."""
+    tables = []
+    for name, sections in _models(report):
+        for title, names in (
+            ("overall, by sex, by age group", ("overall", "by_sex", "by_group")),
+            ("by age group and sex", ("by_group_sex",)),
+            ("by site", ("by_site",)),
+        ):
+            rows = [_metric_row(group, m) for _, group, m in _entries(sections, names)]
+            if rows:
+                tables.append(
+                    {
+                        "kind": "metrics",
+                        "title": f"{name}: {title}",
+                        "columns": METRIC_COLUMNS,
+                        "rows": rows,
+                        "note": "",
+                    }
+                )
+    if report.get("paired"):
+        rows = [
+            [
+                group,
+                str(m["n"]),
+                fmt(m["mae_a_months"]),
+                fmt(m["mae_b_months"]),
+                fmt(m["difference_months"]),
+                fmt_ci(m["ci_low_months"], m["ci_high_months"]),
+            ]
+            for _, group, m in _entries(report["paired"])
+        ]
+        tables.append(
+            {
+                "kind": "paired",
+                "title": (
+                    f"Paired difference: a = {report['model']}, b = {report['compare_model']}"
+                ),
+                "columns": PAIRED_COLUMNS,
+                "rows": rows,
+                "note": "MAE a - MAE b in months on the same items (negative: a is better), "
+                "with a paired bootstrap interval.",
+            }
+        )
+    if report.get("paper_table"):
+        table = report["paper_table"]
+        for cohort, entry in table["cohorts"].items():
+            rows = []
+            for group in [*table["groups"], "overall"]:
+                row = [group]
+                for sex in ("M", "F"):
+                    by_sex = entry[sex]
+                    cell = by_sex["overall"] if group == "overall" else by_sex["by_group"][group]
+                    row += [str(cell["n"]), fmt(cell["mae_months"]), fmt(cell["mape_percent"], 1)]
+                rows.append(row)
+            published = table["published"][cohort]
+            rows.append(["published", "", fmt(published["M"]), "", "", fmt(published["F"]), ""])
+            sites = ", ".join(entry["sites"]) or "none"
+            tables.append(
+                {
+                    "kind": "paper",
+                    "title": f"Li et al. 2025 layout, {cohort} (sites: {sites})",
+                    "columns": PAPER_COLUMNS,
+                    "rows": rows,
+                    "note": table["note"],
+                }
+            )
+    return tables
+
+
+def _text_table(columns: list[str], rows: list[list[str]]) -> list[str]:
+    widths = [max(len(str(r[i])) for r in [columns, *rows]) for i in range(len(columns))]
+
+    def line(cells: list[str]) -> str:
+        # The first column (the group) left-aligned, the numbers right-aligned.
+        pairs = enumerate(zip(cells, widths, strict=True))
+        padded = [c.rjust(w) if i else c.ljust(w) for i, (c, w) in pairs]
+        return "  ".join(padded)
+
+    return [line(columns), *(line(r) for r in rows)]
+
+
+def _meta(report: dict) -> list[tuple[str, str]]:
+    vs = report["validation_set"]
+    boot = report.get("bootstrap") or {}
+    meta = [
+        ("Validation set", f"{vs['name']} v{vs['version']} ({vs['items']} items)"),
+        ("Manifest sha256", vs["manifest_sha256"]),
+        ("Model", report["model"]),
+        ("Model sha256", report.get("model_sha256") or ""),
+    ]
+    if report.get("compare_model"):
+        meta += [
+            ("Compare model", report["compare_model"]),
+            ("Compare model sha256", report.get("compare_model_sha256") or ""),
+        ]
+    groups = ", ".join(f"{low:g}-{high:g}" for low, high in report.get("age_groups") or [])
+    meta += [
+        ("Created", report.get("created_at") or ""),
+        ("Age groups (years)", groups),
+        (
+            "Bootstrap",
+            f"{boot.get('resamples', 0)} resamples, seed {boot.get('seed', '')}, "
+            f"{100 * boot.get('confidence', 0.95):g}% percentile interval"
+            if boot.get("resamples")
+            else "none",
+        ),
+    ]
+    return meta
+
+
+def _summary(report: dict) -> list[str]:
+    """One line per model with its overall figures, and the paired difference when comparing."""
+    lines = []
+    for name, sections in _models(report):
+        m = sections["overall"]
+        ci = fmt_ci(m.get("mae_ci_low_months"), m.get("mae_ci_high_months"))
+        lines.append(
+            f"{name}: MAE {fmt(m['mae_months']) or '-'} months"
+            + (f" {ci}" if ci else "")
+            + f", RMSE {fmt(m['rmse_months']) or '-'}, bias {fmt(m['bias_months']) or '-'}, "
+            f"MAPE {fmt(m['mape_percent'], 1) or '-'}%, rho {fmt(m['spearman_rho'], 3) or '-'}, "
+            f"N {m['n']}"
+        )
+    if report.get("paired"):
+        m = report["paired"]["overall"]
+        ci = fmt_ci(m["ci_low_months"], m["ci_high_months"])
+        lines.append(
+            f"{report['model']} - {report['compare_model']}: MAE difference "
+            f"{fmt(m['difference_months']) or '-'} months" + (f" {ci}" if ci else "")
+        )
+    return lines
