@@ -58,6 +58,7 @@ bench: setup ## run the benchmarks in bench/ (prints ratios measured side by sid
 	$(PY) bench/pipeline.py
 	$(PY) bench/review_api.py
 	$(PY) bench/reports.py
+	$(PY) bench/queue_recall.py
 
 clean: ## remove the virtual environment, the front-end build and the local data
 	rm -rf $(VENV) frontend/node_modules frontend/dist var
