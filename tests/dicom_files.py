@@ -56,9 +56,14 @@ def make_dicom(
     seed: int = 0,
     pixels: np.ndarray | None = None,
     preamble: bool = True,
+    bare_encoding: str = "implicit",
     extra: dict | None = None,
 ) -> Path:
-    """Write one DICOM file; the defaults make a valid 4 y 10 m old girl's chest DX."""
+    """Write one DICOM file; the defaults make a valid 4 y 10 m old girl's chest DX.
+
+    `preamble=False` writes a bare data set (no Part 10 header) in `bare_encoding`:
+    "implicit" (Implicit VR Little Endian), "explicit" (Explicit VR Little Endian) or
+    "big-endian" (Explicit VR Big Endian)."""
     ds = Dataset()
     ds.file_meta = FileMetaDataset()
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
@@ -120,5 +125,13 @@ def make_dicom(
         ds.save_as(path, enforce_file_format=True)
     else:
         del ds.file_meta  # a bare data set, as some old archives hold
-        ds.save_as(path, implicit_vr=True, little_endian=True)
+        implicit, little = {
+            "implicit": (True, True),
+            "explicit": (False, True),
+            "big-endian": (False, False),
+        }[bare_encoding]
+        if not little and with_pixels and ds.BitsAllocated == 16:
+            # pydicom writes OW bytes as they are: big endian pixels must be swapped here.
+            ds.PixelData = np.frombuffer(ds.PixelData, "<u2").astype(">u2").tobytes()
+        ds.save_as(path, implicit_vr=implicit, little_endian=little)
     return path

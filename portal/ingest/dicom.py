@@ -1,8 +1,9 @@
 """Reading and checking one DICOM file: is it a radiograph we can use, and how old was the child?
 
 Pure functions over pydicom datasets, so that ingest, tests and benchmarks share them. Every
-rejection is a `Rejected` with a reason a site uploader can act on; no reason quotes a tag value,
-because tag values may be PHI.
+rejection is a `Rejected` with a reason a site uploader can act on. Tag values may be PHI, so a
+reason quotes one only when it is a defined term of the standard (a modality, a photometric
+interpretation, a transfer syntax) or a number the check is about; any other value is described.
 """
 
 import datetime as dt
@@ -13,7 +14,9 @@ from pathlib import Path
 import pydicom
 from pydicom import config as pydicom_config
 from pydicom.dataset import Dataset
+from pydicom.encaps import parse_basic_offsets
 from pydicom.errors import InvalidDicomError
+from pydicom.uid import UID
 
 # pydicom's warnings about invalid values quote the value, which may be PHI: we validate what
 # we use ourselves and keep pydicom quiet.
@@ -21,6 +24,20 @@ pydicom_config.settings.reading_validation_mode = pydicom_config.IGNORE
 
 RADIOGRAPH_MODALITIES = {"CR", "DX"}
 GRAYSCALE = {"MONOCHROME1", "MONOCHROME2"}
+# Defined terms of Modality (PS3.3 C.7.3.1.1.1, current and retired) and of Photometric
+# Interpretation (PS3.3 C.7.6.3.1.2): only these are ever quoted in a reason.
+_MODALITY_TERMS = (
+    "ANN AR ASMT AU BDUS BI BMD CFM CR CT CTPROTOCOL DMS DG DOC DX ECG EEG EMG EOG EPS ES FID GM "
+    "HC HD IO IOL IVOCT IVUS KER KO LEN LS MG MR M3D NM OAM OCT OP OPM OPT OPTBSV OPTENF OPV OSS "
+    "OT PA PLAN POS PR PT PX REG RESP RF RG RTDOSE RTIMAGE RTINTENT RTPLAN RTRAD RTRECORD RTSEGANN "
+    "RTSTRUCT RWV SEG SM SMR SR SRF STAIN TEXTUREMAP TG US VA XA XAPROTOCOL XC "
+    "AS CD CF CP CS DD DF DM DS EC FA FS LP MA MS OPR ST VF"
+)
+MODALITY_TERMS = frozenset(_MODALITY_TERMS.split())
+PHOTOMETRIC_TERMS = frozenset(
+    {"MONOCHROME1", "MONOCHROME2", "PALETTE COLOR", "RGB", "HSV", "ARGB", "CMYK", "XYB"}
+    | {"YBR_FULL", "YBR_FULL_422", "YBR_PARTIAL_422", "YBR_PARTIAL_420", "YBR_ICT", "YBR_RCT"}
+)
 DAYS_PER_MONTH = 30.4375
 DAYS_PER_YEAR = 365.25
 MAX_AGE_YEARS = 18
@@ -83,19 +100,29 @@ def check_radiograph(ds: Dataset, limits: Limits) -> None:
     if not modality:
         raise Rejected("no Modality attribute; expected CR or DX")
     if modality not in RADIOGRAPH_MODALITIES:
-        raise Rejected(f"modality {modality[:16]} is not a radiograph (expected CR or DX)")
+        named = modality if modality in MODALITY_TERMS else "(not a defined term)"
+        raise Rejected(f"modality {named} is not a radiograph (expected CR or DX)")
     if "SOPInstanceUID" not in ds or not str(ds.SOPInstanceUID).strip():
         raise Rejected("no SOPInstanceUID")
     if "PixelData" not in ds:
         raise Rejected("no pixel data")
-    frames = _int(ds.get("NumberOfFrames", 1), default=1)
+    ts = transfer_syntax(ds)
+    if ts is not None and not ts.is_transfer_syntax:
+        raise Rejected("unknown transfer syntax (not one of the standard's); cannot decode it")
+    frames = number_of_frames(ds)
     if frames > 1:
         raise Rejected(f"multi-frame image ({frames} frames); only single-frame radiographs")
     photometric = str(ds.get("PhotometricInterpretation", "") or "").strip().upper()
     samples = _int(ds.get("SamplesPerPixel", 1), default=1)
+    if not photometric:
+        raise Rejected("no PhotometricInterpretation; expected MONOCHROME1 or MONOCHROME2")
+    if photometric not in PHOTOMETRIC_TERMS:
+        raise Rejected(
+            "PhotometricInterpretation is not a defined term; expected MONOCHROME1 or MONOCHROME2"
+        )
     if samples != 1 or photometric not in GRAYSCALE:
         raise Rejected(
-            f"colour image (PhotometricInterpretation {photometric or 'missing'}, "
+            f"colour image (PhotometricInterpretation {photometric}, "
             f"{samples} samples per pixel); only MONOCHROME1 or MONOCHROME2"
         )
     bits_allocated = _int(ds.get("BitsAllocated"), default=0)
@@ -115,19 +142,59 @@ def check_radiograph(ds: Dataset, limits: Limits) -> None:
             f"absurd dimensions {rows}x{cols} (each side {limits.min_dimension} to "
             f"{limits.max_dimension} pixels, aspect ratio at most {limits.max_aspect_ratio:g})"
         )
-    _check_pixels_decode(ds, rows, cols, bits_allocated)
+    _check_pixels_decode(ds, ts, rows, cols, bits_allocated)
 
 
-def _check_pixels_decode(ds: Dataset, rows: int, cols: int, bits_allocated: int) -> None:
-    ts = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
+def transfer_syntax(ds: Dataset) -> UID | None:
+    """The file's transfer syntax; None for a bare data set (no Part 10 header)."""
+    meta = getattr(ds, "file_meta", None)
+    ts = meta.get("TransferSyntaxUID") if meta is not None else None
+    return UID(str(ts).strip()) if ts else None
+
+
+_WHOLE_NUMBER = re.compile(r"^\s*\+?\d{1,10}\s*$")
+
+
+def number_of_frames(ds: Dataset) -> int:
+    """NumberOfFrames (IS) as a count: absent or empty means one; anything but a whole number
+    of at least one is rejected, since neither pydicom nor the worker can decode by it."""
+    value = ds.get("NumberOfFrames")
+    text = "" if value is None else str(value)
+    if not text.strip():
+        return 1
+    if not _WHOLE_NUMBER.match(text) or int(text) < 1:
+        raise Rejected("invalid NumberOfFrames (not a whole number of at least 1)")
+    return int(text)
+
+
+def _check_pixels_decode(
+    ds: Dataset, ts: UID | None, rows: int, cols: int, bits_allocated: int
+) -> None:
     if ts is None or not ts.is_compressed:
-        # Native pixels decode exactly when they are all there; checking the length avoids
-        # copying a large image only to throw it away.
+        # Native pixels decode exactly when there is exactly one frame of them (plus the pad
+        # byte to an even length); checking the length avoids copying a large image only to
+        # throw it away. More than one frame would decode as several images.
         expected = rows * cols * (bits_allocated // 8)
         actual = len(ds.PixelData)
         if actual < expected:
             raise Rejected(f"truncated pixel data ({actual} of {expected} bytes)")
+        if actual not in (expected, expected + expected % 2):
+            raise Rejected(
+                f"pixel data length ({actual} bytes) does not match one frame of "
+                f"{rows}x{cols} pixels of {bits_allocated} bits ({expected} bytes)"
+            )
         return
+    try:
+        # More than one frame in the offset tables would be stored beside the one we check.
+        offsets = parse_basic_offsets(ds.PixelData)
+        extended = len(ds.get("ExtendedOffsetTable", b"") or b"") // 8
+    except Exception as exc:
+        raise Rejected(f"pixel data does not decode ({ts.name}: {type(exc).__name__})") from exc
+    if max(len(offsets), extended) > 1:
+        raise Rejected(
+            f"encapsulated pixel data holds {max(len(offsets), extended)} frames; "
+            "only single-frame radiographs"
+        )
     try:
         pixels = ds.pixel_array
     except Exception as exc:
@@ -194,9 +261,14 @@ def _patient_age(value: object) -> Age | None:
     if not match:
         return None
     number, unit = int(match.group(1)), match.group(2).upper()
-    days = round(number * _AGE_UNIT_DAYS[unit])
-    if (unit == "Y" and number >= MAX_AGE_YEARS) or days >= MAX_AGE_YEARS * DAYS_PER_YEAR:
-        raise Rejected(f"age {days / DAYS_PER_YEAR:.1f} years is out of scope (18 years or more)")
+    exact_days = number * _AGE_UNIT_DAYS[unit]
+    # Compared before rounding, in the age's own unit: 216M is 6574.5 days, which rounds
+    # (half to even) to 6574, a day short of 18 years, though it is 18 years exactly.
+    if exact_days >= MAX_AGE_YEARS * DAYS_PER_YEAR:
+        raise Rejected(
+            f"age {exact_days / DAYS_PER_YEAR:.1f} years is out of scope (18 years or more)"
+        )
+    days = round(exact_days)
     return Age(days=days, source="patient_age", resolution_days=_AGE_UNIT_RESOLUTION[unit])
 
 

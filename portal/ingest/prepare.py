@@ -6,6 +6,7 @@ The database half (de-duplicate, record, move into storage) stays in `services`.
 
 import hashlib
 import io
+import math
 import os
 import struct
 import tempfile
@@ -15,7 +16,13 @@ from typing import BinaryIO
 
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.tag import Tag
-from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pydicom.uid import (
+    UID,
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+)
 
 from portal.ingest.deid import Deidentified, Pseudonyms, deidentify
 from portal.ingest.dicom import (
@@ -49,24 +56,48 @@ class Refused:
     reason: str
 
 
+# What a file's failure at each step is called in its rejection, with the exception's type
+# (never its message: it may quote a tag value or a server path).
+_FAILED_STEP = {
+    "read": "unreadable DICOM",
+    "check": "a DICOM attribute cannot be read",
+    "de-identify": "de-identification failed",
+    "write": "the de-identified file cannot be written",
+}
+
+
 def prepare(path: str, site_key: bytes, limits: Limits, tmp_dir: str) -> Prepared | Refused:
-    """Never raises for a bad file: odd real-world files are refused with a reason."""
+    """Never raises for a bad file: a failure of one file at any step is its refusal.
+
+    Only an operating-system error while writing (a full disk, a missing folder) is raised:
+    that is the server's problem, not the file's, and it stops the upload.
+    """
+    step = "read"
     try:
         ds = read_dataset(Path(path))
+        step = "check"
         check_radiograph(ds, limits)
         age = compute_age(ds)
         sex = normalise_sex(ds.get("PatientSex"))
+        step = "de-identify"
         ids = deidentify(ds, pseudonyms=Pseudonyms(key=site_key), age_days=age.days)
+        step = "write"
         _complete_file_meta(ds)
         acquisition = _acquisition(ds)
     except Rejected as exc:
         return Refused(str(exc))
-    except Exception as exc:  # no message: it may quote a tag value
-        return Refused(f"unreadable DICOM ({type(exc).__name__})")
+    except Exception as exc:
+        return Refused(f"{_FAILED_STEP[step]} ({type(exc).__name__})")
     fd, tmp_name = tempfile.mkstemp(prefix="ingest-", suffix=".dcm", dir=tmp_dir)
     try:
         with os.fdopen(fd, "wb") as out:
             size, sha256 = _write_part10(ds, out)
+    except OSError:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    except Exception as exc:
+        Path(tmp_name).unlink(missing_ok=True)
+        return Refused(f"{_FAILED_STEP['write']} ({type(exc).__name__})")
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
@@ -91,7 +122,7 @@ def _write_part10(ds: Dataset, out: BinaryIO) -> tuple[int, str]:
 
     meta = ds.file_meta
     ts = meta.TransferSyntaxUID
-    if "PixelData" not in ds or not ts.is_little_endian:
+    if "PixelData" not in ds or not ts.is_little_endian or ts.is_deflated:
         head = io.BytesIO()
         ds.save_as(head, enforce_file_format=True)
         emit(head.getbuffer())
@@ -125,13 +156,25 @@ def _element_header(ts: UID, vr: str, length: int) -> bytes:
 
 
 def _complete_file_meta(ds: Dataset) -> None:
-    """Bare data sets (no Part 10 header) get one, in the encoding they were read with."""
+    """Give the file the Part 10 header it is stored with.
+
+    A bare data set (no header, or one without a transfer syntax) gets the uncompressed
+    transfer syntax it was read in, so its pixels decode as they were: Implicit VR Little
+    Endian, Explicit VR Little Endian or Explicit VR Big Endian. A deflated file is stored
+    inflated, as Explicit VR Little Endian: the same data set and pixels, which every reader
+    (the workers, the browser viewer) decodes without an inflate step.
+    """
     meta = ds.file_meta if isinstance(getattr(ds, "file_meta", None), FileMetaDataset) else None
-    if meta is None or "TransferSyntaxUID" not in meta:
-        implicit, _little = getattr(ds, "original_encoding", (True, True))
+    if meta is None or not meta.get("TransferSyntaxUID"):
+        implicit, little = getattr(ds, "original_encoding", (True, True))
         meta = meta or FileMetaDataset()
-        meta.TransferSyntaxUID = ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian
+        if implicit:
+            meta.TransferSyntaxUID = ImplicitVRLittleEndian
+        else:
+            meta.TransferSyntaxUID = ExplicitVRLittleEndian if little else ExplicitVRBigEndian
         ds.file_meta = meta
+    elif meta.TransferSyntaxUID == DeflatedExplicitVRLittleEndian:
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
     meta.MediaStorageSOPClassUID = ds.SOPClassUID
     meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
 
@@ -142,6 +185,8 @@ def _acquisition(ds: Dataset) -> dict:
         spacing_mm = [float(v) for v in spacing] if spacing else None
     except (TypeError, ValueError):
         spacing_mm = None
+    if spacing_mm is not None and not all(math.isfinite(v) and v > 0 for v in spacing_mm):
+        spacing_mm = None  # NaN and infinity are not JSON, and no spacing is zero or negative
     return {
         "modality": str(ds.Modality).strip().upper(),
         "view_position": str(ds.get("ViewPosition", "") or "").strip()[:16],

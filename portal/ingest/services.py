@@ -11,13 +11,13 @@ import shutil
 import tempfile
 from collections import deque
 from collections.abc import Callable, Iterable
-from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from concurrent.futures import BrokenExecutor, Executor, Future, ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
 
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
-from django.db import IntegrityError, transaction
+from django.db import DataError, IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -155,7 +155,7 @@ def upload_process(
     def finish_oldest() -> None:
         item, future = pending.popleft()
         try:
-            outcome = future.result() if future else Refused(item.reason or "unreadable")
+            outcome = _outcome(item, future)
             record = _store(upload=upload, name=item.name, prepared=outcome)
         finally:
             item.discard()
@@ -206,6 +206,21 @@ def upload_process(
         upload.rejected_count,
     )
     return upload
+
+
+def _outcome(item: Item, future: Future | None) -> Prepared | Refused:
+    if future is None:
+        return Refused(item.reason or "unreadable")
+    try:
+        return future.result()
+    except BrokenExecutor:
+        # TODO(issue 9): a worker process that dies on one file (a codec crash) breaks the
+        # pool and stops the upload; it should cost only that file.
+        raise
+    except OSError:
+        raise  # the server's disk, not the file: see `prepare`
+    except Exception as exc:  # `prepare` refuses bad files itself; this is a last resort
+        return Refused(f"the file could not be processed ({type(exc).__name__})")
 
 
 class _InlineExecutor(Executor):
@@ -284,6 +299,11 @@ def _store(*, upload: Upload, name: str, prepared: Prepared | Refused) -> Upload
         except IntegrityError:
             # The unique (site, remapped SOPInstanceUID) constraint is the duplicate check.
             return _record(upload, name, Outcome.DUPLICATE, DUPLICATE_REASON)
+        except DataError as exc:
+            # A value the database refuses (out of range, not valid JSON) is this file's fault.
+            target.unlink(missing_ok=True)
+            reason = f"its attributes cannot be recorded ({type(exc).__name__})"
+            return _record(upload, name, Outcome.REJECTED, reason)
         except BaseException:
             target.unlink(missing_ok=True)
             raise

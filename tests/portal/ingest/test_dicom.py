@@ -1,7 +1,15 @@
 import pytest
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
+from pydicom.tag import Tag
 
-from portal.ingest.dicom import Rejected, compute_age, format_patient_age, normalise_sex
+from portal.ingest.dicom import (
+    Rejected,
+    compute_age,
+    format_patient_age,
+    normalise_sex,
+    number_of_frames,
+)
 
 
 def _ds(**attrs) -> Dataset:
@@ -48,6 +56,33 @@ def test_age_of_eighteen_years_is_rejected_on_the_birthday():
 def test_patient_age_of_eighteen_years_is_rejected():
     with pytest.raises(Rejected, match="18 years or more"):
         compute_age(_ds(PatientAge="018Y"))
+
+
+@pytest.mark.parametrize("value", ["018Y", "216M", "940W", "999W", "216m"])
+def test_patient_age_at_or_past_eighteen_years_is_rejected_whatever_the_unit(value):
+    with pytest.raises(Rejected, match=r"age 1[89]\.\d years is out of scope \(18 years or more\)"):
+        compute_age(_ds(PatientAge=value))
+
+
+@pytest.mark.parametrize(("value", "days"), [("017Y", 6209), ("215M", 6544), ("939W", 6573)])
+def test_patient_age_just_under_eighteen_years_is_accepted(value, days):
+    assert compute_age(_ds(PatientAge=value)).days == days
+
+
+@pytest.mark.parametrize(("value", "frames"), [(None, 1), ("", 1), ("1", 1), (" 2 ", 2), ("+3", 3)])
+def test_number_of_frames_reads_whole_numbers(value, frames):
+    ds = _ds() if value is None else _ds(NumberOfFrames=value)
+    assert number_of_frames(ds) == frames
+
+
+@pytest.mark.parametrize("raw", [b"1A", b"0", b"-1", b"1.5", b"1_0", b"1\\2"])
+def test_invalid_number_of_frames_is_rejected_without_quoting_it(raw):
+    ds = _ds()
+    tag = Tag(0x0028, 0x0008)
+    ds[tag] = RawDataElement(tag, "IS", len(raw), raw, 0, False, True)
+    with pytest.raises(Rejected, match=r"^invalid NumberOfFrames \(not a whole number") as exc:
+        number_of_frames(ds)
+    assert raw.decode() not in str(exc.value)
 
 
 def test_negative_age_is_rejected():

@@ -7,9 +7,21 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
+from django.db import DataError
 from pydicom.data import get_testdata_file
-from pydicom.uid import JPEG2000Lossless, RLELossless
+from pydicom.dataelem import RawDataElement
+from pydicom.tag import Tag
+from pydicom.uid import (
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    JPEG2000Lossless,
+    RLELossless,
+)
 
+from portal.ingest import prepare as prepare_module
+from portal.ingest import services as services_module
 from portal.ingest.archive import Source
 from portal.ingest.models import Image, Upload, UploadFile
 from portal.ingest.selectors import upload_report
@@ -17,6 +29,7 @@ from portal.ingest.services import site_create, upload_create, upload_process
 from tests.dicom_files import BIRTH_DATE, PHI, PRIVATE_PHI, SEQUENCE_PHI, STUDY_DATE, make_dicom
 
 pytestmark = pytest.mark.django_db(transaction=True)
+NUMBER_OF_FRAMES = Tag(0x0028, 0x0008)
 
 
 def ingest(site, *paths: Path) -> dict:
@@ -172,6 +185,34 @@ def _undecodable(path: Path) -> None:
     ds.save_as(path)
 
 
+def _number_of_frames_1a(path: Path) -> None:
+    make_dicom(path)
+    ds = pydicom.dcmread(path)
+    ds[NUMBER_OF_FRAMES] = RawDataElement(NUMBER_OF_FRAMES, "IS", 2, b"1A", 0, False, True)
+    ds.save_as(path)
+
+
+def _two_frames_declared_as_one(path: Path) -> None:
+    make_dicom(path)
+    ds = pydicom.dcmread(path)
+    ds.PixelData = ds.PixelData * 2
+    ds.save_as(path)
+
+
+def _two_encapsulated_frames_declared_as_one(path: Path) -> None:
+    make_dicom(path, frames=2, transfer_syntax=RLELossless)
+    ds = pydicom.dcmread(path)
+    del ds.NumberOfFrames
+    ds.save_as(path)
+
+
+def _no_photometric(path: Path) -> None:
+    make_dicom(path)
+    ds = pydicom.dcmread(path)
+    del ds.PhotometricInterpretation
+    ds.save_as(path)
+
+
 REJECTIONS = {
     "not-dicom.dcm": (
         lambda p: p.write_text("patient list, not an image\n" * 20),
@@ -188,6 +229,28 @@ REJECTIONS = {
     "adult.dcm": (lambda p: make_dicom(p, birth_date="19990101"), "18 years or more"),
     "unborn.dcm": (lambda p: make_dicom(p, birth_date="20200301"), "negative age"),
     "absurd.dcm": (lambda p: make_dicom(p, rows=8, cols=4000), "absurd dimensions"),
+    "frames-1a.dcm": (_number_of_frames_1a, "invalid NumberOfFrames"),
+    "two-frames-as-one.dcm": (
+        _two_frames_declared_as_one,
+        "pixel data length (30720 bytes) does not match one frame of 96x80 pixels of 16 bits",
+    ),
+    "rle-two-frames-as-one.dcm": (
+        _two_encapsulated_frames_declared_as_one,
+        "encapsulated pixel data holds 2 frames; only single-frame radiographs",
+    ),
+    "no-photometric.dcm": (_no_photometric, "no PhotometricInterpretation"),
+    "unknown-photometric.dcm": (
+        lambda p: make_dicom(p, photometric="MONOCHROME3"),
+        "PhotometricInterpretation is not a defined term",
+    ),
+    "age-216m.dcm": (
+        lambda p: make_dicom(p, birth_date=None, patient_age="216M"),
+        "age 18.0 years is out of scope (18 years or more)",
+    ),
+    "modality-phi.dcm": (
+        lambda p: make_dicom(p, modality="SMITHJOHN1990"),
+        "modality (not a defined term) is not a radiograph (expected CR or DX)",
+    ),
 }
 
 
@@ -222,8 +285,136 @@ def test_every_rejection_in_one_upload_keeps_the_good_files(site, tmp_path, data
     upload = Upload.objects.get()
     assert len(report["rejected"]) == len(REJECTIONS)
     assert [e["file"] for e in report["accepted"]] == ["good.dcm"]
-    assert (upload.status, upload.total_files, upload.processed_files) == ("done", 13, 13)
+    files = len(REJECTIONS) + 1
+    assert (upload.status, upload.total_files, upload.processed_files) == ("done", files, files)
     assert (upload.accepted_count, upload.rejected_count) == (1, len(REJECTIONS))
+
+
+def test_reasons_describe_values_that_are_not_defined_terms_without_quoting_them(site, tmp_path):
+    make_dicom(tmp_path / "in" / "a.dcm", modality="SMITHJOHN1990")
+    make_dicom(tmp_path / "in" / "b.dcm", photometric="JOHN SMITH")
+    make_dicom(tmp_path / "in" / "c.dcm", modality="mr")
+    reasons = [e["reason"] for e in ingest(site, tmp_path / "in")["rejected"]]
+    assert not [r for r in reasons if "SMITH" in r.upper()]
+    assert reasons[2] == "modality MR is not a radiograph (expected CR or DX)"
+
+
+@pytest.mark.parametrize("encoding", ["implicit", "explicit", "big-endian"])
+@pytest.mark.parametrize(("bits_stored", "rows", "cols"), [(12, 96, 80), (8, 97, 81)])
+def test_bare_data_set_in_each_uncompressed_encoding_is_stored_as_part10_with_its_pixels(
+    encoding, bits_stored, rows, cols, site, tmp_path, data_dir
+):
+    pixels = np.random.default_rng(3).integers(0, 2**bits_stored, size=(rows, cols))
+    geometry = {"bits_stored": bits_stored, "rows": rows, "cols": cols, "pixels": pixels}
+    make_dicom(tmp_path / "in" / "before.dcm")
+    make_dicom(tmp_path / "in" / "bare.dcm", preamble=False, bare_encoding=encoding, **geometry)
+    make_dicom(tmp_path / "in" / "z-after.dcm")
+
+    report = ingest(site, tmp_path / "in")
+
+    assert report["rejected"] == []
+    assert [e["file"] for e in report["accepted"]] == ["bare.dcm", "before.dcm", "z-after.dcm"]
+    image = Image.objects.get(pk=report["accepted"][0]["image"])
+    stored = pydicom.dcmread(data_dir / image.file)  # no force: a Part 10 file
+    expected = {
+        "implicit": ImplicitVRLittleEndian,
+        "explicit": ExplicitVRLittleEndian,
+        "big-endian": ExplicitVRBigEndian,
+    }[encoding]
+    assert stored.file_meta.TransferSyntaxUID == image.transfer_syntax_uid == expected
+    np.testing.assert_array_equal(stored.pixel_array, pixels)
+
+
+def test_deflated_file_is_stored_inflated_with_the_same_pixels(site, tmp_path, data_dir):
+    pixels = np.random.default_rng(5).integers(0, 4096, size=(96, 80))
+    ds = pydicom.dcmread(make_dicom(tmp_path / "in" / "plain.dcm", pixels=pixels))
+    ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    ds.save_as(tmp_path / "deflated.dcm")
+
+    report = ingest(site, tmp_path / "deflated.dcm")
+
+    image = Image.objects.get(pk=report["accepted"][0]["image"])
+    stored = pydicom.dcmread(data_dir / image.file)
+    assert stored.file_meta.TransferSyntaxUID == image.transfer_syntax_uid
+    assert image.transfer_syntax_uid == ExplicitVRLittleEndian
+    np.testing.assert_array_equal(stored.pixel_array, pixels)
+    assert stored.PatientIdentityRemoved == "YES"
+
+
+def _fail_on_97_rows(original):
+    """`original`, except that it raises for the data set with 97 rows (or read from one)."""
+
+    def wrapper(first, *args, **kwargs):
+        result = original(first, *args, **kwargs)
+        ds = result if isinstance(result, pydicom.Dataset) else first
+        if ds.Rows == 97:
+            raise KeyError("/srv/portal/secret/path")
+        return result
+
+    return wrapper
+
+
+@pytest.mark.parametrize(
+    ("step", "reason"),
+    [
+        ("read_dataset", "unreadable DICOM (KeyError)"),
+        ("check_radiograph", "a DICOM attribute cannot be read (KeyError)"),
+        ("deidentify", "de-identification failed (KeyError)"),
+        ("_complete_file_meta", "the de-identified file cannot be written (KeyError)"),
+        ("_write_part10", "the de-identified file cannot be written (KeyError)"),
+    ],
+)
+def test_failure_at_any_step_rejects_that_file_and_the_upload_goes_on(
+    step, reason, site, tmp_path, data_dir, monkeypatch
+):
+    monkeypatch.setattr(prepare_module, step, _fail_on_97_rows(getattr(prepare_module, step)))
+    make_dicom(tmp_path / "in" / "a.dcm")
+    make_dicom(tmp_path / "in" / "b-odd.dcm", rows=97)
+    make_dicom(tmp_path / "in" / "c.dcm")
+
+    report = ingest(site, tmp_path / "in")
+
+    assert report["rejected"] == [{"file": "b-odd.dcm", "reason": reason}]
+    assert [e["file"] for e in report["accepted"]] == ["a.dcm", "c.dcm"]
+    assert len(stored_files(data_dir)) == 2
+    assert not list((data_dir / "tmp").iterdir())
+
+
+def test_unexpected_error_outside_prepare_rejects_that_file(site, tmp_path, monkeypatch):
+    original = services_module.prepare
+    monkeypatch.setattr(
+        services_module,
+        "prepare",
+        lambda path, *a: original(path, *a) if "b" not in path else 1 / 0,
+    )
+    make_dicom(tmp_path / "in" / "a.dcm")
+    make_dicom(tmp_path / "in" / "b.dcm")
+    report = ingest(site, tmp_path / "in")
+    assert report["rejected"] == [
+        {"file": "b.dcm", "reason": "the file could not be processed (ZeroDivisionError)"}
+    ]
+    assert len(report["accepted"]) == 1
+
+
+def test_value_the_database_refuses_rejects_that_file(site, tmp_path, data_dir, monkeypatch):
+    save = Image.save
+
+    def refuse_97_rows(self, *args, **kwargs):
+        if self.rows == 97:
+            raise DataError("value out of range")
+        return save(self, *args, **kwargs)
+
+    monkeypatch.setattr(Image, "save", refuse_97_rows)
+    make_dicom(tmp_path / "in" / "a.dcm")
+    make_dicom(tmp_path / "in" / "b.dcm", rows=97)
+
+    report = ingest(site, tmp_path / "in")
+
+    assert report["rejected"] == [
+        {"file": "b.dcm", "reason": "its attributes cannot be recorded (DataError)"}
+    ]
+    assert len(stored_files(data_dir)) == 1
+    assert not list((data_dir / "tmp").iterdir())
 
 
 def test_duplicate_instance_is_reported_and_stores_nothing_new(site, tmp_path, data_dir):
