@@ -26,44 +26,14 @@ from portal.accounts.selectors import (
     holds_role_anywhere,
     is_lead_anywhere,
 )
+from portal.core.api import CURSOR_PARAMETERS, cursor_page, cursor_page_schema
 from portal.core.files import stored_file_response
-from portal.core.pagination import CursorError, page_links, paginate, parse_limit
 from portal.ingest.models import Image, ReviewStatus
 from portal.predictions.models import Prediction
 from portal.predictions.selectors import latest_prediction
 from portal.review import selectors, services
 from portal.review.models import MAX_AGE_DAYS, Decision, ExclusionReason
 from portal.review.rules import ReviewError, ReviewForbidden
-
-_CURSOR = [
-    OpenApiParameter("cursor", str, description="from `next` or `previous`"),
-    OpenApiParameter("limit", int, description="page size (default 50, at most 200)"),
-]
-
-
-def _page(request: Request, queryset, keys: list[str], render) -> Response:
-    try:
-        page = paginate(
-            queryset,
-            keys=keys,
-            cursor=request.query_params.get("cursor"),
-            limit=parse_limit(request.query_params.get("limit")),
-        )
-    except CursorError as exc:
-        raise ValidationError({"cursor": [str(exc)]}) from exc
-    next_url, previous_url = page_links(request, page)
-    return Response({"next": next_url, "previous": previous_url, "results": render(page.items)})
-
-
-def _paged(name: str, fields: dict) -> serializers.Serializer:
-    return inline_serializer(
-        name,
-        {
-            "next": serializers.URLField(allow_null=True),
-            "previous": serializers.URLField(allow_null=True),
-            "results": inline_serializer(f"{name}Item", fields, many=True),
-        },
-    )
 
 
 def _image(request: Request, image_id: int) -> Image:
@@ -107,13 +77,13 @@ class ImageListApi(APIView):
 
     @extend_schema(
         operation_id="images_list",
-        parameters=_IMAGE_FILTERS + _CURSOR,
-        responses=_paged("ImageList", _IMAGE_ROW),
+        parameters=_IMAGE_FILTERS + CURSOR_PARAMETERS,
+        responses=cursor_page_schema("ImageList", _IMAGE_ROW),
     )
     def get(self, request: Request) -> Response:
         filters = _filters(selectors.ImageFilters, request)
         images = selectors.image_list(user=request.user, filters=filters)
-        return _page(request, images, ["id"], selectors.image_rows)
+        return cursor_page(request, images, ["id"], selectors.image_rows)
 
 
 _PREDICTION = inline_serializer(
@@ -223,13 +193,16 @@ _QUEUE_ROW = {
 class QueueApi(APIView):
     """Open cases above the score threshold, highest score first (cases leased to others out)."""
 
-    @extend_schema(parameters=_QUEUE_FILTERS + _CURSOR, responses=_paged("ReviewQueue", _QUEUE_ROW))
+    @extend_schema(
+        parameters=_QUEUE_FILTERS + CURSOR_PARAMETERS,
+        responses=cursor_page_schema("ReviewQueue", _QUEUE_ROW),
+    )
     def get(self, request: Request) -> Response:
         filters = _filters(selectors.QueueFilters, request)
         predictions = selectors.queue(user=request.user, filters=filters).select_related(
             "image__site"
         )
-        return _page(
+        return cursor_page(
             request,
             predictions,
             ["-score", "-id"],
@@ -318,11 +291,13 @@ class ImageReviewsApi(APIView):
                 raise ValidationError({"comment": ["say why, when the reason is other"]})
             return attrs
 
-    @extend_schema(parameters=_CURSOR, responses=_paged("ReviewList", _REVIEW_FIELDS))
+    @extend_schema(
+        parameters=CURSOR_PARAMETERS, responses=cursor_page_schema("ReviewList", _REVIEW_FIELDS)
+    )
     def get(self, request: Request, image_id: int) -> Response:
         image = _image(request, image_id)
         reviews = selectors.review_list(user=request.user, image=image)
-        return _page(
+        return cursor_page(
             request, reviews, ["-id"], lambda rows: [selectors.review_data(r) for r in rows]
         )
 
@@ -394,11 +369,13 @@ def _audit_rows(events) -> list[dict]:
 class ImageAuditApi(APIView):
     """The image's history: every decision, lease, view and download, newest first."""
 
-    @extend_schema(parameters=_CURSOR, responses=_paged("ImageAudit", _AUDIT_FIELDS))
+    @extend_schema(
+        parameters=CURSOR_PARAMETERS, responses=cursor_page_schema("ImageAudit", _AUDIT_FIELDS)
+    )
     def get(self, request: Request, image_id: int) -> Response:
         image = _image(request, image_id)
         events = selectors.image_audit(user=request.user, image=image)
-        return _page(request, events, ["-id"], _audit_rows)
+        return cursor_page(request, events, ["-id"], _audit_rows)
 
 
 _AUDIT_FILTERS = [
@@ -427,9 +404,12 @@ def _lead_audit(request: Request):
 class AuditListApi(APIView):
     """The audit log of the sites you lead (leads only), newest first."""
 
-    @extend_schema(parameters=_AUDIT_FILTERS + _CURSOR, responses=_paged("AuditLog", _AUDIT_FIELDS))
+    @extend_schema(
+        parameters=_AUDIT_FILTERS + CURSOR_PARAMETERS,
+        responses=cursor_page_schema("AuditLog", _AUDIT_FIELDS),
+    )
     def get(self, request: Request) -> Response:
-        return _page(request, _lead_audit(request), ["-id"], _audit_rows)
+        return cursor_page(request, _lead_audit(request), ["-id"], _audit_rows)
 
 
 class _Echo:

@@ -15,8 +15,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from portal.accounts.selectors import site_scope
+from portal.core.api import CURSOR_PARAMETERS, cursor_page, cursor_page_schema
 from portal.core.files import stored_file_response
-from portal.core.pagination import CursorError, page_links, paginate, parse_limit
 from portal.ingest.models import ReviewStatus, Site
 from portal.validation import exports, selectors, services
 from portal.validation.models import ValidationExport, ValidationSet, ValidationSetVersion
@@ -141,49 +141,34 @@ class ValidationSetItemsApi(APIView):
     """A version's items by image, cursor-paginated."""
 
     @extend_schema(
-        parameters=[OpenApiParameter("cursor", str), OpenApiParameter("limit", int)],
-        responses=inline_serializer(
+        parameters=CURSOR_PARAMETERS,
+        responses=cursor_page_schema(
             "ValidationItems",
             {
-                "next": serializers.URLField(allow_null=True),
-                "previous": serializers.URLField(allow_null=True),
-                "results": inline_serializer(
-                    "ValidationItem",
-                    {
-                        "image": serializers.IntegerField(),
-                        "site": serializers.CharField(),
-                        "sex": serializers.CharField(),
-                        "curated_age_days": serializers.IntegerField(),
-                        "sha256": serializers.CharField(),
-                    },
-                    many=True,
-                ),
+                "image": serializers.IntegerField(),
+                "site": serializers.CharField(),
+                "sex": serializers.CharField(),
+                "curated_age_days": serializers.IntegerField(),
+                "sha256": serializers.CharField(),
             },
         ),
     )
     def get(self, request: Request, name: str, number: int) -> Response:
         version = _version(request, name, number)
-        try:
-            page = paginate(
-                version.items.select_related("site"),
-                keys=["image_id"],
-                cursor=request.query_params.get("cursor"),
-                limit=parse_limit(request.query_params.get("limit")),
-            )
-        except CursorError as exc:
-            raise ValidationError({"cursor": [str(exc)]}) from exc
-        next_url, previous_url = page_links(request, page)
-        rows = [
-            {
-                "image": i.image_id,
-                "site": i.site.slug,
-                "sex": i.sex,
-                "curated_age_days": i.curated_age_days,
-                "sha256": i.sha256,
-            }
-            for i in page.items
-        ]
-        return Response({"next": next_url, "previous": previous_url, "results": rows})
+        return cursor_page(request, version.items.select_related("site"), ["image_id"], _items)
+
+
+def _items(items) -> list[dict]:
+    return [
+        {
+            "image": i.image_id,
+            "site": i.site.slug,
+            "sex": i.sex,
+            "curated_age_days": i.curated_age_days,
+            "sha256": i.sha256,
+        }
+        for i in items
+    ]
 
 
 class ValidationSetDiffApi(APIView):
