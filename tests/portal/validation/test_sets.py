@@ -6,6 +6,7 @@ import datetime as dt
 import pytest
 from django.db import connection, transaction
 from django.db.utils import DatabaseError
+from django.test import Client
 from rest_framework.test import APIClient
 
 from portal.accounts.services import membership_grant
@@ -192,3 +193,16 @@ def test_the_command_line_creates_freezes_lists_and_diffs(data_dir):
     unknown = manage("validation_set", "create", "x", "--site", "nowhere", data_dir=data_dir)
     assert unknown.returncode == 2
     assert manage("validation_set", "diff", "n26", "1", "9", data_dir=data_dir).returncode == 2
+
+
+def test_the_admin_shows_frozen_versions_but_cannot_change_them(world, admin_user):
+    chosen = services.validation_set_create(name="s", sites=[world["site"]], user=world["lead"])
+    version = services.validation_set_freeze(validation_set=chosen, user=world["lead"])
+    client = Client()
+    client.force_login(admin_user)
+    url = f"/admin/validation/validationsetversion/{version.pk}/change/"
+    assert client.get(url).status_code == 200  # shown, read-only
+    client.post(url, {"number": 9, "item_count": 0})
+    client.post(f"/admin/validation/validationsetversion/{version.pk}/delete/", {"post": "yes"})
+    version.refresh_from_db()
+    assert (version.number, version.item_count) == (1, 2)

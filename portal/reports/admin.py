@@ -1,0 +1,10 @@
+from django.contrib import admin
+
+from portal.reports.models import Report
+from portal.validation.admin import ReadOnlyAdmin
+
+
+@admin.register(Report)
+class ReportAdmin(ReadOnlyAdmin):
+    list_display = ["id", "version", "model_version", "compare_version", "state", "created_at"]
+    list_filter = ["state"]

@@ -1,0 +1,44 @@
+"""Validation sets in the admin, to look at: frozen versions and their items never change."""
+
+from django.contrib import admin
+
+from portal.validation.models import (
+    ValidationExport,
+    ValidationItem,
+    ValidationSet,
+    ValidationSetVersion,
+)
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(ValidationSet)
+class ValidationSetAdmin(ReadOnlyAdmin):
+    list_display = ["name", "created_at", "imported_manifest_sha256"]
+    search_fields = ["name"]
+
+
+@admin.register(ValidationSetVersion)
+class ValidationSetVersionAdmin(ReadOnlyAdmin):
+    list_display = ["validation_set", "number", "item_count", "manifest_sha256", "frozen_at"]
+    list_filter = ["validation_set"]
+
+
+@admin.register(ValidationItem)
+class ValidationItemAdmin(ReadOnlyAdmin):
+    list_display = ["version", "image", "site", "sex", "curated_age_days"]
+    list_filter = ["site"]
+
+
+@admin.register(ValidationExport)
+class ValidationExportAdmin(ReadOnlyAdmin):
+    list_display = ["version", "state", "done", "total", "size_bytes", "created_at"]
