@@ -252,10 +252,9 @@ def image_detail(*, user, image: Image) -> dict:
     """Everything the viewer shows beside the film, with what this user may do."""
     prediction = latest_prediction(image=image)
     role = role_on(user=user, site_id=image.site_id)
+    expires = image.lease_expires_at
     lease_open = (
-        image.lease_holder_id
-        and image.lease_expires_at
-        and image.lease_expires_at > (timezone.now())
+        image.lease_holder_id is not None and expires is not None and expires > timezone.now()
     )
     return {
         **image_data(image=image, latest=prediction),
