@@ -10,6 +10,7 @@ network is loaded once per process and cached.
 
 import argparse
 import functools
+import hashlib
 import json
 import os
 import sys
@@ -37,6 +38,7 @@ class Result:
     age_days: int | None = None
     sex: str | None = None
     heatmap: str | None = None
+    heatmap_sha256: str | None = None
     error: str | None = None
     ms: dict[str, float] = field(default_factory=dict)
 
@@ -146,9 +148,12 @@ class Predictor:
                 path = Path(heatmap_paths[i])
                 path.parent.mkdir(parents=True, exist_ok=True)
                 tmp = path.with_name(f".{path.name}.tmp")
-                tmp.write_bytes(png_bytes(heat))
+                png = png_bytes(heat)
+                tmp.write_bytes(png)
                 tmp.replace(path)
                 results[i].heatmap = str(path)
+                # The portal stores it, so `verify_storage` can tell an altered heatmap.
+                results[i].heatmap_sha256 = hashlib.sha256(png).hexdigest()
         return results
 
 
@@ -170,7 +175,7 @@ def load_predictor(model_dir: str, sha256: str | None = None) -> Predictor:
 def run_batch(payload: dict, data_dir: Path) -> dict:
     """A portal batch (`{"job", "model": {"name", "path", "sha256"}, "images": [{"id", "path",
     "sex", "heatmap"}]}`, paths relative to the shared storage) -> the answer for the portal:
-    one result per image, an age and a heatmap, or the reason it failed."""
+    one result per image, an age and a heatmap (with its sha256), or the reason it failed."""
     model, images = payload["model"], payload["images"]
     answer: dict = {"job": payload.get("job"), "model": model["name"], "results": []}
     try:
@@ -194,6 +199,7 @@ def run_batch(payload: dict, data_dir: Path) -> dict:
                     "image": image["id"],
                     "age_days": result.age_days,
                     "heatmap": image["heatmap"],
+                    "heatmap_sha256": result.heatmap_sha256,
                     "ms": result.ms,
                 }
             )

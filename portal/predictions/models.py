@@ -79,6 +79,8 @@ class Prediction(models.Model):
     residual_days = models.IntegerField(null=True, blank=True)
     score = models.FloatField(null=True, blank=True)
     heatmap = models.CharField(max_length=255, blank=True, help_text="Relative to the data dir.")
+    # Empty for predictions stored before the worker sent it: `verify_storage` cannot check them.
+    heatmap_sha256 = models.CharField(max_length=64, blank=True)
     error = models.TextField(blank=True)
     timing_ms = models.JSONField(default=dict, blank=True)
     worker = models.CharField(max_length=255, blank=True)

@@ -221,6 +221,7 @@ def prediction_results_store(*, answer: dict) -> PredictionJob | None:
                         sex=image.sex,
                     ),
                     "heatmap": result.get("heatmap") or "",
+                    "heatmap_sha256": (result.get("heatmap_sha256") or "")[:64],
                     "error": result.get("error", "")[:2000],
                     "timing_ms": result.get("ms") or {},
                     "worker": answer.get("worker", "")[:255],
