@@ -1,7 +1,8 @@
 """Settings read from the environment, with safe defaults for one machine.
 
 PORTAL_DATA_DIR holds the SQLite database and every stored file; DATABASE_URL switches to
-PostgreSQL; REDIS_URL names the Celery broker.
+PostgreSQL; REDIS_URL names the Celery broker. DJANGO_ENV=production turns on HTTPS-only
+cookies, HSTS and the redirect to HTTPS behind a proxy (see README, "Production").
 """
 
 import os
@@ -9,6 +10,7 @@ import secrets
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 from inference_worker.broker import transport_options
 
@@ -22,6 +24,19 @@ def _env_bool(name: str, default: bool) -> bool:
 def _env_int(name: str, default: int) -> int:
     return int(os.environ.get(name, default))
 
+
+ENVIRONMENT = os.environ.get("DJANGO_ENV", "").strip().lower() or "development"
+if ENVIRONMENT not in {"development", "production"}:
+    raise ImproperlyConfigured(f"DJANGO_ENV must be 'production' or unset, not {ENVIRONMENT!r}")
+PRODUCTION = ENVIRONMENT == "production"
+if PRODUCTION and (
+    missing := [n for n in ("DJANGO_SECRET_KEY", "DJANGO_ALLOWED_HOSTS") if not os.environ.get(n)]
+):
+    raise ImproperlyConfigured(
+        f"DJANGO_ENV=production needs {' and '.join(missing)} in the environment: "
+        "DJANGO_SECRET_KEY a random string of at least 50 characters, DJANGO_ALLOWED_HOSTS "
+        "the comma-separated host names the portal answers to (see README, Production)"
+    )
 
 DATA_DIR = Path(os.environ.get("PORTAL_DATA_DIR", BASE_DIR / "var")).resolve()
 DATA_DIR.mkdir(parents=True, exist_ok=True)
@@ -41,7 +56,9 @@ def _secret_key() -> str:
 SECRET_KEY = _secret_key()
 DEBUG = _env_bool("DJANGO_DEBUG", False)
 ALLOWED_HOSTS = [
-    h.strip() for h in os.environ.get("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost").split(",")
+    h.strip()
+    for h in os.environ.get("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost").split(",")
+    if h.strip()
 ]
 CSRF_TRUSTED_ORIGINS = [
     o.strip() for o in os.environ.get("DJANGO_CSRF_TRUSTED_ORIGINS", "").split(",") if o.strip()
@@ -57,6 +74,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "portal.core",
     "portal.accounts",
     "portal.ingest",
@@ -68,6 +86,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Before WhiteNoise, so that static files (the viewer's worker scripts) carry the policy too.
+    "portal.core.csp.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -116,9 +136,22 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_PASSWORD_VALIDATORS = [
-    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
-    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": f"django.contrib.auth.password_validation.{name}"}
+    for name in (
+        "UserAttributeSimilarityValidator",
+        "MinimumLengthValidator",
+        "CommonPasswordValidator",
+        "NumericPasswordValidator",
+    )
 ]
+# Every password check counts failures (portal.core.login_throttle).
+AUTHENTICATION_BACKENDS = ["portal.core.authentication.ThrottledModelBackend"]
+LOGIN_THROTTLE = {
+    "MAX_FAILURES": _env_int("PORTAL_LOGIN_MAX_FAILURES", 5),
+    "MAX_FAILURES_PER_ADDRESS": _env_int("PORTAL_LOGIN_MAX_FAILURES_PER_ADDRESS", 20),
+    "WINDOW_SECONDS": _env_int("PORTAL_LOGIN_WINDOW_SECONDS", 900),
+}
+SESSION_COOKIE_AGE = _env_int("PORTAL_SESSION_SECONDS", 8 * 3600)
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
@@ -155,13 +188,44 @@ INGEST = {
     "PARALLEL_MIN_FILES": _env_int("PORTAL_INGEST_PARALLEL_MIN_FILES", 32),
 }
 
+# Login failures and API throttles are counted in this cache; in production every web worker
+# must share it (Redis), or each would keep its own count.
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+_CACHE_URL = os.environ.get("PORTAL_CACHE_URL", REDIS_URL if PRODUCTION else "")
+CACHES = {
+    "default": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": _CACHE_URL}
+        if _CACHE_URL
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    )
+}
+CACHES["default"]["KEY_PREFIX"] = "portal"
+
+
+def _throttle_rates() -> dict[str, str | None]:
+    """`PORTAL_THROTTLE_ANON` / `_USER`: DRF rates (`100/minute`); `off` for none."""
+    rates = {
+        "anon": os.environ.get("PORTAL_THROTTLE_ANON", "100/minute"),
+        "user": os.environ.get("PORTAL_THROTTLE_USER", "3000/minute"),
+    }
+    return {scope: None if rate.lower() == "off" else rate for scope, rate in rates.items()}
+
+
 REST_FRAMEWORK = {
+    # Basic first: its header makes failed authentication 401 rather than 403.
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        "portal.core.authentication.ThrottledBasicAuthentication",
+        "portal.core.authentication.ThrottledTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
-        "rest_framework.authentication.TokenAuthentication",
-        "rest_framework.authentication.BasicAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_THROTTLE_CLASSES": [
+        "rest_framework.throttling.AnonRateThrottle",
+        "rest_framework.throttling.UserRateThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": _throttle_rates(),
+    # Proxies in front of the portal whose X-Forwarded-For is trusted for the client address.
+    "NUM_PROXIES": _env_int("PORTAL_NUM_PROXIES", 1 if PRODUCTION else 0),
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }
 SPECTACULAR_SETTINGS = {
@@ -170,6 +234,10 @@ SPECTACULAR_SETTINGS = {
     "review the outliers. Every call sees only the caller's sites.",
     "VERSION": "0.1.0",
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    # Swagger UI and ReDoc from the packaged copy (drf-spectacular-sidecar), never a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     "ENUM_NAME_OVERRIDES": {
         "ReviewStatusEnum": "portal.ingest.models.ReviewStatus",
         "UploadStatusEnum": "portal.ingest.models.Upload.Status",
@@ -179,8 +247,33 @@ SPECTACULAR_SETTINGS = {
     },
 }
 
+# In production the portal sits behind a TLS-terminating proxy that sets X-Forwarded-Proto
+# (and strips any the client sent); development stays on plain http.
+if PRODUCTION:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = _env_bool("PORTAL_SSL_REDIRECT", True)
+    SECURE_HSTS_SECONDS = _env_int("PORTAL_HSTS_SECONDS", 365 * 24 * 3600)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = _env_bool("PORTAL_HSTS_INCLUDE_SUBDOMAINS", True)
+    SECURE_HSTS_PRELOAD = _env_bool("PORTAL_HSTS_PRELOAD", True)
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+
+# In development too, so that the tests run under it. Inline styles stay allowed: the report
+# template and Swagger UI use them; no page has an inline script.
+CONTENT_SECURITY_POLICY = {
+    "default-src": ["'self'"],
+    "script-src": ["'self'", "'wasm-unsafe-eval'"],
+    "worker-src": ["'self'", "blob:"],
+    "img-src": ["'self'", "data:", "blob:"],
+    "style-src": ["'self'", "'unsafe-inline'"],
+    "connect-src": ["'self'"],
+    "object-src": ["'none'"],
+    "base-uri": ["'self'"],
+    "form-action": ["'self'"],
+    "frame-ancestors": ["'none'"],
+}
+
 # Celery: one number sets the hard limit; soft limit and broker visibility follow from it.
-REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 # The inference workers read the same TASK_HARD_LIMIT_S: they share the broker, and a consumer
 # restores unacknowledged messages after its own visibility timeout.
 TASK_HARD_LIMIT_S = _env_int("TASK_HARD_LIMIT_S", 6 * 3600)

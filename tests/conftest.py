@@ -12,6 +12,7 @@ from pathlib import Path
 import psutil
 import pytest
 from django.conf import settings as django_settings
+from django.core.cache import cache
 from django.db import connection
 
 from portal.celery import app as celery_app
@@ -37,6 +38,14 @@ def fast_passwords(settings) -> None:
         "django.contrib.auth.hashers.MD5PasswordHasher",
         "django.contrib.auth.hashers.PBKDF2PasswordHasher",  # what manage.py subprocesses use
     ]
+
+
+@pytest.fixture(autouse=True)
+def empty_cache() -> Iterator[None]:
+    """Login failures and API throttles are counted in the cache: none carry over."""
+    cache.clear()
+    yield
+    cache.clear()
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -17,6 +17,7 @@ from rest_framework.views import APIView
 
 from portal.accounts.models import UPLOAD_ROLES
 from portal.accounts.selectors import has_role, site_scope
+from portal.core.pagination import MAX_LIMIT
 from portal.ingest.models import Site, Upload
 from portal.predictions import selectors, services
 from portal.predictions.models import ModelVersion, PredictionJob
@@ -149,6 +150,7 @@ class PredictionListApi(APIView):
         )
         paginator = LimitOffsetPagination()
         paginator.default_limit = 100
+        paginator.max_limit = MAX_LIMIT
         page = paginator.paginate_queryset(predictions, request, view=self)
         return paginator.get_paginated_response(
             [selectors.prediction_data(prediction=p) for p in page]
