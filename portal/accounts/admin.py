@@ -6,6 +6,7 @@ from django.contrib.auth.admin import UserAdmin
 
 from portal.accounts import services
 from portal.accounts.models import AuditEvent, Membership
+from portal.core.admin import ReadOnlyAdmin
 
 UserModel = get_user_model()
 
@@ -54,16 +55,7 @@ class UserWithRolesAdmin(UserAdmin):
 
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(admin.ModelAdmin):
+class AuditEventAdmin(ReadOnlyAdmin):
     list_display = ["at", "actor_name", "action", "site", "image_id", "target"]
     list_filter = ["action", "site"]
     search_fields = ["actor_name", "target"]
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False

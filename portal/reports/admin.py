@@ -1,7 +1,7 @@
 from django.contrib import admin
 
+from portal.core.admin import ReadOnlyAdmin
 from portal.reports.models import Report
-from portal.validation.admin import ReadOnlyAdmin
 
 
 @admin.register(Report)

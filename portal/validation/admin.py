@@ -2,23 +2,13 @@
 
 from django.contrib import admin
 
+from portal.core.admin import ReadOnlyAdmin
 from portal.validation.models import (
     ValidationExport,
     ValidationItem,
     ValidationSet,
     ValidationSetVersion,
 )
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
 
 @admin.register(ValidationSet)
