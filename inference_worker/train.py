@@ -239,7 +239,7 @@ def train(args: argparse.Namespace) -> dict:
             loss.backward()
             optimizer.step()
             scheduler.step()
-            running += float(loss)
+            running += loss.item()
             bar.set_postfix(loss=f"{running / (step + 1):.3f}")
             if step % 10 == 0:
                 position = epoch * steps_per_epoch + step + 1  # steps since the very start
