@@ -3,96 +3,31 @@
 import {
   ApiResponseError,
   ReviewApi,
-  type AuditRecord,
   type DecisionRequest,
-  type ExcludeReason,
   type ImageDetail,
   type QueueLease,
-  type ReviewRecord,
 } from "../api/client";
 import { createHeatmapOverlay, decodeHeatmap, type HeatmapOverlay } from "../viewer/heatmap";
 import { createStackViewer, type StackViewer } from "../viewer/stack";
 import {
-  ageDays,
   describeChange,
   describeFieldErrors,
   formatAge,
   formatLease,
   formatResidual,
   formatScore,
-  formatTime,
-  historyRows,
   REASONS,
   SEX,
-} from "./review-format";
-import { actionFor, OTHER_KEYS, SHORTCUTS, type Action } from "./review-keys";
+} from "./review/format";
+import { actionFor, renderHelp, type Action } from "./review/keys";
+import { describeError, element, isTyping, setText } from "./review/dom";
+import { renderHistory } from "./review/history";
+import { readCorrection, readExclusion } from "./review/forms";
+import { loadPrefs, loadTrail, rememberVisit, savePrefs, takePreviousVisit } from "./review/session";
 
 const OPACITY_STEP = 0.1;
 /** Long enough to read "saved" before the next case replaces the page. */
 const AUTO_NEXT_MS = 700;
-const TRAIL_KEY = "cxr-review-trail";
-const PREFS_KEY = "cxr-review-heatmap";
-const TRAIL_MAX = 200;
-
-function element<T extends HTMLElement>(id: string): T {
-  const found = document.getElementById(id);
-  if (!found) throw new Error(`missing #${id}`);
-  return found as T;
-}
-
-/** Cornerstone's loaders reject with Errors, XHR wrappers or plain objects alike. */
-function describeError(error: unknown): string {
-  if (error instanceof Error) return error.message;
-  if (error !== null && typeof error === "object") {
-    const { message, status } = error as { message?: unknown; status?: unknown };
-    if (typeof message === "string") return message;
-    if (typeof status === "number") return `HTTP ${status}`;
-  }
-  return String(error);
-}
-
-function setText(id: string, text: string): void {
-  element(id).textContent = text;
-}
-
-/** Typing targets swallow the letter shortcuts; a range slider or a button does not. */
-function isTyping(target: EventTarget | null): boolean {
-  if (target instanceof HTMLTextAreaElement) return true;
-  if (target instanceof HTMLElement && target.isContentEditable) return true;
-  return target instanceof HTMLInputElement && !["range", "checkbox", "radio", "button", "submit"].includes(target.type);
-}
-
-interface HeatmapPrefs {
-  visible: boolean;
-  opacity: number;
-}
-
-/** The reviewer's heatmap choice carries over to the next case of the session. */
-function loadPrefs(): HeatmapPrefs {
-  try {
-    const saved = JSON.parse(sessionStorage.getItem(PREFS_KEY) ?? "null") as Partial<HeatmapPrefs> | null;
-    return {
-      visible: typeof saved?.visible === "boolean" ? saved.visible : true,
-      opacity: typeof saved?.opacity === "number" ? saved.opacity : 1,
-    };
-  } catch {
-    return { visible: true, opacity: 1 };
-  }
-}
-
-/** Cases visited before this one in this tab, for "previous". */
-function loadTrail(): number[] {
-  try {
-    const saved: unknown = JSON.parse(sessionStorage.getItem(TRAIL_KEY) ?? "[]");
-    return Array.isArray(saved) ? saved.filter((id): id is number => Number.isInteger(id)) : [];
-  } catch {
-    return [];
-  }
-}
-
-function saveTrail(trail: number[]): void {
-  sessionStorage.setItem(TRAIL_KEY, JSON.stringify(trail.slice(-TRAIL_MAX)));
-}
 
 class ReviewScreen {
   private readonly api: ReviewApi;
@@ -121,7 +56,7 @@ class ReviewScreen {
   }
 
   async start(): Promise<void> {
-    this.renderHelp();
+    renderHelp(this.help);
     this.bind();
     element<HTMLButtonElement>("btn-prev").disabled = loadTrail().length === 0;
     try {
@@ -132,7 +67,7 @@ class ReviewScreen {
       return;
     }
     this.renderDetail();
-    void this.loadHistory();
+    void renderHistory(this.api, this.imageId);
     await this.startViewer(this.detail);
   }
 
@@ -228,7 +163,7 @@ class ReviewScreen {
   private savePrefs(): void {
     if (!this.heatmap) return;
     this.prefs = { visible: this.heatmap.visible, opacity: this.heatmap.opacity };
-    sessionStorage.setItem(PREFS_KEY, JSON.stringify(this.prefs));
+    savePrefs(this.prefs);
   }
 
   private renderHeatmapState(): void {
@@ -288,34 +223,6 @@ class ReviewScreen {
     if (this.blockedReason() !== null) this.closeForms();
   }
 
-  private async loadHistory(): Promise<void> {
-    const list = element<HTMLOListElement>("history");
-    let reviews: ReviewRecord[];
-    let audit: AuditRecord[];
-    try {
-      [reviews, audit] = await Promise.all([this.api.listReviews(this.imageId), this.api.listAudit(this.imageId)]);
-    } catch (error) {
-      list.replaceChildren(this.historyItem("", `The history could not be loaded: ${describeError(error)}`, "error"));
-      return;
-    }
-    const rows = historyRows(reviews, audit);
-    list.replaceChildren(...rows.map((row) => this.historyItem(row.at, row.text, row.kind)));
-    if (rows.length === 0) list.replaceChildren(this.historyItem("", "No reviews yet.", "note"));
-  }
-
-  private historyItem(at: string, text: string, kind: string): HTMLLIElement {
-    const item = document.createElement("li");
-    item.className = kind;
-    if (at) {
-      const time = document.createElement("time");
-      time.dateTime = at;
-      time.textContent = formatTime(at);
-      item.append(time, " ");
-    }
-    item.append(text);
-    return item;
-  }
-
   // ---- decisions ----
 
   private openForm(which: "correct" | "exclude"): void {
@@ -350,26 +257,18 @@ class ReviewScreen {
   }
 
   private submitCorrect(): void {
-    const yearsText = this.years.value.trim();
-    const monthsText = this.months.value.trim();
-    const years = yearsText === "" ? 0 : Number(yearsText);
-    const months = monthsText === "" ? 0 : Number(monthsText);
-    if (yearsText === "" && monthsText === "") return this.showError("Enter the age in years and months.");
-    if (!Number.isFinite(years) || !Number.isFinite(months) || years < 0 || months < 0) {
-      return this.showError("Years and months must be numbers of at least 0.");
-    }
-    void this.decide({ decision: "correct", age_days: ageDays(years, months), revision: 0 });
+    const read = readCorrection(this.years.value, this.months.value);
+    if (typeof read === "string") return this.showError(read);
+    void this.decide(read);
   }
 
   private submitExclude(): void {
-    const reason = this.reason.value as ExcludeReason | "";
-    if (reason === "") return this.showError("Choose a reason (1-5).");
-    const comment = this.comment.value.trim();
-    if (reason === "other" && comment === "") {
-      this.comment.focus();
-      return this.showError("Say why in the comment.");
+    const read = readExclusion(this.reason.value, this.comment.value);
+    if (typeof read === "string") {
+      if (this.reason.value === "other") this.comment.focus();
+      return this.showError(read);
     }
-    void this.decide({ decision: "exclude", reason, ...(comment ? { comment } : {}), revision: 0 });
+    void this.decide(read);
   }
 
   private showError(text: string): void {
@@ -431,7 +330,7 @@ class ReviewScreen {
     } catch {
       // The panel keeps what the decision's answer said.
     }
-    await this.loadHistory();
+    await renderHistory(this.api, this.imageId);
   }
 
   private clearForms(): void {
@@ -465,18 +364,13 @@ class ReviewScreen {
       setText("decision-message", "The queue is empty.");
       return;
     }
-    const trail = loadTrail();
-    if (trail[trail.length - 1] !== this.imageId) trail.push(this.imageId);
-    saveTrail(trail);
+    rememberVisit(this.imageId);
     location.assign(this.caseUrl(lease.image));
   }
 
   private previous(): void {
-    const trail = loadTrail();
-    const previous = trail.pop();
-    if (previous === undefined) return;
-    saveTrail(trail);
-    location.assign(this.caseUrl(previous));
+    const previous = takePreviousVisit();
+    if (previous !== undefined) location.assign(this.caseUrl(previous));
   }
 
   // ---- keyboard and buttons ----
@@ -587,25 +481,6 @@ class ReviewScreen {
     for (const form of [this.correctForm, this.excludeForm]) {
       form.querySelector("[data-cancel]")?.addEventListener("click", () => this.closeForms());
     }
-  }
-
-  private renderHelp(): void {
-    const title = document.createElement("h2");
-    title.textContent = "Keyboard shortcuts";
-    const table = document.createElement("table");
-    const rows = [...SHORTCUTS.map(({ key, label }) => ({ key, label })), ...OTHER_KEYS];
-    for (const { key, label } of rows) {
-      const tr = table.insertRow();
-      const keyCell = tr.insertCell();
-      const kbd = document.createElement("kbd");
-      kbd.textContent = key === "W" ? "Shift + w" : key;
-      keyCell.append(kbd);
-      tr.insertCell().textContent = label;
-    }
-    const close = document.createElement("p");
-    close.className = "note";
-    close.textContent = "Press ? or Esc to close.";
-    this.help.replaceChildren(title, table, close);
   }
 }
 

@@ -46,3 +46,23 @@ export const OTHER_KEYS: { key: string; label: string }[] = [
 export function actionFor(key: string): Action | undefined {
   return SHORTCUTS.find((shortcut) => shortcut.key === key)?.action;
 }
+
+/** The help overlay lists every shortcut, from the same table the keyboard uses. */
+export function renderHelp(help: HTMLElement): void {
+  const title = document.createElement("h2");
+  title.textContent = "Keyboard shortcuts";
+  const table = document.createElement("table");
+  const rows = [...SHORTCUTS.map(({ key, label }) => ({ key, label })), ...OTHER_KEYS];
+  for (const { key, label } of rows) {
+    const tr = table.insertRow();
+    const keyCell = tr.insertCell();
+    const kbd = document.createElement("kbd");
+    kbd.textContent = key === "W" ? "Shift + w" : key;
+    keyCell.append(kbd);
+    tr.insertCell().textContent = label;
+  }
+  const close = document.createElement("p");
+  close.className = "note";
+  close.textContent = "Press ? or Esc to close.";
+  help.replaceChildren(title, table, close);
+}

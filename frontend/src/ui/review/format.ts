@@ -1,5 +1,5 @@
 // Text for the review screen: ages, residuals, what changed between two versions of a case.
-import type { AuditRecord, ExcludeReason, ImageDetail, ReviewRecord } from "../api/client";
+import type { AuditRecord, ExcludeReason, ImageDetail, ReviewRecord } from "../../api/client";
 
 const DAYS_PER_YEAR = 365.25;
 const DAYS_PER_MONTH = 30.4375;
