@@ -8,7 +8,7 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from portal.core.pagination import CursorError, page_links, paginate, parse_limit
+from portal.core.pagination import CursorError, page_links, paginate_query
 
 CURSOR_PARAMETERS = [
     OpenApiParameter("cursor", str, description="from `next` or `previous`"),
@@ -21,12 +21,7 @@ def cursor_page(
 ) -> Response:
     """`{"next", "previous", "results"}` for one page of `queryset` in the order of `keys`."""
     try:
-        page = paginate(
-            queryset,
-            keys=keys,
-            cursor=request.query_params.get("cursor"),
-            limit=parse_limit(request.query_params.get("limit")),
-        )
+        page = paginate_query(queryset, keys=keys, query=request.query_params)
     except CursorError as exc:
         raise ValidationError({"cursor": [str(exc)]}) from exc
     next_url, previous_url = page_links(request, page)

@@ -87,6 +87,13 @@ def parse_limit(raw: str | None) -> int:
     return min(int(raw), MAX_LIMIT)
 
 
+def paginate_query(queryset: QuerySet, *, keys: list[str], query) -> Page:
+    """The page a request's `cursor` and `limit` parameters ask for (`CursorError` if bad)."""
+    return paginate(
+        queryset, keys=keys, cursor=query.get("cursor"), limit=parse_limit(query.get("limit"))
+    )
+
+
 def page_links(request, page: Page) -> tuple[str | None, str | None]:
     """Absolute URLs of the next and previous pages, keeping the request's other parameters."""
 

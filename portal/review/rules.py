@@ -34,14 +34,14 @@ class ReviewForbidden(ReviewError):
     """The user's role on the image's site does not allow this decision (HTTP 403)."""
 
 
-def decision_kind(*, user, image: Image) -> str:
+def decision_kind(*, user, image: Image, role: str | None = None) -> str:
     """Which read a decision by `user` would be, or the reason they may not make it now.
 
     Single reading: any reviewer decides, the latest decision settles. Double reading: a first
     read, then a blind second read by someone else; disagreement makes the image disputed.
     Disputed images, and settled double-read images, change only by a lead's adjudication.
     """
-    role = role_on(user=user, site_id=image.site_id)
+    role = role or role_on(user=user, site_id=image.site_id)
     if role not in REVIEW_ROLES:
         raise ReviewForbidden("you do not review on this site", image)
     double_reading = image.site.double_reading

@@ -240,9 +240,9 @@ def image_audit(*, user, image: Image) -> QuerySet[AuditEvent]:
     return events.order_by("-id")
 
 
-def _can_decide(*, user, image: Image) -> bool:
+def _can_decide(*, user, image: Image, role: str | None) -> bool:
     try:
-        decision_kind(user=user, image=image)
+        decision_kind(user=user, image=image, role=role)
     except ReviewError:
         return False
     return True
@@ -275,7 +275,7 @@ def image_detail(*, user, image: Image) -> dict:
         if lease_open
         else None,
         "double_reading": image.site.double_reading,
-        "can_review": _can_decide(user=user, image=image),
+        "can_review": _can_decide(user=user, image=image, role=role),
         "can_adjudicate": role in LEAD_ROLES,
     }
 

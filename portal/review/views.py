@@ -12,7 +12,7 @@ from django.views.decorators.http import require_POST
 
 from portal.accounts.models import REVIEW_ROLES, Role
 from portal.accounts.selectors import audit_list, holds_role_anywhere, is_lead_anywhere
-from portal.core.pagination import CursorError, page_links, paginate, parse_limit
+from portal.core.pagination import CursorError, page_links, paginate_query
 from portal.ingest.models import ReviewStatus
 from portal.ingest.selectors import site_list
 from portal.predictions.selectors import job_list, job_status
@@ -23,12 +23,7 @@ AGE_GROUPS = ["0-1", "1-3", "3-6", "6-12", "12-18"]
 
 def _paged(request: HttpRequest, queryset, keys: list[str]):
     try:
-        page = paginate(
-            queryset,
-            keys=keys,
-            cursor=request.GET.get("cursor"),
-            limit=parse_limit(request.GET.get("limit")),
-        )
+        page = paginate_query(queryset, keys=keys, query=request.GET)
     except CursorError as exc:
         raise Http404(str(exc)) from exc
     return page, *page_links(request, page)

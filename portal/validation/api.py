@@ -23,10 +23,10 @@ from portal.validation.models import ValidationExport, ValidationSet, Validation
 
 
 def _set(request: Request, name: str) -> ValidationSet:
-    found = selectors.validation_set_list(user=request.user).filter(name=name).first()
-    if found is None:
-        raise Http404("no such validation set")
-    return found
+    try:
+        return selectors.validation_set_get(user=request.user, name=name)
+    except selectors.NotFound as exc:
+        raise Http404(str(exc)) from exc
 
 
 def _version(request: Request, name: str, number: int) -> ValidationSetVersion:

@@ -20,6 +20,13 @@ def validation_set_list(*, user) -> QuerySet[ValidationSet]:
     return ValidationSet.objects.exclude(sites__in=outside).prefetch_related("sites")
 
 
+def validation_set_get(*, user, name: str) -> ValidationSet:
+    found = validation_set_list(user=user).filter(name=name).first()
+    if found is None:
+        raise NotFound(f"no validation set {name}")
+    return found
+
+
 def version_get(*, user, name: str, number: int | None = None) -> ValidationSetVersion:
     """`NAME` alone means its latest frozen version."""
     versions = ValidationSetVersion.objects.filter(

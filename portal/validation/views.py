@@ -19,10 +19,10 @@ from portal.validation.models import ValidationSet
 
 
 def _set(request: HttpRequest, name: str) -> ValidationSet:
-    found = selectors.validation_set_list(user=request.user).filter(name=name).first()
-    if found is None:
-        raise Http404("no such validation set")
-    return found
+    try:
+        return selectors.validation_set_get(user=request.user, name=name)
+    except selectors.NotFound as exc:
+        raise Http404(str(exc)) from exc
 
 
 def _int(value: str) -> int | None:
