@@ -124,6 +124,12 @@ class Image(models.Model):
     file = models.CharField(max_length=255, help_text="Path relative to PORTAL_DATA_DIR.")
     size_bytes = models.PositiveBigIntegerField()
     sha256 = models.CharField(max_length=64, db_index=True)
+    # sha256 of the pixel data element's value: the same film re-exported with new UIDs has
+    # the same pixels, and is a duplicate within its site.
+    pixel_sha256 = models.CharField(max_length=64, blank=True)
+    # Why the inference worker could not decode the full image (ingest checks compressed
+    # films without a full-resolution decode); empty while the image is readable.
+    unreadable = models.CharField(max_length=500, blank=True)
     # Remapped (per-site keyed hash) UIDs: the same original instance maps to the same value,
     # which is what finds duplicates without keeping the original UID.
     sop_instance_uid = models.CharField(max_length=64)
@@ -165,7 +171,10 @@ class Image(models.Model):
 
     class Meta:
         ordering = ["id"]
-        indexes = [models.Index(fields=["site", "status", "id"], name="image_site_status_idx")]
+        indexes = [
+            models.Index(fields=["site", "status", "id"], name="image_site_status_idx"),
+            models.Index(fields=["site", "pixel_sha256"], name="image_site_pixels_idx"),
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["site", "sop_instance_uid"], name="image_unique_instance_per_site"
