@@ -1,10 +1,15 @@
-"""Pipeline benchmark: images/s through Redis and the inference worker (the way the portal
-predicts) against the same model called in-process on the same images, in one run; and the
-inference worker's peak memory.
+"""Pipeline benchmark, in one run on the same images:
+1. the predict pipeline in-process, side by side: sequential (decode, predict, write in turn)
+   against pipelined (decoders running ahead, as threads like the Celery worker and as processes
+   like the CLI; heatmaps written behind), images/s and each stage's median ms per image;
+2. images/s through Redis and the inference worker (the way the portal predicts) against the same
+   model called in-process; and the inference worker's peak memory.
 
-    python bench/pipeline.py [--images 96] [--batch 16] [--model var/models/demo]
+    python bench/pipeline.py [--images 96] [--batch 16] [--workers 2] [--model var/models/demo]
+        [--skip-queue]
 
-Goal: the queue costs at most 15% (pipeline time / in-process time <= 1.15).
+Goals: pipelined at least as fast as sequential; the queue costs at most 15% (pipeline time /
+in-process time <= 1.15).
 """
 
 import argparse
@@ -27,6 +32,8 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=96)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--model", type=Path, default=ROOT / "var" / "models" / "demo")
+    parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1))
+    parser.add_argument("--skip-queue", action="store_true", help="only the side-by-side run")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-pipeline-", dir=ROOT / "var") as tmp:
         run(Path(tmp), args)
@@ -83,6 +90,9 @@ def run(work: Path, args: argparse.Namespace) -> None:
         )
         images = list(Image.objects.order_by("id"))
         data = work / "data"
+        compare_pipelines(model_dir, [str(data / i.file) for i in images], work, args)
+        if args.skip_queue:
+            return
 
         # In-process: load the model and predict the same images with heatmaps, same batches.
         start = time.perf_counter()
@@ -163,6 +173,37 @@ def run(work: Path, args: argparse.Namespace) -> None:
         print(f"through Redis and the worker: {n / pipeline_s:.1f} images/s ({pipeline_s:.1f} s)")
         print(f"pipeline / in-process time = {pipeline_s / in_process_s:.2f} (goal: at most 1.15)")
         print(f"inference worker peak memory: {peak[0] / 2**20:.0f} MB (main process and pool)")
+
+
+def compare_pipelines(model_dir: Path, files: list[str], work: Path, args) -> None:
+    """Sequential and pipelined prediction of the same files with heatmaps, side by side; the
+    model is loaded (and warmed on one batch) before the clock starts."""
+    import statistics
+
+    from inference_worker.predict import STAGES, Settings, load_predictor
+
+    predictor = load_predictor(str(model_dir))
+    predictor.run(files[: args.batch], batch_size=args.batch)
+    modes = {
+        "sequential": Settings(gpu_batch=args.batch),
+        "pipelined, threads": Settings(gpu_batch=args.batch, decode_workers=args.workers),
+        "pipelined, processes": Settings(
+            gpu_batch=args.batch, decode_workers=args.workers, processes=True
+        ),
+    }
+    print(f"{len(files)} images, batch {args.batch}, {args.workers} decoders, {predictor.device}")
+    print(f"{'mode':<22}{'images/s':>10}  " + "".join(f"{s:>11}" for s in STAGES) + "  (ms/img)")
+    rates = {}
+    for name, settings in modes.items():
+        heat = work / "side-by-side" / name.replace(" ", "").replace(",", "-")
+        paths = [str(heat / f"{k}.png") for k in range(len(files))]
+        start = time.perf_counter()
+        results = predictor.run(files, heatmap_paths=paths, settings=settings)
+        rates[name] = len(files) / (time.perf_counter() - start)
+        ms = [statistics.median(r.ms[s] for r in results if not r.error) for s in STAGES]
+        print(f"{name:<22}{rates[name]:>10.1f}  " + "".join(f"{m:>11.3f}" for m in ms))
+    for name in list(modes)[1:]:
+        print(f"{name} / sequential throughput = {rates[name] / rates['sequential']:.2f}")
 
 
 if __name__ == "__main__":

@@ -62,7 +62,7 @@ def run(work: Path, args: argparse.Namespace) -> None:
     from portal.ingest.models import Upload
     from portal.ingest.selectors import upload_report
     from portal.ingest.services import site_create, upload_create, upload_process
-    from portal.predictions import services
+    from portal.predictions import dispatch, services
     from portal.predictions.tasks import store_results
     from portal.review.selectors import QueueFilters, queue
 
@@ -76,7 +76,7 @@ def run(work: Path, args: argparse.Namespace) -> None:
     sent: list[dict] = []
 
     def capture(name: str, args: list, **options) -> None:
-        sent.append(args[0])  # a batch for `inference_worker.predict_batch`
+        sent.append((name, args))
 
     started = time.perf_counter()
     for index, profile in enumerate(PROFILES):
@@ -84,6 +84,8 @@ def run(work: Path, args: argparse.Namespace) -> None:
         rows = generate(folder, args.count, SEED + index, profile, args.label_noise, workers)
         (folder / "manifest.csv").unlink()
         site = site_create(slug=profile)
+        site.keep_file_names = True  # the phantoms' names map report lines to their labels
+        site.save(update_fields=["keep_file_names"])
         membership_grant(actor=None, user=reviewer, site=site, role="reviewer")
         sent.clear()
         with mock.patch.object(services.celery_app, "send_task", capture):
@@ -91,9 +93,14 @@ def run(work: Path, args: argparse.Namespace) -> None:
                 upload=upload_create(site=site, source=Upload.Source.CLI),
                 sources=[Source.given(folder)],
             )  # its prediction job is queued on commit (autocommit: at once)
-        for payload in sent:
+        jobs = [args for name, args in sent if name == services.DISPATCH_TASK]
+        sent.clear()
+        with mock.patch.object(services.celery_app, "send_task", capture):
+            for job_id, round_ in jobs:
+                dispatch.prediction_job_dispatch(job_id=job_id, round_=round_)
+        for _name, (payload,) in sent:
             store_results({**run_batch(payload, data), "worker": "bench"})
-        image_of = {a["file"]: a["image"] for a in upload_report(upload=upload)["accepted"]}
+        image_of = {a["name"]: a["image"] for a in upload_report(upload=upload)["accepted"]}
         corrupted |= {image_of[r["file"]] for r in rows if r["label_corrupted"]}
     elapsed = time.perf_counter() - started
 

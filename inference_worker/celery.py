@@ -2,7 +2,8 @@
 
 Configured from the environment alone (no Django): REDIS_URL (the broker shared with the
 portal), INFERENCE_DATA_DIR (where the shared storage is mounted here; default PORTAL_DATA_DIR,
-then ./var) and TASK_HARD_LIMIT_S (the same number the portal uses).
+then ./var) and TASK_HARD_LIMIT_S (the same number the portal uses). The predict pipeline reads
+INFERENCE_GPU_BATCH, INFERENCE_DECODE_WORKERS and INFERENCE_COMPILE (`predict.Settings`).
 """
 
 import os

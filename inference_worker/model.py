@@ -13,6 +13,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F  # noqa: N812
 
+from inference_worker import fused_ca
+
 # Sex encoding beside the pooled features: [male, female]; other or unknown is [0, 0].
 SEX_CODES = {"M": (1.0, 0.0), "F": (0.0, 1.0), "O": (0.0, 0.0)}
 SEX_FEATURES = 2
@@ -31,7 +33,11 @@ class HSwish(nn.Module):
 
 class CoordAttention(nn.Module):
     """Pool along H and along W, concatenate, 1x1 conv to max(8, C // r) channels, BN, h-swish,
-    split, one 1x1 conv + sigmoid per direction, multiply the input by both attention maps."""
+    split, one 1x1 conv + sigmoid per direction, multiply the input by both attention maps.
+
+    On CUDA the two passes over the feature map run as Triton kernels (`fused_ca`); everywhere
+    else, or with INFERENCE_FUSED_CA=0, `forward_reference` does. Both use this module's
+    parameters through `attention_maps`, so the state dict is the same either way."""
 
     def __init__(self, channels: int, reduction: int = 32) -> None:
         super().__init__()
@@ -43,18 +49,46 @@ class CoordAttention(nn.Module):
         self.conv_w = nn.Conv2d(mid, channels, kernel_size=1)
 
     def forward(self, x: Tensor) -> Tensor:
+        if fused_ca.usable(x):
+            return fused_ca.coord_attention(self, x)
+        return self.forward_reference(x)
+
+    def forward_reference(self, x: Tensor) -> Tensor:
+        """The PyTorch formulation, the reference the fused kernels are tested against."""
         _, _, h, w = x.shape
-        pooled_h = F.adaptive_avg_pool2d(x, (h, 1))  # N x C x H x 1  (Eq. 2)
-        pooled_w = F.adaptive_avg_pool2d(x, (1, w)).transpose(2, 3)  # N x C x W x 1  (Eq. 3)
-        y = self.act(self.bn1(self.conv1(torch.cat([pooled_h, pooled_w], dim=2))))  # Eq. 4
-        y_h, y_w = torch.split(y, [h, w], dim=2)
-        a_h = torch.sigmoid(self.conv_h(y_h))  # N x C x H x 1  (Eq. 5)
-        a_w = torch.sigmoid(self.conv_w(y_w.transpose(2, 3)))  # N x C x 1 x W  (Eq. 6)
+        pooled_h = F.adaptive_avg_pool2d(x, (h, 1)).flatten(2)  # N x C x H  (Eq. 2)
+        pooled_w = F.adaptive_avg_pool2d(x, (1, w)).flatten(2)  # N x C x W  (Eq. 3)
+        a_h, a_w = self.attention_maps(pooled_h, pooled_w, channels_last=_channels_last(x))
+        a_h, a_w = a_h.unsqueeze(3), a_w.unsqueeze(2)  # N x C x H x 1, N x C x 1 x W
         if torch.is_grad_enabled():
             return x * a_h * a_w  # Eq. 7
         # Inference: reweight in place; the input is the fresh output of the block's last BN,
         # and two full-size temporaries are most of what CA costs on a CPU.
         return x.mul_(a_h).mul_(a_w)
+
+    def attention_maps(
+        self, pooled_h: Tensor, pooled_w: Tensor, *, channels_last: bool
+    ) -> tuple[Tensor, Tensor]:
+        """Eqs. 4-6: the directional means (N x C x H, N x C x W) to the attention maps of the
+        same shapes. With a channels-last input the maps come out channels-innermost too: the
+        multiply then runs along contiguous memory in both operands (on a CPU, 4 to 6 times
+        faster than broadcasting maps whose channels are strided)."""
+        h, w = pooled_h.shape[2], pooled_w.shape[2]
+        if channels_last:  # N x (H + W) x 1 x C in memory, seen as N x C x (H + W) x 1
+            pooled = torch.cat([pooled_h.transpose(1, 2), pooled_w.transpose(1, 2)], dim=1)
+            pooled = pooled.unsqueeze(2).permute(0, 3, 1, 2)
+        else:
+            pooled = torch.cat([pooled_h, pooled_w], dim=2).unsqueeze(3)
+        y = self.act(self.bn1(self.conv1(pooled)))  # Eq. 4
+        y_h, y_w = torch.split(y, [h, w], dim=2)
+        a_h = torch.sigmoid(self.conv_h(y_h)).squeeze(3)  # Eq. 5
+        a_w = torch.sigmoid(self.conv_w(y_w)).squeeze(3)  # Eq. 6
+        return a_h, a_w
+
+
+def _channels_last(x: Tensor) -> bool:
+    """Channels innermost in memory (a 1 x 1 map counts as contiguous)."""
+    return x.stride(1) < x.stride(3)
 
 
 AttnLayer = Callable[[int], nn.Module] | None

@@ -3,10 +3,13 @@
 Modality LUT (rescale), then the file's VOI LUT or window, or a robust percentile window when it
 has none; MONOCHROME1 inverted so bone is always bright; aspect-preserving resize and padding to a
 square; normalised. `Geometry` remembers the resize and padding so heatmaps can be mapped back
-onto the original pixel grid.
+onto the original pixel grid. `decode_file` is the predict pipeline's unit of CPU work: one file
+to a model input, with each stage's milliseconds and, when it fails, a reason without a server path.
 """
 
-from dataclasses import dataclass
+import re
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +44,11 @@ class Geometry:
 
 def read_pixels(ds: Dataset) -> np.ndarray:
     """Grayscale in [0, 1], bright = dense, whatever the file's encoding and photometry."""
-    values = apply_modality_lut(ds.pixel_array, ds).astype(np.float32)
+    pixels = ds.pixel_array
+    if pixels.ndim != 2:
+        # Several frames or colour samples: not one radiograph (issue 9, a 1 GiB "8 frames").
+        raise ValueError(f"pixel data of shape {pixels.shape}, not one grayscale frame")
+    values = apply_modality_lut(pixels, ds).astype(np.float32)
     if "WindowCenter" in ds and "WindowWidth" in ds:
         # Linear window, PS3.3 C.11.2.1.2.1; the first of several is the default.
         center, width = (float(_first(ds.WindowCenter)), float(_first(ds.WindowWidth)))
@@ -93,3 +100,61 @@ def preprocess_file(path: str | Path, size: int = 512) -> tuple[Tensor, Geometry
     sex = str(ds.get("PatientSex", "") or "").strip().upper()[:1]
     tensor, geometry = preprocess(ds, size)
     return tensor, geometry, sex if sex in ("M", "F") else "O"
+
+
+# A token that starts at a root (/srv, C:\, ~/) or holds two separators (images/site/a.dcm).
+_PATH = re.compile(
+    r"""(?:(?<=^)|(?<=[\s'"(=]))"""
+    r"""(?:[A-Za-z]:[\\/]|[~/\\]|[^\s'"]*[\\/][^\s'"]*[\\/])[^\s'",:;)]*"""
+)
+
+
+def describe(exc: BaseException) -> str:
+    """`Type: message` with every path cut out: reasons travel to the portal and its users, and a
+    server's paths are none of theirs (issue 9). OSError keeps its errno text alone."""
+    if isinstance(exc, OSError) and exc.strerror:
+        message = exc.strerror
+    else:
+        message = _PATH.sub("<path>", str(exc))
+    message = " ".join(message.split())[:300]
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+
+
+@dataclass
+class Decoded:
+    """One file ready for the model, or why it is not. `unreadable` is True only when the file
+    itself cannot be read or decoded (retrying cannot help); False for faults of this machine."""
+
+    tensor: Tensor | None = None
+    geometry: Geometry | None = None
+    sex: str = "O"
+    error: str | None = None
+    unreadable: bool = False
+    ms: dict[str, float] = field(default_factory=dict)
+
+
+def decode_file(path: str, size: int, sex: str | None = None) -> Decoded:
+    """Read and preprocess one file; never raises for a bad file. `sex` overrides PatientSex."""
+    start = time.perf_counter()
+    decoded = Decoded()
+    try:
+        ds = pydicom.dcmread(path)
+    except OSError as exc:
+        # Missing, unreadable mount, I/O error: a fault of this machine's storage, not the file's.
+        decoded.error = f"the image file cannot be opened: {describe(exc)}"
+        return decoded
+    except Exception as exc:
+        decoded.error, decoded.unreadable = f"cannot read the file: {describe(exc)}", True
+        return decoded
+    loaded = time.perf_counter()
+    decoded.ms["load"] = (loaded - start) * 1000
+    try:
+        decoded.tensor, decoded.geometry = preprocess(ds, size)
+    except MemoryError as exc:
+        decoded.error = f"out of memory while decoding: {describe(exc)}"
+    except Exception as exc:
+        decoded.error, decoded.unreadable = f"cannot decode the pixel data: {describe(exc)}", True
+    decoded.ms["preprocess"] = (time.perf_counter() - loaded) * 1000
+    given = (sex or str(ds.get("PatientSex", "") or "O")).strip().upper()[:1]
+    decoded.sex = given if given in ("M", "F") else "O"
+    return decoded

@@ -1,5 +1,7 @@
 """Thin Celery tasks on the `inference` queue. The portal sends batches by task name; the
 answer goes back by task name to the portal's `default` queue. Nothing here touches a database.
+Every batch is answered: `run_batch` turns whatever fails into per-image failures, and a batch
+that killed its worker is split and, image by image, failed after MAX_ATTEMPTS.
 """
 
 import functools
@@ -11,12 +13,14 @@ import torch
 from celery.signals import worker_process_init
 
 from inference_worker.celery import DATA_DIR, app
-from inference_worker.predict import run_batch
+from inference_worker.predict import Settings, failure_answer, run_batch
 
 PREDICT_TASK = "inference_worker.predict_batch"
 STORE_TASK = "portal.predictions.store_results"
 MAX_ATTEMPTS = 3
 WORKER = f"{socket.gethostname()}:{os.getpid()}"
+# INFERENCE_GPU_BATCH, INFERENCE_DECODE_WORKERS (threads here), INFERENCE_COMPILE.
+SETTINGS = Settings.from_env(processes=False)
 
 
 @functools.lru_cache(maxsize=1)
@@ -40,7 +44,7 @@ def predict_batch(self, payload: dict) -> None:
     if not _first_delivery(self.request.id):
         _after_a_crash(payload)
         return
-    answer = run_batch(payload, DATA_DIR)
+    answer = run_batch(payload, DATA_DIR, SETTINGS)
     app.send_task(STORE_TASK, args=[{**answer, "worker": WORKER}], queue="default")
 
 
@@ -50,16 +54,8 @@ def _after_a_crash(payload: dict) -> None:
     attempt = payload.get("attempt", 1) + 1
     images = payload["images"]
     if len(images) == 1 and attempt > MAX_ATTEMPTS:
-        failure = {
-            "image": images[0]["id"],
-            "error": f"the worker stopped while predicting it, {MAX_ATTEMPTS} times",
-        }
-        answer = {
-            "job": payload.get("job"),
-            "model": payload["model"]["name"],
-            "results": [failure],
-            "worker": WORKER,
-        }
+        reason = f"the worker stopped while predicting it, {MAX_ATTEMPTS} times"
+        answer = {**failure_answer(payload, reason), "worker": WORKER}
         app.send_task(STORE_TASK, args=[answer], queue="default")
         return
     for image in images:

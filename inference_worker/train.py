@@ -2,11 +2,16 @@
 
     python -m inference_worker.train --manifest CSV --out DIR [--arch ca_resnet50] [--size 512]
                                      [--epochs N] [--batch-size B] [--lr LR] [--width W] ...
+    torchrun --nproc_per_node N -m inference_worker.train ...      (one process per GPU)
 
 Patient-level split, AdamW, cosine schedule with warm-up, L1 loss on a normalised age,
 augmentation that keeps anatomy plausible (small rotation, scale, shift, exposure; no left-right
-flip unless --hflip), bf16 mixed precision on a GPU, the best checkpoint by validation MAE,
-resumable (--resume), progress bars and a `progress.json` that the portal shows.
+flip unless --hflip) applied in batch on the training device, bf16 mixed precision on a GPU, the
+best checkpoint by validation MAE, resumable (--resume), progress bars and a `progress.json` that
+the portal shows. Images are preprocessed once into a memory-mapped cache (`dataset.py`), so
+memory does not grow with the dataset. Under torchrun: DistributedDataParallel (NCCL on CUDA,
+gloo on the CPU), each rank trains on its own share of every epoch, validation predictions are
+gathered from every rank, and rank 0 alone writes checkpoints, progress and the model card.
 """
 
 import argparse
@@ -19,7 +24,6 @@ import os
 import random
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,14 +31,18 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F  # noqa: N812
+from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
-from inference_worker import checkpoint, metrics
+from inference_worker import checkpoint, distributed, metrics
+from inference_worker.dataset import DTYPES, CachedImages, build_cache, collate, to_input
+from inference_worker.distributed import Ranks
 from inference_worker.model import build_model, sex_tensor
-from inference_worker.preprocess import MEAN, STD, preprocess_file
+from inference_worker.preprocess import MEAN, STD
 
 PROGRESS = "progress.json"
 LAST = "last.pt"
+SAMPLES = "samples-rank{rank}.json"  # --record-samples: the manifest rows each rank trained on
 
 
 @dataclass
@@ -73,45 +81,15 @@ def patient_split(samples: list[Sample], val_fraction: float, seed: int) -> tupl
     return train, val
 
 
-def _load_one(args: tuple[str, int]) -> np.ndarray:
-    tensor, _geometry, _sex = preprocess_file(args[0], args[1])
-    return tensor.numpy().astype(np.float16)
-
-
-def load_tensors(samples: list[Sample], size: int, cache_dir: Path, workers: int) -> Tensor:
-    """Preprocess every image once (cached on disk by file list and size): N x 1 x S x S."""
-    key = hashlib.sha256(json.dumps([str(s.path) for s in samples] + [size]).encode()).hexdigest()[
-        :16
-    ]
-    cache = cache_dir / f"inputs-{size}-{key}.pt"
-    if cache.exists():
-        return torch.load(cache, weights_only=True)
-    jobs = [(str(s.path), size) for s in samples]
-    with tqdm(total=len(jobs), desc="preprocess", unit="img", file=sys.stderr) as bar:
-        if workers > 1:
-            with ProcessPoolExecutor(max_workers=workers) as pool:
-                arrays = []
-                for array in pool.map(_load_one, jobs, chunksize=16):
-                    arrays.append(array)
-                    bar.update(1)
-        else:
-            arrays = []
-            for job in jobs:
-                arrays.append(_load_one(job))
-                bar.update(1)
-    tensors = torch.from_numpy(np.stack(arrays))
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    torch.save(tensors, cache)
-    return tensors
-
-
 def augment(x: Tensor, *, hflip: bool, generator: torch.Generator) -> Tensor:
     """Plausible acquisition variation: rotation up to 7 degrees, scale 0.9-1.1, shift up to 5%,
-    exposure and contrast jitter, noise. Left-right flips only when asked: the heart is left."""
-    n = x.shape[0]
+    exposure and contrast jitter, noise. Left-right flips only when asked: the heart is left.
+    Runs in batch on x's device (the generator must live there too): on a GPU the CPU never
+    touches a pixel."""
+    n, device = x.shape[0], x.device
 
     def uniform(low: float, high: float) -> Tensor:
-        return torch.rand(n, generator=generator) * (high - low) + low
+        return torch.rand(n, generator=generator, device=device) * (high - low) + low
 
     angle = uniform(-7, 7) * math.pi / 180
     scale = uniform(0.9, 1.1)
@@ -124,7 +102,7 @@ def augment(x: Tensor, *, hflip: bool, generator: torch.Generator) -> Tensor:
         1,
     )
     if hflip:
-        flip = torch.where(torch.rand(n, generator=generator) < 0.5, -1.0, 1.0)
+        flip = torch.where(torch.rand(n, generator=generator, device=device) < 0.5, -1.0, 1.0)
         theta[:, 0, 0] *= flip
         theta[:, 1, 0] *= flip
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
@@ -133,25 +111,8 @@ def augment(x: Tensor, *, hflip: bool, generator: torch.Generator) -> Tensor:
     out = out + background
     gain = uniform(0.85, 1.15).view(n, 1, 1, 1)
     offset = uniform(-0.15, 0.15).view(n, 1, 1, 1)
-    noise = torch.randn(x.shape, generator=generator) * 0.03
+    noise = torch.randn(x.shape, generator=generator, device=device) * 0.03
     return out * gain + offset + noise
-
-
-def _device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def predict_normalised(model: nn.Module, x: Tensor, sexes: list[str], batch_size: int) -> Tensor:
-    device = next(model.parameters()).device
-    outputs = []
-    model.eval()
-    with torch.no_grad(), _autocast(device):
-        for i in range(0, len(x), batch_size):
-            batch = x[i : i + batch_size].to(device).float()
-            if device.type == "cuda":
-                batch = batch.contiguous(memory_format=torch.channels_last)
-            outputs.append(model(batch, sex_tensor(sexes[i : i + batch_size], device)).float())
-    return torch.cat(outputs).cpu() if outputs else torch.zeros(0)
 
 
 def _autocast(device: torch.device):
@@ -174,28 +135,73 @@ def read_progress(out: Path) -> dict | None:
 
 
 def train(args: argparse.Namespace) -> dict:
-    torch.manual_seed(args.seed)
+    """Train as one process, or as one rank of a torchrun job (WORLD_SIZE > 1 in the
+    environment); returns the best checkpoint's card (an empty dict on ranks other than 0)."""
+    ranks = Ranks.from_environment()
+    device = distributed.device_for(ranks)
+    with distributed.process_group(ranks, device):
+        return _train(args, ranks, device)
+
+
+def _loader(data: CachedImages, batch_size: int, workers: int, device, sampler=None):
+    return DataLoader(
+        data,
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=workers,
+        collate_fn=collate,
+        pin_memory=device.type == "cuda",
+        persistent_workers=workers > 0,
+    )
+
+
+def _train(args: argparse.Namespace, ranks: Ranks, device: torch.device) -> dict:
+    torch.manual_seed(args.seed + ranks.rank)  # dropout differs per rank; DDP syncs the weights
     random.seed(args.seed)
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
-    device = _device()
     samples = read_manifest(args.manifest, args.label_column)
     train_set, val_set = patient_split(samples, args.val_fraction, args.seed)
     if not train_set or not val_set:
         raise SystemExit("the patient-level split left the training or validation set empty")
-    _write_progress(out, state="preprocessing", epoch=0, epochs=args.epochs)
-    x_train = load_tensors(train_set, args.size, out / "cache", args.workers)
-    x_val = load_tensors(val_set, args.size, out / "cache", args.workers)
+    if ranks.main:
+        _write_progress(out, state="preprocessing", epoch=0, epochs=args.epochs)
+    # One cache over the whole manifest: another split or seed reuses it.
+    cache = build_cache(
+        [s.path for s in samples],
+        args.size,
+        args.cache_dir or out / "cache",
+        workers=args.workers,
+        dtype=args.cache_dtype,
+    )
+    row_of = {id(s): i for i, s in enumerate(samples)}
+    train_rows = np.array([row_of[id(s)] for s in train_set], dtype=np.int64)
+    val_rows = np.array([row_of[id(s)] for s in val_set], dtype=np.int64)
     ages = np.array([s.age_days for s in train_set])
     age_mean, age_std = float(ages.mean()), float(ages.std() or 1.0)
-    y_train = torch.tensor((ages - age_mean) / age_std, dtype=torch.float32)
-    sex_train = [s.sex for s in train_set]
 
-    model = build_model(args.arch, width=args.width).to(device)
+    def subset(rows: np.ndarray, chosen: list[Sample]) -> CachedImages:
+        targets = torch.tensor([(s.age_days - age_mean) / age_std for s in chosen])
+        return CachedImages(cache, rows, targets.float(), sex_tensor([s.sex for s in chosen]))
+
+    train_data = subset(train_rows, train_set)
+    # Validation: rank r predicts items r, r + world, ...; the gather puts them back in order.
+    val_data = subset(val_rows[ranks.rank :: ranks.world], val_set[ranks.rank :: ranks.world])
+    sampler = DistributedSampler(
+        train_data, num_replicas=ranks.world, rank=ranks.rank, shuffle=True, seed=args.seed
+    )
+    workers = args.loader_workers
+    if workers is None:  # the CPU needs its cores for the model; a GPU needs feeding
+        workers = min(4, distributed.cores() // ranks.local_world) if device.type == "cuda" else 0
+    train_loader = _loader(train_data, args.batch_size, workers, device, sampler)
+    val_loader = _loader(val_data, args.batch_size, workers, device)
+
+    net = build_model(args.arch, width=args.width).to(device)
     if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
-    steps_per_epoch = math.ceil(len(train_set) / args.batch_size)
+        net = net.to(memory_format=torch.channels_last)
+        torch.backends.cudnn.benchmark = True  # one input size throughout
+    optimizer = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    steps_per_epoch = len(train_loader)
     total_steps = steps_per_epoch * args.epochs
     warmup = min(steps_per_epoch, total_steps // 10 + 1)
 
@@ -204,44 +210,62 @@ def train(args: argparse.Namespace) -> dict:
             return (step + 1) / warmup
         return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total_steps - warmup)))
 
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
     start_epoch, best, history = 0, math.inf, []
-    if args.resume and (out / LAST).exists():
-        state = torch.load(out / LAST, map_location="cpu", weights_only=True)
-        model.load_state_dict(state["model"])
+    state = None
+    if args.resume:  # rank 0 reads it and sends it: other machines need no copy of OUT
+        has_last = ranks.main and (out / LAST).exists()
+        state = torch.load(out / LAST, map_location="cpu", weights_only=True) if has_last else None
+        state = distributed.from_main(state, ranks)
+    if state is not None:
+        net.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
         start_epoch, best = int(state["epoch"]), float(state["best"])
         history = json.loads(state["history"])
-        print(f"resuming after epoch {start_epoch} (best MAE {best:.2f} months)", file=sys.stderr)
+        if ranks.main:
+            print(
+                f"resuming after epoch {start_epoch} (best MAE {best:.2f} months)", file=sys.stderr
+            )
+    # The schedule continues from the steps done (with this run's steps per epoch, so a resumed
+    # run may use another number of processes or epochs).
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lr_factor, last_epoch=start_epoch * steps_per_epoch - 1
+    )
+    model = distributed.wrap(net, ranks, device)
 
-    generator = torch.Generator().manual_seed(args.seed)
+    generator = torch.Generator(device=device).manual_seed(args.seed + 1_000_003 * ranks.rank)
+    recorded: dict[str, list[int]] = {}
     started, first_step = time.monotonic(), start_epoch * steps_per_epoch
     for epoch in range(start_epoch, args.epochs):
+        sampler.set_epoch(epoch)
         model.train()
-        order = torch.randperm(len(train_set), generator=generator)
-        running = 0.0
+        running = torch.zeros((), device=device)
+        trained_rows: list[int] = []
         bar = tqdm(
-            range(steps_per_epoch),
+            train_loader,
+            total=steps_per_epoch,
             desc=f"epoch {epoch + 1}/{args.epochs}",
             unit="batch",
             file=sys.stderr,
+            disable=not ranks.main,
         )
-        for step in bar:
-            idx = order[step * args.batch_size : (step + 1) * args.batch_size]
-            x = augment(x_train[idx].float(), hflip=args.hflip, generator=generator).to(device)
+        for step, batch in enumerate(bar):
+            x = to_input(batch.pixels, device, args.cache_dtype)
+            x = augment(x, hflip=args.hflip, generator=generator)
             if device.type == "cuda":
                 x = x.contiguous(memory_format=torch.channels_last)
-            sex = sex_tensor([sex_train[i] for i in idx.tolist()], device)
+            sex = batch.sexes.to(device, non_blocking=True)
             with _autocast(device):
-                loss = F.l1_loss(model(x, sex).float(), y_train[idx].to(device))
+                output = model(x, sex).float()
+            loss = F.l1_loss(output, batch.targets.to(device, non_blocking=True))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             scheduler.step()
-            running += loss.item()
-            bar.set_postfix(loss=f"{running / (step + 1):.3f}")
-            if step % 10 == 0:
+            running += loss.detach()
+            if args.record_samples:
+                trained_rows.extend(train_rows[batch.items.numpy()].tolist())
+            if step % 10 == 0 and ranks.main:  # reading the loss waits for the GPU: not every step
+                bar.set_postfix(loss=f"{running.item() / (step + 1):.3f}")
                 position = epoch * steps_per_epoch + step + 1  # steps since the very start
                 seconds_per_step = (time.monotonic() - started) / (position - first_step)
                 _write_progress(
@@ -255,37 +279,45 @@ def train(args: argparse.Namespace) -> dict:
                     eta_seconds=round((total_steps - position) * seconds_per_step),
                 )
         bar.close()
-        predicted = predict_normalised(model, x_val, [s.sex for s in val_set], args.batch_size)
-        predicted_days = (predicted.numpy() * age_std + age_mean).clip(0, None)
+        if args.record_samples:
+            recorded[str(epoch + 1)] = trained_rows
+            _write_json(out / SAMPLES.format(rank=ranks.rank), {"world": ranks.world, **recorded})
+        train_l1 = distributed.mean(running, ranks) / steps_per_epoch
+        distributed.sync_buffers(net, ranks)
+        predicted = distributed.gather_strided(
+            _predict(net, val_loader, device, args.cache_dtype), ranks, len(val_set)
+        )
+        predicted_days = (predicted * age_std + age_mean).clip(0, None)
         true_days = [s.age_days for s in val_set]
         report = metrics.report(true_days, predicted_days, [s.sex for s in val_set])
         mae = report["overall"]["mae_months"]
-        history.append(
-            {"epoch": epoch + 1, "train_l1": running / steps_per_epoch, "val_mae_months": mae}
-        )
-        print(
-            f"epoch {epoch + 1}: train L1 {running / steps_per_epoch:.3f}, validation MAE "
-            f"{mae:.2f} months",
-            file=sys.stderr,
-        )
-        if mae < best:
-            best = mae
-            checkpoint.save(
-                out,
-                model,
-                _card(args, train_set, val_set, age_mean, age_std, report, epoch + 1, history),
+        history.append({"epoch": epoch + 1, "train_l1": train_l1, "val_mae_months": mae})
+        if ranks.main:
+            print(
+                f"epoch {epoch + 1}: train L1 {train_l1:.3f}, validation MAE {mae:.2f} months",
+                file=sys.stderr,
             )
-        torch.save(
-            {
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "epoch": epoch + 1,
-                "best": best,
-                "history": json.dumps(history),
-            },
-            out / LAST,
-        )
+            if mae < best:
+                card = _card(
+                    args, train_set, val_set, age_mean, age_std, report, epoch + 1, history
+                )
+                card["training"]["processes"] = ranks.world
+                checkpoint.save(out, net, card)
+            torch.save(
+                {
+                    "model": net.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "epoch": epoch + 1,
+                    "best": min(best, mae),
+                    "history": json.dumps(history),
+                },
+                out / LAST,
+            )
+        best = min(best, mae)
+    distributed.barrier(ranks)  # every rank leaves after rank 0 has written the last checkpoint
+    if not ranks.main:
+        return {}
     card = checkpoint.read_card(out)
     _write_progress(
         out,
@@ -296,6 +328,25 @@ def train(args: argparse.Namespace) -> dict:
         eta_seconds=0,
     )
     return card
+
+
+def _predict(net: nn.Module, loader: DataLoader, device: torch.device, dtype: str) -> np.ndarray:
+    """Normalised ages for a loader's items, in order, without augmentation."""
+    outputs = []
+    net.eval()
+    with torch.no_grad(), _autocast(device):
+        for batch in loader:
+            x = to_input(batch.pixels, device, dtype)
+            if device.type == "cuda":
+                x = x.contiguous(memory_format=torch.channels_last)
+            outputs.append(net(x, batch.sexes.to(device, non_blocking=True)).float().cpu())
+    return torch.cat(outputs).numpy() if outputs else np.zeros(0, dtype=np.float32)
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data))
+    tmp.replace(path)
 
 
 def _card(args, train_set, val_set, age_mean, age_std, report, epoch, history) -> dict:
@@ -363,7 +414,30 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--hflip", action="store_true", help="allow left-right flips (off: anatomy)")
     p.add_argument("--resume", action="store_true")
-    p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="preprocessing processes (one thread each) when the cache is built",
+    )
+    p.add_argument(
+        "--loader-workers",
+        type=int,
+        default=None,
+        help="DataLoader processes reading the cache per rank (default: 4 on a GPU, 0 on the CPU)",
+    )
+    p.add_argument("--cache-dir", type=Path, help="preprocessed image cache (default: OUT/cache)")
+    p.add_argument(
+        "--cache-dtype",
+        choices=sorted(DTYPES),
+        default="uint16",
+        help="integers the cache stores (uint8 halves the disk, at 8-bit precision)",
+    )
+    p.add_argument(
+        "--record-samples",
+        action="store_true",
+        help=f"each rank writes the manifest rows it trained on to OUT/{SAMPLES}",
+    )
     p.add_argument("--name", default="")
     p.add_argument("--synthetic", action="store_true", help="record that the data are phantoms")
     return p
@@ -371,8 +445,11 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
-    torch.set_num_threads(os.cpu_count() or 1)
+    # torchrun's processes on one machine share its cores.
+    torch.set_num_threads(max(1, distributed.cores() // Ranks.from_environment().local_world))
     card = train(args)
+    if not card:
+        return
     print(
         json.dumps(
             {

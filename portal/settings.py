@@ -72,7 +72,6 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "portal.core",
@@ -82,9 +81,12 @@ INSTALLED_APPS = [
     "portal.review",
     "portal.validation",
     "portal.reports",
+    "portal.operations",
 ]
 
 MIDDLEWARE = [
+    # /healthz, before the host check and the HTTPS redirect (container health checks).
+    "portal.core.health.HealthCheckMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Before WhiteNoise, so that static files (the viewer's worker scripts) carry the policy too.
     "portal.core.csp.ContentSecurityPolicyMiddleware",
@@ -167,11 +169,21 @@ STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 FRONTEND_DIST = BASE_DIR / "frontend" / "dist"
 STATICFILES_DIRS = [FRONTEND_DIST] if FRONTEND_DIST.exists() else []
 
-# Uploads stream to disk in the data folder (never into memory), so that moving them into
-# the upload's staging folder is a rename.
-FILE_UPLOAD_HANDLERS = ["django.core.files.uploadhandler.TemporaryFileUploadHandler"]
-FILE_UPLOAD_TEMP_DIR = str(DATA_DIR / "tmp")
-Path(FILE_UPLOAD_TEMP_DIR).mkdir(parents=True, exist_ok=True)
+# Uploads stream to disk (never into memory), each part to its own file that is closed when
+# the part ends (no descriptor per file: 20,000 files in a request fit a 1,024-descriptor
+# host), so that moving them into the upload's staging folder is a rename. Sizes are checked
+# while the body streams: a file over the limit is reported as rejected, not stored; a
+# request over its limit answers 413. The file limit also holds for the CLI and ZIP entries.
+FILE_UPLOAD_HANDLERS = ["portal.ingest.uploadhandler.StagingUploadHandler"]
+PORTAL_MAX_FILE_BYTES = _env_int("PORTAL_MAX_FILE_BYTES", 512 * 1024**2)
+PORTAL_MAX_REQUEST_BYTES = _env_int("PORTAL_MAX_REQUEST_BYTES", 8 * 1024**3)
+# Identified files wait in staging until ingest de-identifies them: keep it out of anything
+# GPU workers mount (they see only images/, heatmaps/ and models/). Received parts land in
+# its incoming/ folder, on the same file system, so that staging them is a rename.
+STAGING_DIR = Path(os.environ.get("PORTAL_STAGING_DIR") or DATA_DIR / "staging").resolve()
+FILE_UPLOAD_TEMP_DIR = str(STAGING_DIR / "incoming")
+STAGING_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
+Path(FILE_UPLOAD_TEMP_DIR).mkdir(mode=0o700, exist_ok=True)
 DATA_UPLOAD_MAX_NUMBER_FILES = _env_int("PORTAL_MAX_FILES_PER_REQUEST", 20000)
 DATA_UPLOAD_MAX_NUMBER_FIELDS = _env_int("PORTAL_MAX_FIELDS_PER_REQUEST", 50000)
 
@@ -186,6 +198,8 @@ INGEST = {
     # Processes that read and de-identify files side by side; small uploads stay in-process.
     "WORKERS": _env_int("PORTAL_INGEST_WORKERS", os.cpu_count() or 1),
     "PARALLEL_MIN_FILES": _env_int("PORTAL_INGEST_PARALLEL_MIN_FILES", 32),
+    # An upload left open (no submit) this long after its last batch expires with its files.
+    "UPLOAD_EXPIRY_HOURS": float(os.environ.get("PORTAL_UPLOAD_EXPIRY_HOURS", "24")),
 }
 
 # Login failures and API throttles are counted in this cache; in production every web worker
@@ -238,6 +252,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "portal.core.schema.document_common_errors",
+    ],
     "ENUM_NAME_OVERRIDES": {
         "ReviewStatusEnum": "portal.ingest.models.ReviewStatus",
         "UploadStatusEnum": "portal.ingest.models.Upload.Status",
@@ -289,6 +307,18 @@ CELERY_BROKER_TRANSPORT_OPTIONS = transport_options(TASK_HARD_LIMIT_S)
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 PREDICT_BATCH_SIZE = _env_int("PORTAL_PREDICT_BATCH_SIZE", 16)
+# Prediction jobs (README, "Prediction jobs"): batches sent per dispatch task run; a job with no
+# progress for this many minutes while nothing holds its messages is re-dispatched, and failed
+# after this many dispatch rounds.
+PREDICT_DISPATCH_CHUNK = _env_int("PORTAL_DISPATCH_CHUNK_BATCHES", 200)
+JOB_STALL_MINUTES = _env_int("PORTAL_JOB_STALL_MINUTES", 10)
+JOB_MAX_DISPATCHES = max(1, _env_int("PORTAL_JOB_MAX_DISPATCHES", 3))
+# Periodic tasks, run by `celery -A portal beat` (started by `make run` and the compose file).
+CELERY_BEAT_SCHEDULE = {
+    "predictions-sweep-stalled-jobs": {"task": "portal.predictions.sweep", "schedule": 60.0},
+    # Open uploads past PORTAL_UPLOAD_EXPIRY_HOURS expire with their staged files.
+    "ingest-expire-open-uploads": {"task": "portal.ingest.upload_expire_stale", "schedule": 900.0},
+}
 
 # Review (see README, "Review"): which cases enter the queue, how long a lease holds a case,
 # and how far apart two corrected ages may be before a double-read case is disputed.
@@ -300,7 +330,8 @@ REVIEW = {
     ),
 }
 
-# Logs never carry PHI: ingest logs upload ids and file names from the upload, never tag values.
+# Logs never carry PHI: ingest logs upload ids and file positions (#3), never names or tag
+# values.
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -28,3 +28,5 @@ urlpatterns = [
     # The split view serves its start-up script as a file: the CSP allows no inline script.
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="api-docs"),
 ]
+# JSON for an /api/ path that matches nothing (the schema documents 404 as JSON).
+handler404 = "portal.core.views.not_found"

@@ -24,11 +24,18 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(autouse=True)
 def data_dir(settings, tmp_path: Path) -> Path:
-    """Every test stores its files in its own folder."""
+    """Every test stores its files in its own folder, staging included (where the tests'
+    Celery workers, started with PORTAL_DATA_DIR and no PORTAL_STAGING_DIR, look for it)."""
     path = tmp_path / "data"
     (path / "tmp").mkdir(parents=True)
     settings.DATA_DIR = path
+    settings.STAGING_DIR = path / "staging"
     return path
+
+
+@pytest.fixture
+def staging_dir(settings, data_dir: Path) -> Path:
+    return settings.STAGING_DIR
 
 
 @pytest.fixture(autouse=True)

@@ -53,7 +53,7 @@ def make_dicom(
     samples: int = 1,
     sop_instance_uid: str | None = None,
     with_pixels: bool = True,
-    seed: int = 0,
+    seed: int | None = None,
     pixels: np.ndarray | None = None,
     preamble: bool = True,
     bare_encoding: str = "implicit",
@@ -63,7 +63,10 @@ def make_dicom(
 
     `preamble=False` writes a bare data set (no Part 10 header) in `bare_encoding`:
     "implicit" (Implicit VR Little Endian), "explicit" (Explicit VR Little Endian) or
-    "big-endian" (Explicit VR Big Endian)."""
+    "big-endian" (Explicit VR Big Endian).
+
+    Each call makes a film of its own (random pixels) unless `seed` or `pixels` is given:
+    ingest treats the same pixels in a site as the same film."""
     ds = Dataset()
     ds.file_meta = FileMetaDataset()
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian

@@ -1,8 +1,10 @@
-"""Pieces every REST area shares: a cursor page as a response, and its schema."""
+"""Pieces every REST area shares: a cursor page as a response, its schema, and the error
+responses each operation documents."""
 
 from collections.abc import Callable
 
-from drf_spectacular.utils import OpenApiParameter, inline_serializer
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, inline_serializer
 from rest_framework import serializers
 from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
@@ -12,14 +14,57 @@ from portal.core.pagination import CursorError, page_links, paginate_query
 
 CURSOR_PARAMETERS = [
     OpenApiParameter("cursor", str, description="from `next` or `previous`"),
-    OpenApiParameter("limit", int, description="page size (default 50, at most 200)"),
+    OpenApiParameter(
+        "limit",
+        {"type": "integer", "minimum": 1},
+        description="page size (default 50; more than 200 gives 200)",
+    ),
 ]
+# A positive whole number, as an id or a count of days is in a query string.
+WHOLE_NUMBER = {"type": "integer", "minimum": 0}
+
+ERROR = inline_serializer("Error", {"detail": serializers.CharField()})
+_DESCRIPTIONS = {
+    400: "invalid input: `{field: [messages]}` or `{detail}`",
+    403: "not allowed for your role",
+    404: "not found, or not on one of your sites",
+    409: "conflicts with the current state",
+}
+
+
+def errors(*codes: int) -> dict:
+    """Responses for `extend_schema(responses=...)`: 400 names the fields it refuses, the
+    others carry a `detail`."""
+    return {
+        code: OpenApiResponse(
+            OpenApiTypes.OBJECT if code == 400 else ERROR, description=_DESCRIPTIONS[code]
+        )
+        for code in codes
+    }
+
+
+def single_values(
+    request: Request, *, names: tuple[str, ...] | None = None, not_blank: tuple[str, ...] = ()
+) -> None:
+    """Each query parameter (of `names`, default all) at most once: `?image=1&image=2` is
+    refused (400), never read as its last value; and those of `not_blank` (numbers, choices)
+    never empty: the API refuses `?status=` rather than reading it as no filter."""
+    given = request.query_params
+    problems = {
+        k: ["give this parameter once"]
+        for k, v in given.lists()
+        if len(v) > 1 and (names is None or k in names)
+    }
+    problems.update({k: ["may not be blank"] for k in not_blank if given.get(k, None) == ""})
+    if problems:
+        raise ValidationError(dict(sorted(problems.items())))
 
 
 def cursor_page(
     request: Request, queryset, keys: list[str], render: Callable[[list], list[dict]]
 ) -> Response:
     """`{"next", "previous", "results"}` for one page of `queryset` in the order of `keys`."""
+    single_values(request, not_blank=("limit",))
     try:
         page = paginate_query(queryset, keys=keys, query=request.query_params)
     except CursorError as exc:

@@ -1,6 +1,7 @@
 """Authentication that counts failures (portal.core.login_throttle): a Django backend for every
 password check, and DRF classes that answer 429 once the caller is throttled and 401 with
-`WWW-Authenticate` for bad credentials."""
+`WWW-Authenticate` for bad credentials. Token keys are checked against their sha256
+(portal.core.tokens); the header stays DRF's `Authorization: Token <key>`."""
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.backends import ModelBackend
@@ -18,6 +19,8 @@ from portal.core.login_throttle import (
     login_success_record,
     login_wait_seconds,
 )
+from portal.core.models import ApiToken
+from portal.core.tokens import token_find
 
 
 class ThrottledModelBackend(ModelBackend):
@@ -57,6 +60,16 @@ class ThrottledBasicAuthentication(BasicAuthentication):
 
 class ThrottledTokenAuthentication(TokenAuthentication):
     """A bad token counts against the caller's address, as a bad password does."""
+
+    model = ApiToken
+
+    def authenticate_credentials(self, key: str):
+        token = token_find(key=key)
+        if token is None:
+            raise AuthenticationFailed("Invalid token.")
+        if not token.user.is_active:
+            raise AuthenticationFailed("User inactive or deleted.")
+        return token.user, token
 
     def authenticate(self, request):
         auth = get_authorization_header(request).split()

@@ -1,5 +1,7 @@
-"""Base pieces shared by the domain apps: records that are written once and never changed."""
+"""Base pieces shared by the domain apps: records that are written once and never changed, and
+API tokens."""
 
+from django.conf import settings
 from django.db import migrations, models
 
 
@@ -69,3 +71,25 @@ BEGIN SELECT RAISE(ABORT, '{table} is append-only'); END;
             schema_editor.execute(sql)
 
     return migrations.RunPython(forward, backward)
+
+
+class ApiToken(models.Model):
+    """An API key known only by its sha256 (portal.core.tokens): whoever reads the database, a
+    backup or a log cannot use it. The key itself is shown once, when it is made."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens"
+    )
+    name = models.CharField(max_length=100, blank=True, help_text="What it is for.")
+    prefix = models.CharField(
+        max_length=8, editable=False, help_text="The key's first characters, to tell keys apart."
+    )
+    key_sha256 = models.CharField(max_length=64, unique=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = "API token"
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.user}{', ' + self.name if self.name else ''})"

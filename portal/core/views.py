@@ -1,9 +1,11 @@
-"""The login page: Django's, with a form that refuses throttled attempts with a wait."""
+"""The login page: Django's, with a form that refuses throttled attempts with a wait; and the
+not-found answer, in JSON under /api/."""
 
 from django import forms
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.forms import AuthenticationForm
-from django.http import HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views import defaults
 
 from portal.core.login_throttle import login_wait_seconds
 
@@ -34,3 +36,11 @@ class LoginView(auth_views.LoginView):
         if any(e.code == "throttled" for e in form.errors.as_data().get("__all__", [])):
             response.status_code = 429
         return response
+
+
+def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """A path that matches no URL (`/api/images/abc/`): JSON like every other API answer,
+    as the schema documents, rather than the HTML page."""
+    if request.path.startswith("/api/"):
+        return JsonResponse({"detail": "Not found."}, status=404)
+    return defaults.page_not_found(request, exception)

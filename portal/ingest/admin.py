@@ -5,13 +5,13 @@ from portal.ingest.models import Image, Site, Upload, UploadFile
 
 @admin.register(Site)
 class SiteAdmin(admin.ModelAdmin):
-    list_display = ["slug", "name", "created_at"]
+    list_display = ["slug", "name", "keep_file_names", "created_at"]
     search_fields = ["slug", "name"]
 
 
 class UploadFileInline(admin.TabularInline):
     model = UploadFile
-    fields = ["name", "outcome", "reason", "image"]
+    fields = ["index", "entry", "name", "name_hash", "outcome", "reason", "image"]
     readonly_fields = fields
     extra = 0
     can_delete = False
@@ -25,6 +25,7 @@ class UploadAdmin(admin.ModelAdmin):
         "site",
         "source",
         "status",
+        "received_files",
         "total_files",
         "accepted_count",
         "duplicate_count",

@@ -26,6 +26,16 @@ class ZipLimits:
     max_uncompressed_bytes: int
     max_ratio: float
     max_entries: int
+    # Any one file, given on its own or inside an archive (PORTAL_MAX_FILE_BYTES); an archive
+    # itself is bounded by the limits above instead.
+    max_file_bytes: int | None = None
+
+
+def too_large_reason(size: int, limit: int) -> str:
+    return (
+        f"file too large: {size} bytes, over the limit of {limit} bytes per file "
+        "(PORTAL_MAX_FILE_BYTES)"
+    )
 
 
 @dataclass(frozen=True)
@@ -34,6 +44,9 @@ class Source:
 
     path: Path
     name: str
+    # Set for a file that was refused before it was stored (over the size limit while it
+    # was received): it is reported as rejected with this reason, and `path` is not read.
+    reason: str | None = None
 
     @classmethod
     def given(cls, path: Path) -> "Source":
@@ -88,6 +101,9 @@ def count_items(sources: list[Source], limits: ZipLimits) -> int:
     """How many report lines the sources will give (for progress bars), without extracting."""
     total = 0
     for source in sources:
+        if source.reason is not None:
+            total += 1
+            continue
         for name, path in _walk(source):
             if is_junk(name):
                 continue
@@ -106,6 +122,9 @@ def count_items(sources: list[Source], limits: ZipLimits) -> int:
 def iter_items(sources: list[Source], limits: ZipLimits, tmp_dir: Path) -> Iterator[Item]:
     """Yield every file to ingest, one at a time."""
     for source in sources:
+        if source.reason is not None:
+            yield Item(name=source.name, reason=source.reason)
+            continue
         # A ZIP given on its own (CLI) names its entries relative to itself.
         names_zip = source.path.is_dir() or bool(source.name)
         for name, path in _walk(source):
@@ -115,6 +134,10 @@ def iter_items(sources: list[Source], limits: ZipLimits, tmp_dir: Path) -> Itera
                 yield Item(name=name, reason="symbolic link; links are not followed")
             elif is_zip(path):
                 yield from _iter_zip(path, name if names_zip else "", limits, tmp_dir)
+            elif limits.max_file_bytes is not None and (
+                (size := path.stat().st_size) > limits.max_file_bytes
+            ):
+                yield Item(name=name, reason=too_large_reason(size, limits.max_file_bytes))
             else:
                 yield Item(name=name, path=path)
 
@@ -147,6 +170,8 @@ def _entry_problem(info: zipfile.ZipInfo, limits: ZipLimits) -> str | None:
         return "encrypted archive entry"
     if name.lower().endswith((".zip", ".tar", ".gz", ".tgz", ".7z", ".rar")):
         return NESTED
+    if limits.max_file_bytes is not None and info.file_size > limits.max_file_bytes:
+        return too_large_reason(info.file_size, limits.max_file_bytes)
     if info.compress_size and info.file_size / info.compress_size > limits.max_ratio:
         return f"entry compression ratio exceeds the limit {limits.max_ratio:g} (a ZIP bomb?)"
     return None

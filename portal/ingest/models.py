@@ -23,6 +23,13 @@ class Site(models.Model):
         default=False,
         help_text="Two reviewers decide each case blind; a lead adjudicates when they disagree.",
     )
+    # Off: an upload report keeps each file's position and a keyed hash of its name, never the
+    # name itself, because PACS exports often name files and folders after the patient.
+    keep_file_names = models.BooleanField(
+        default=False,
+        help_text="Keep uploaders' file and folder names in upload reports. Leave off unless "
+        "this site's exports never put patient names or record numbers in file names.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -33,17 +40,26 @@ class Site(models.Model):
 
 
 class Upload(models.Model):
+    """One dataset batch. States: receiving -> submitted -> processing -> done | failed;
+    receiving -> expired when left open too long. Every change of state happens under a row
+    lock with a check of the state before it (`portal.ingest.services`)."""
+
     class Status(models.TextChoices):
         RECEIVING = "receiving"
+        SUBMITTED = "submitted"
         PROCESSING = "processing"
         DONE = "done"
         FAILED = "failed"
+        EXPIRED = "expired"
 
     class Source(models.TextChoices):
         WEB = "web"
         API = "api"
         CLI = "cli"
 
+    # Names the upload's staging folder: a primary key can come back after a rollback
+    # (SQLite), a random token cannot.
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     site = models.ForeignKey(Site, on_delete=models.PROTECT, related_name="uploads")
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
@@ -51,12 +67,16 @@ class Upload(models.Model):
     source = models.CharField(max_length=8, choices=Source.choices)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.RECEIVING)
     failure_reason = models.TextField(blank=True)
+    # Files received so far: the next file's index is this plus one.
+    received_files = models.PositiveIntegerField(default=0)
     total_files = models.PositiveIntegerField(default=0)
     processed_files = models.PositiveIntegerField(default=0)
     accepted_count = models.PositiveIntegerField(default=0)
     duplicate_count = models.PositiveIntegerField(default=0)
     rejected_count = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
+    # The last batch of files: an open upload expires a while after it (or after creation).
+    last_received_at = models.DateTimeField(null=True, blank=True)
     submitted_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -69,7 +89,11 @@ class Upload(models.Model):
 
 
 class UploadFile(models.Model):
-    """One line of an upload's report: what happened to one file and why."""
+    """One line of an upload's report: what happened to one file and why.
+
+    The file is known by its position in the upload (`index`, and `entry` inside an archive)
+    and a keyed hash of the uploader's name for it; the name itself only where the site keeps
+    names (`Site.keep_file_names`)."""
 
     class Outcome(models.TextChoices):
         ACCEPTED = "accepted"
@@ -77,7 +101,14 @@ class UploadFile(models.Model):
         REJECTED = "rejected"
 
     upload = models.ForeignKey(Upload, on_delete=models.CASCADE, related_name="files")
-    name = models.CharField(max_length=1024)
+    index = models.PositiveIntegerField(help_text="1 for the upload's first file, and so on.")
+    entry = models.PositiveIntegerField(
+        null=True, blank=True, help_text="1 for an archive's first entry; empty for a plain file."
+    )
+    # HMAC-SHA256 of the name under the site's key: the same name gives the same hash within
+    # the site, and the name cannot be read back from it.
+    name_hash = models.CharField(max_length=64)
+    name = models.CharField(max_length=1024, blank=True)
     outcome = models.CharField(max_length=16, choices=Outcome.choices)
     reason = models.TextField(blank=True)
     image = models.ForeignKey(
@@ -86,9 +117,18 @@ class UploadFile(models.Model):
 
     class Meta:
         ordering = ["id"]
+        indexes = [
+            models.Index(fields=["upload", "outcome", "id"], name="uploadfile_outcome_idx"),
+        ]
 
     def __str__(self) -> str:
-        return f"{self.name}: {self.outcome}"
+        return f"{self.label}: {self.outcome}"
+
+    @property
+    def label(self) -> str:
+        """How reports, pages and logs name the file: `#3`, or `#3/2` for entry 2 of an
+        archive."""
+        return f"#{self.index}" if self.entry is None else f"#{self.index}/{self.entry}"
 
 
 class ReviewStatus(models.TextChoices):
@@ -178,7 +218,13 @@ class Image(models.Model):
         constraints = [
             models.UniqueConstraint(
                 fields=["site", "sop_instance_uid"], name="image_unique_instance_per_site"
-            )
+            ),
+            # Backs the duplicate check (which locks the site row) if two uploads race.
+            models.UniqueConstraint(
+                fields=["site", "pixel_sha256"],
+                condition=~models.Q(pixel_sha256=""),
+                name="image_unique_pixels_per_site",
+            ),
         ]
 
     def __str__(self) -> str:

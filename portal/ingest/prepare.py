@@ -45,6 +45,9 @@ class Prepared:
     tmp_path: str
     size_bytes: int
     sha256: str
+    # sha256 of the Pixel Data value as the file stored it: the same film re-exported with
+    # new UIDs has the same one.
+    pixel_sha256: str
     ids: Deidentified
     age: Age
     sex: str
@@ -79,6 +82,7 @@ def prepare(path: str, site_key: bytes, limits: Limits, tmp_dir: str) -> Prepare
         check_radiograph(ds, limits)
         age = compute_age(ds)
         sex = normalise_sex(ds.get("PatientSex"))
+        pixel_sha256 = hashlib.sha256(ds.PixelData).hexdigest()
         step = "de-identify"
         ids = deidentify(ds, pseudonyms=Pseudonyms(key=site_key), age_days=age.days)
         step = "write"
@@ -101,7 +105,7 @@ def prepare(path: str, site_key: bytes, limits: Limits, tmp_dir: str) -> Prepare
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
-    return Prepared(tmp_name, size, sha256, ids, age, sex, acquisition)
+    return Prepared(tmp_name, size, sha256, pixel_sha256, ids, age, sex, acquisition)
 
 
 def _write_part10(ds: Dataset, out: BinaryIO) -> tuple[int, str]:

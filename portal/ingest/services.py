@@ -4,32 +4,37 @@ One file at a time: read, check, age, de-identify, de-duplicate, write, record, 
 transaction per file, so a bad file leaves nothing behind and never stops the rest.
 """
 
-import json
+import hashlib
+import hmac
 import logging
 import os
-import shutil
-import tempfile
+import traceback
 from collections import deque
-from collections.abc import Callable, Iterable
-from concurrent.futures import BrokenExecutor, Executor, Future, ProcessPoolExecutor
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import BrokenExecutor, Future, ProcessPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from multiprocessing import get_context
 from pathlib import Path
 
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
-from django.db import DataError, IntegrityError, transaction
-from django.db.models import F
+from django.db import DataError, IntegrityError, connection, transaction
+from django.db.models import Count, F, Q
 from django.utils import timezone
 
 from portal.celery import app as celery_app
+from portal.ingest import staging
 from portal.ingest.archive import Item, Source, ZipLimits, count_items, iter_items
 from portal.ingest.dicom import Limits
 from portal.ingest.models import Image, Site, Upload, UploadFile
 from portal.ingest.prepare import Prepared, Refused, prepare
+from portal.ingest.selectors import upload_expiry, upload_last_activity
 from portal.predictions.services import prediction_job_create_for_upload
 
 log = logging.getLogger(__name__)
 PROCESS_TASK = "portal.ingest.upload_process"
+EXPIRE_TASK = "portal.ingest.upload_expire_stale"
 DUPLICATE_REASON = "already stored for this site"
 Outcome = UploadFile.Outcome
 
@@ -42,70 +47,165 @@ def site_create(*, slug: str, name: str = "") -> Site:
     return Site.objects.create(slug=slug, name=name or slug)
 
 
+def file_name_hash(*, site: Site, name: str) -> str:
+    """HMAC-SHA256 of an uploader's name for a file, keyed by the site's secret: the same name
+    hashes the same within the site (a site that holds the name can find its line), and the
+    hash does not give the name back. Domain-separated from the UID pseudonyms."""
+    message = b"upload-file-name\0" + name.encode("utf-8", "surrogatepass")
+    return hmac.new(site.pseudonym_key.encode(), message, hashlib.sha256).hexdigest()
+
+
+@dataclass(frozen=True)
+class FileRef:
+    """Which file of an upload a report line is about: its position (`index`, and `entry`
+    inside an archive) and the uploader's name for it, which stays in memory unless the site
+    keeps names."""
+
+    index: int
+    entry: int | None
+    name: str
+
+
 def upload_create(*, site: Site, source: str, user=None) -> Upload:
     return Upload.objects.create(site=site, source=source, created_by=user)
 
 
-def _staging_dir(upload: Upload) -> Path:
-    return settings.DATA_DIR / "staging" / str(upload.pk)
+def _lock(upload: Upload) -> Upload:
+    """The upload's row, locked until the caller's transaction ends: every change of state
+    reads the state it starts from under this lock."""
+    return Upload.objects.select_for_update(no_key=True).get(pk=upload.pk)
 
 
-def upload_receive_files(*, upload: Upload, files: Iterable[tuple[str, UploadedFile]]) -> int:
-    """Move received files (already streamed to disk by Django) into the upload's staging
-    folder, keeping the name the uploader gave each one for the report."""
-    if upload.submitted_at is not None or upload.status != Upload.Status.RECEIVING:
-        raise IngestError(f"upload {upload.pk} was submitted; it takes no more files")
-    staging = _staging_dir(upload)
-    staging.mkdir(parents=True, exist_ok=True)
-    received = 0
-    with (staging / "manifest.jsonl").open("a") as manifest:
-        for name, uploaded in files:
-            fd, target = tempfile.mkstemp(prefix="f-", dir=staging)
-            os.close(fd)
-            if hasattr(uploaded, "temporary_file_path"):
-                shutil.move(uploaded.temporary_file_path(), target)
-            else:
-                with open(target, "wb") as out:
-                    for chunk in uploaded.chunks():
-                        out.write(chunk)
-            safe_name = (name or uploaded.name or "unnamed").replace("\\", "/").lstrip("/")
-            manifest.write(json.dumps({"name": safe_name[:1000], "file": Path(target).name}))
-            manifest.write("\n")
-            received += 1
-    Upload.objects.filter(pk=upload.pk).update(total_files=F("total_files") + received)
-    return received
+def _closed(upload: Upload) -> IngestError:
+    if upload.status == Upload.Status.EXPIRED:
+        return IngestError(
+            f"upload {upload.pk} expired (left open without a submit) and its files were "
+            "deleted; start a new upload"
+        )
+    return IngestError(
+        f"upload {upload.pk} was submitted ({upload.status}); it takes no more files"
+    )
+
+
+def upload_receive_files(*, upload: Upload, files: Sequence[tuple[str, UploadedFile]]) -> Upload:
+    """Stage a batch of received files (already on disk, in FILE_UPLOAD_TEMP_DIR) as the
+    upload's next files; refused once the upload is submitted or expired. Returns the upload
+    as it is after the batch."""
+    files = list(files)
+    with transaction.atomic():
+        locked = _lock(upload)
+        if locked.status != Upload.Status.RECEIVING:
+            raise _closed(locked)
+        named = [(staging.clean_name(name or f.name or ""), f) for name, f in files]
+        staging.stage(locked.uuid.hex, locked.received_files + 1, named)
+        Upload.objects.filter(pk=locked.pk).update(
+            received_files=F("received_files") + len(files),
+            total_files=F("total_files") + len(files),
+            last_received_at=timezone.now(),
+        )
+        locked.refresh_from_db()
+    return locked
 
 
 def upload_submit(*, upload: Upload) -> Upload:
-    """Close the upload to new files and queue its processing on the `default` queue."""
-    upload_id = upload.pk
-    claimed = Upload.objects.filter(
-        pk=upload_id, status=Upload.Status.RECEIVING, submitted_at__isnull=True
-    ).update(submitted_at=timezone.now())
-    if not claimed:
-        raise IngestError(f"upload {upload_id} was already submitted")
-    upload.refresh_from_db()
-    transaction.on_commit(
-        lambda: celery_app.send_task(PROCESS_TASK, args=[upload_id], queue="default")
-    )
-    return upload
+    """Close the upload to new files and queue its processing on the `default` queue. A
+    second submit changes nothing and queues nothing; an expired upload cannot be submitted.
+    Returns the upload in its state after the submit."""
+    with transaction.atomic():
+        locked = _lock(upload)
+        if locked.status == Upload.Status.EXPIRED:
+            raise _closed(locked)
+        if locked.status == Upload.Status.RECEIVING:
+            Upload.objects.filter(pk=locked.pk).update(
+                status=Upload.Status.SUBMITTED, submitted_at=timezone.now()
+            )
+            upload_id = locked.pk
+            transaction.on_commit(
+                lambda: celery_app.send_task(PROCESS_TASK, args=[upload_id], queue="default")
+            )
+            locked.refresh_from_db()
+    return locked
 
 
 def upload_process_staged(*, upload_id: int) -> Upload:
-    """What the Celery task runs: ingest the staged files, then drop the staging folder."""
+    """What the Celery task runs: ingest the staged files; the staging folder goes with the
+    end of processing. A redelivered task resumes a processing upload and leaves any other
+    state alone."""
     upload = Upload.objects.select_related("site").get(pk=upload_id)
-    if upload.status in (Upload.Status.DONE, Upload.Status.FAILED):
-        return upload  # a redelivered task after completion does nothing
-    staging = _staging_dir(upload)
-    sources = []
-    manifest = staging / "manifest.jsonl"
-    if manifest.exists():
-        for line in manifest.read_text().splitlines():
-            entry = json.loads(line)
-            sources.append(Source(path=staging / entry["file"], name=entry["name"]))
-    upload = upload_process(upload=upload, sources=sources)
-    shutil.rmtree(staging, ignore_errors=True)
-    return upload
+    if upload.status not in (Upload.Status.SUBMITTED, Upload.Status.PROCESSING):
+        return upload
+    try:
+        files = staging.staged_files(upload.uuid.hex, upload.received_files)
+    except (staging.StagingError, OSError, ValueError, KeyError) as exc:
+        reason = str(exc) if isinstance(exc, staging.StagingError) else type(exc).__name__
+        return _fail(upload, f"the staged files cannot be read: {reason}")
+    sources = [Source(path=f.path, name=f.name, reason=f.reason) for f in files]
+    return upload_process(upload=upload, sources=sources)
+
+
+def _fail(upload: Upload, reason: str) -> Upload:
+    """End an unfinished upload as failed and delete whatever of it is staged."""
+    with transaction.atomic():
+        locked = _lock(upload)
+        if locked.status in _OPEN:
+            Upload.objects.filter(pk=locked.pk).update(
+                status=Upload.Status.FAILED, failure_reason=reason, finished_at=timezone.now()
+            )
+        _counters_refresh(locked.pk)
+    staging.sweep(locked.uuid.hex)
+    locked.refresh_from_db()
+    return locked
+
+
+def upload_expire(*, upload: Upload, now: datetime | None = None) -> bool:
+    """Expire an upload left open past UPLOAD_EXPIRY_HOURS since its last batch, and delete
+    its staged files. False (and nothing done) when it is no longer open or was just used."""
+    cutoff = (now or timezone.now()) - upload_expiry()
+    with transaction.atomic():
+        locked = _lock(upload)
+        if locked.status != Upload.Status.RECEIVING or upload_last_activity(locked) >= cutoff:
+            return False
+        Upload.objects.filter(pk=locked.pk).update(
+            status=Upload.Status.EXPIRED,
+            failure_reason=f"left open for more than {_hours(upload_expiry())} without a submit",
+            finished_at=timezone.now(),
+        )
+    staging.sweep(locked.uuid.hex)
+    log.info("upload %s expired; its staged files were deleted", locked.pk)
+    return True
+
+
+def upload_expire_stale(*, now: datetime | None = None) -> int:
+    """What the periodic task runs: expire every upload left open too long, fail those
+    submitted that long ago whose processing never started (a lost message), and delete
+    staging folders and incoming parts that belong to no open upload. Returns how many
+    uploads it ended."""
+    now = now or timezone.now()
+    cutoff = now - upload_expiry()
+    ended = 0
+    stale = Upload.objects.filter(status=Upload.Status.RECEIVING).filter(
+        Q(last_received_at__lt=cutoff) | Q(last_received_at__isnull=True, created_at__lt=cutoff)
+    )
+    for upload in stale.only("pk"):
+        ended += upload_expire(upload=upload, now=now)
+    never_started = Upload.objects.filter(
+        status=Upload.Status.SUBMITTED, submitted_at__lt=cutoff
+    ).only("pk", "uuid")
+    for upload in never_started:
+        _fail(upload, f"processing did not start within {_hours(upload_expiry())} of the submit")
+        ended += 1
+    open_tokens = [
+        u.hex for u in Upload.objects.filter(status__in=_OPEN).values_list("uuid", flat=True)
+    ]
+    staging.sweep_orphans(keep=open_tokens, older_than_s=upload_expiry().total_seconds())
+    return ended
+
+
+_OPEN = (Upload.Status.RECEIVING, Upload.Status.SUBMITTED, Upload.Status.PROCESSING)
+
+
+def _hours(delta: timedelta) -> str:
+    return f"{delta.total_seconds() / 3600:g} h"
 
 
 def _zip_limits() -> ZipLimits:
@@ -114,6 +214,7 @@ def _zip_limits() -> ZipLimits:
         max_uncompressed_bytes=cfg["ZIP_MAX_UNCOMPRESSED_BYTES"],
         max_ratio=cfg["ZIP_MAX_RATIO"],
         max_entries=cfg["ZIP_MAX_ENTRIES"],
+        max_file_bytes=settings.PORTAL_MAX_FILE_BYTES,
     )
 
 
@@ -131,73 +232,80 @@ def upload_process(
     upload: Upload,
     sources: list[Source],
     on_total: Callable[[int], None] | None = None,
-    on_file: Callable[[UploadFile], None] | None = None,
+    on_file: Callable[[UploadFile, FileRef], None] | None = None,
 ) -> Upload:
     """Ingest every file of `sources` into `upload`, one transaction per file.
 
     Reading and de-identifying run in worker processes when the upload is large enough;
-    recording stays here, in upload order. Safe to run again after a crash: files already
-    in the report are skipped.
+    recording stays here, in upload order. `on_file` gets each report line with the
+    uploader's name for it (in memory only). Safe to run again after a crash: files already
+    in the report are skipped. However it ends, the upload's staging folder goes with it.
     """
     zip_limits, limits = _zip_limits(), _image_limits()
-    already = set(upload.files.values_list("name", flat=True)) if upload.processed_files else set()
     total = count_items(sources, zip_limits)
-    Upload.objects.filter(pk=upload.pk).update(
-        status=Upload.Status.PROCESSING, started_at=timezone.now(), total_files=total
-    )
+    upload = _begin(upload, total)
+    already = set(upload.files.values_list("index", "entry")) if upload.processed_files else set()
     if on_total:
         on_total(total)
     key = upload.site.pseudonym_key.encode()
-    tmp_dir = settings.DATA_DIR / "tmp"
+    tmp_dir = settings.DATA_DIR / "tmp"  # de-identified output, on the storage's file system
     tmp_dir.mkdir(parents=True, exist_ok=True)
-    pending: deque[tuple[Item, Future | None]] = deque()
+    work_dir = staging.folder(upload.uuid.hex) / "work"  # identified archive entries
+    work_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    pending: deque[tuple[Item, FileRef, Future | None]] = deque()
+    since_counted = 0
 
     def finish_oldest() -> None:
-        item, future = pending.popleft()
+        nonlocal since_counted
+        item, ref, future = pending.popleft()
+        outcome = None
         try:
-            outcome = _outcome(item, future)
-            record = _store(upload=upload, name=item.name, prepared=outcome)
+            outcome = preparer.outcome(item, future)
+            record = _store(upload=upload, name=ref, prepared=outcome)
+        except BaseException:
+            if isinstance(outcome, Prepared):  # not stored: its output goes too
+                Path(outcome.tmp_path).unlink(missing_ok=True)
+            raise
         finally:
             item.discard()
+        since_counted += 1
+        if since_counted >= COUNTER_BATCH:
+            _counters_refresh(upload.pk)
+            since_counted = 0
         if on_file:
-            on_file(record)
+            on_file(record, ref)
 
     try:
-        pool, workers = _executor(total - len(already))
-        with pool:
-            window = 8 * workers  # files read ahead of the recording, at most
-            for item in iter_items(sources, zip_limits, tmp_dir):
-                if item.name in already:
+        preparer = _Preparer(total - len(already), (key, limits, str(tmp_dir)))
+        with preparer:
+            window = 8 * preparer.workers  # files read ahead of the recording, at most
+            for item, ref in _numbered(sources, zip_limits, work_dir):
+                if (ref.index, ref.entry) in already:
                     item.discard()
                     continue
                 future = None
                 if item.path is not None:
-                    future = pool.submit(prepare, str(item.path), key, limits, str(tmp_dir))
-                pending.append((item, future))
+                    future = preparer.submit(str(item.path))
+                pending.append((item, ref, future))
                 while len(pending) > window:
                     finish_oldest()
             while pending:
                 finish_oldest()
+        upload = _finish(upload)
     except BaseException as exc:
-        for item, future in pending:
+        for item, _ref, future in pending:
             done_ok = future is not None and future.done() and future.exception() is None
             if done_ok and isinstance(result := future.result(), Prepared):
                 Path(result.tmp_path).unlink(missing_ok=True)
             item.discard()
-        log.exception("upload %s failed", upload.pk)
-        Upload.objects.filter(pk=upload.pk).update(
-            status=Upload.Status.FAILED,
-            failure_reason=f"ingest stopped: {type(exc).__name__}",
-            finished_at=timezone.now(),
-        )
+        # The type and the code path only: an exception's message can carry a file's path,
+        # and paths carry uploaders' names.
+        trace = "".join(traceback.format_tb(exc.__traceback__))
+        log.error("upload %s failed (%s)\n%s", upload.pk, type(exc).__name__, trace)
+        _fail(upload, f"ingest stopped: {type(exc).__name__}")
         raise
-    with transaction.atomic():
-        Upload.objects.filter(pk=upload.pk).update(
-            status=Upload.Status.DONE, finished_at=timezone.now()
-        )
-        upload.refresh_from_db()
-        if upload.accepted_count:
-            prediction_job_create_for_upload(upload=upload)
+    finally:
+        staging.sweep(upload.uuid.hex)
     log.info(
         "upload %s done: %s accepted, %s duplicates, %s rejected",
         upload.pk,
@@ -208,65 +316,245 @@ def upload_process(
     return upload
 
 
-def _outcome(item: Item, future: Future | None) -> Prepared | Refused:
-    if future is None:
-        return Refused(item.reason or "unreadable")
-    try:
-        return future.result()
-    except BrokenExecutor:
-        # TODO(issue 9): a worker process that dies on one file (a codec crash) breaks the
-        # pool and stops the upload; it should cost only that file.
-        raise
-    except OSError:
-        raise  # the server's disk, not the file: see `prepare`
-    except Exception as exc:  # `prepare` refuses bad files itself; this is a last resort
-        return Refused(f"the file could not be processed ({type(exc).__name__})")
+def _numbered(
+    sources: list[Source], zip_limits: ZipLimits, work_dir: Path
+) -> Iterator[tuple[Item, FileRef]]:
+    """Every item of `sources` with its position: folders are walked in the order archive
+    walks them, each file is the next index, and each entry of an archive the next entry."""
+    for index, source in enumerate(_files_of(sources), 1):
+        label = source.name or source.path.name
+        entry = 0
+        for item in iter_items([source], zip_limits, work_dir):
+            if item.name == label:
+                yield item, FileRef(index, None, item.name)
+            else:
+                entry += 1
+                yield item, FileRef(index, entry, item.name)
 
 
-class _InlineExecutor(Executor):
-    """Runs each call at once: small uploads do not pay for starting worker processes."""
+def _files_of(sources: list[Source]) -> Iterator[Source]:
+    """Folders opened into their files, named as `archive` names a folder's files."""
+    for source in sources:
+        if not source.path.is_dir():
+            yield source
+            continue
+        for folder, dirs, files in os.walk(source.path):
+            dirs.sort()
+            for filename in sorted(files):
+                path = Path(folder) / filename
+                relative = path.relative_to(source.path).as_posix()
+                name = f"{source.name}/{relative}" if source.name else relative
+                yield Source(path=path, name=name)
 
-    def submit(self, fn, /, *args, **kwargs) -> Future:  # type: ignore[override]
-        future: Future = Future()
-        try:
-            future.set_result(fn(*args, **kwargs))
-        except BaseException as exc:
-            future.set_exception(exc)
+
+def _begin(upload: Upload, total: int) -> Upload:
+    with transaction.atomic():
+        locked = _lock(upload)
+        if locked.status not in _OPEN:
+            raise IngestError(f"upload {locked.pk} is {locked.status}; it cannot be processed")
+        Upload.objects.filter(pk=locked.pk).update(
+            status=Upload.Status.PROCESSING,
+            started_at=locked.started_at or timezone.now(),
+            total_files=total,
+        )
+    return Upload.objects.select_related("site").get(pk=upload.pk)
+
+
+def _finish(upload: Upload) -> Upload:
+    with transaction.atomic():
+        locked = _lock(upload)
+        _counters_refresh(locked.pk)
+        if locked.status == Upload.Status.PROCESSING:
+            Upload.objects.filter(pk=locked.pk).update(
+                status=Upload.Status.DONE, finished_at=timezone.now()
+            )
+        upload.refresh_from_db()
+        if upload.status == Upload.Status.DONE and upload.accepted_count:
+            prediction_job_create_for_upload(upload=upload)
+    return upload
+
+
+CRASH_REASON = (
+    "the file crashed the image decoder (the process reading it died); it cannot be read safely"
+)
+
+
+class _Preparer:
+    """Runs `prepare` on each file: in worker processes when the upload is large enough, and
+    at once in this process for small ones (which do not pay for starting processes).
+
+    A worker that dies on a file (a native codec crash) breaks the pool and fails every file
+    in flight with it. Those files are then run again one at a time in a process of their
+    own, so that the one that kills its process again is known and costs only itself (a
+    rejection); the rest of the upload goes on in a new pool. An inline run has no such
+    protection: what kills the process kills the upload.
+    """
+
+    def __init__(
+        self, files: int, args: tuple, fn: Callable[..., Prepared | Refused] | None = None
+    ):
+        workers = settings.INGEST["WORKERS"]
+        self.parallel = workers > 1 and files >= settings.INGEST["PARALLEL_MIN_FILES"]
+        self.workers = workers if self.parallel else 1
+        self._fn, self._args = fn or prepare, args
+        self._pool = self._new_pool(self.workers) if self.parallel else None
+        self._in_flight: dict[Future, str] = {}  # in submission order
+        self._retried: dict[Future, Prepared | Refused] = {}
+
+    @staticmethod
+    def _new_pool(workers: int) -> ProcessPoolExecutor:
+        # Not fork: children must not inherit the parent's database connections or threads.
+        # A fork server is a clean process that imports `prepare` once; every worker (of this
+        # upload, of a pool rebuilt after a crash, of the next upload) is forked from it
+        # ready to run, instead of importing pydicom and numpy again as a spawned one would.
+        context = get_context("forkserver")
+        context.set_forkserver_preload(["portal.ingest.prepare"])
+        return ProcessPoolExecutor(max_workers=workers, mp_context=context)
+
+    def submit(self, path: str) -> Future:
+        future: Future
+        if self._pool is None:
+            future = Future()
+            try:
+                future.set_result(self._fn(path, *self._args))
+            except BaseException as exc:
+                future.set_exception(exc)
+            return future
+        future = self._pool.submit(self._fn, path, *self._args)
+        self._in_flight[future] = path
         return future
 
+    def outcome(self, item: Item, future: Future | None) -> Prepared | Refused:
+        if future is None:
+            return Refused(item.reason or "unreadable")
+        try:
+            if future in self._retried:
+                return self._retried.pop(future)
+            return future.result()
+        except BrokenExecutor:
+            self._recover()
+            return self._retried.pop(future)
+        except OSError:
+            raise  # the server's disk, not the file: see `prepare`
+        except Exception as exc:  # `prepare` refuses bad files itself; this is a last resort
+            return Refused(f"the file could not be processed ({type(exc).__name__})")
+        finally:
+            self._in_flight.pop(future, None)
 
-def _executor(files: int) -> tuple[Executor, int]:
-    workers = settings.INGEST["WORKERS"]
-    if workers <= 1 or files < settings.INGEST["PARALLEL_MIN_FILES"]:
-        return _InlineExecutor(), 1
-    # spawn, not fork: children must not inherit the parent's database connections.
-    return ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")), workers
+    def _recover(self) -> None:
+        broken = [
+            (future, path)
+            for future, path in self._in_flight.items()
+            if future not in self._retried and isinstance(future.exception(), BrokenExecutor)
+        ]
+        log.warning("an ingest worker died; %d files in flight are retried one by one", len(broken))
+        assert self._pool is not None
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        solo = self._new_pool(1)
+        try:
+            for future, path in broken:
+                try:
+                    self._retried[future] = solo.submit(self._fn, path, *self._args).result()
+                except BrokenExecutor:
+                    self._retried[future] = Refused(CRASH_REASON)
+                    solo.shutdown(wait=True)
+                    solo = self._new_pool(1)
+                except OSError:
+                    raise
+                except Exception as exc:
+                    reason = f"the file could not be processed ({type(exc).__name__})"
+                    self._retried[future] = Refused(reason)
+        finally:
+            solo.shutdown(wait=True)
+        self._pool = self._new_pool(self.workers)
+
+    def __enter__(self) -> "_Preparer":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+        for result in self._retried.values():  # retried but never recorded (the upload failed)
+            if isinstance(result, Prepared):
+                Path(result.tmp_path).unlink(missing_ok=True)
+        self._retried.clear()
 
 
-_COUNTERS = {
-    Outcome.ACCEPTED: "accepted_count",
-    Outcome.DUPLICATE: "duplicate_count",
-    Outcome.REJECTED: "rejected_count",
-}
+COUNTER_BATCH = 200  # report lines between two updates of the upload's counters
+
+
+def _counters_refresh(upload_id: int) -> None:
+    """Set the upload's counters from its report lines (an index-only count): once per batch
+    of files rather than a write per file, and right again after a crash."""
+    counts = dict(
+        UploadFile.objects.filter(upload_id=upload_id)
+        .order_by()
+        .values_list("outcome")
+        .annotate(n=Count("id"))
+    )
+    Upload.objects.filter(pk=upload_id).update(
+        processed_files=sum(counts.values()),
+        accepted_count=counts.get(Outcome.ACCEPTED, 0),
+        duplicate_count=counts.get(Outcome.DUPLICATE, 0),
+        rejected_count=counts.get(Outcome.REJECTED, 0),
+    )
 
 
 def _record(
-    upload: Upload, name: str, outcome: str, reason: str = "", image: Image | None = None
+    upload: Upload, ref: FileRef, outcome: str, reason: str = "", image: Image | None = None
 ) -> UploadFile:
-    """Write one report line and move the counters, atomically (joining the caller's
-    transaction if there is one)."""
-    with transaction.atomic(savepoint=False):
-        record = UploadFile.objects.create(
-            upload=upload, name=name, outcome=outcome, reason=reason, image=image
-        )
-        counter = _COUNTERS[outcome]
-        Upload.objects.filter(pk=upload.pk).update(
-            processed_files=F("processed_files") + 1, **{counter: F(counter) + 1}
-        )
-    return record
+    """Write one report line (joining the caller's transaction if there is one). The name is
+    kept only where the site keeps names; the hash and position always."""
+    site = upload.site
+    return UploadFile.objects.create(
+        upload=upload,
+        index=ref.index,
+        entry=ref.entry,
+        name_hash=file_name_hash(site=site, name=ref.name),
+        name=ref.name if site.keep_file_names else "",
+        outcome=outcome,
+        reason=reason,
+        image=image,
+    )
 
 
-def _store(*, upload: Upload, name: str, prepared: Prepared | Refused) -> UploadFile:
+def _duplicate_of(image: Image) -> tuple[str, Image] | None:
+    """The reason and the stored image that `image` has the pixels of, in its site: the
+    same instance again, or a re-export of the film under new UIDs. (An instance stored with
+    other pixels is found by the unique constraint on its UID.)
+
+    Locks the site's row first (until the caller's transaction ends), so that two uploads
+    storing the same film at once check and insert one after the other and the second finds
+    the first: a check without the lock would let both in on PostgreSQL. (SQLite has no row
+    locks, and needs none: it runs one writing transaction at a time.)"""
+    if connection.features.has_select_for_update:
+        list(Site.objects.select_for_update(no_key=True).filter(pk=image.site_id).values("pk"))
+    if not image.pixel_sha256:
+        return None
+    same = Image.objects.filter(site_id=image.site_id, pixel_sha256=image.pixel_sha256)
+    original = same.order_by("pk").only("pk", "uuid", "sop_instance_uid").first()
+    if original is None:
+        return None
+    if original.sop_instance_uid == image.sop_instance_uid:
+        return f"same instance (SOPInstanceUID) as image {original.uuid}", original
+    return f"same pixels as image {original.uuid}", original
+
+
+def _same_instance(image: Image) -> tuple[str, Image | None]:
+    """What a unique constraint found: the same instance, or the same pixels stored by an
+    upload that raced this one."""
+    site_images = Image.objects.filter(site_id=image.site_id).only("pk", "uuid")
+    original = site_images.filter(sop_instance_uid=image.sop_instance_uid).first()
+    if original is not None:
+        return f"same instance (SOPInstanceUID) as image {original.uuid}", original
+    if image.pixel_sha256:
+        original = site_images.filter(pixel_sha256=image.pixel_sha256).first()
+        if original is not None:
+            return f"same pixels as image {original.uuid}", original
+    return DUPLICATE_REASON, None  # deleted meanwhile
+
+
+def _store(*, upload: Upload, name: FileRef, prepared: Prepared | Refused) -> UploadFile:
     """De-duplicate, then record the image and move its file into storage in one transaction."""
     if isinstance(prepared, Refused):
         return _record(upload, name, Outcome.REJECTED, prepared.reason)
@@ -278,6 +566,7 @@ def _store(*, upload: Upload, name: str, prepared: Prepared | Refused) -> Upload
             upload=upload,
             size_bytes=prepared.size_bytes,
             sha256=prepared.sha256,
+            pixel_sha256=prepared.pixel_sha256,
             sop_instance_uid=prepared.ids.sop_instance_uid,
             study_instance_uid=prepared.ids.study_instance_uid,
             series_instance_uid=prepared.ids.series_instance_uid,
@@ -293,12 +582,14 @@ def _store(*, upload: Upload, name: str, prepared: Prepared | Refused) -> Upload
         target.parent.mkdir(parents=True, exist_ok=True)
         try:
             with transaction.atomic():
+                if original := _duplicate_of(image):
+                    return _record(upload, name, Outcome.DUPLICATE, *original)
                 image.save()
                 record = _record(upload, name, Outcome.ACCEPTED, image=image)
                 os.replace(tmp, target)
         except IntegrityError:
-            # The unique (site, remapped SOPInstanceUID) constraint is the duplicate check.
-            return _record(upload, name, Outcome.DUPLICATE, DUPLICATE_REASON)
+            # A unique constraint (site and remapped SOPInstanceUID, or site and pixels).
+            return _record(upload, name, Outcome.DUPLICATE, *_same_instance(image))
         except DataError as exc:
             # A value the database refuses (out of range, not valid JSON) is this file's fault.
             target.unlink(missing_ok=True)

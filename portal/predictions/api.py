@@ -9,15 +9,14 @@ from drf_spectacular.utils import (
     inline_serializer,
 )
 from rest_framework import serializers, status
-from rest_framework.exceptions import PermissionDenied
-from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from portal.accounts.models import UPLOAD_ROLES
 from portal.accounts.selectors import has_role, site_scope
-from portal.core.pagination import MAX_LIMIT
+from portal.core.api import CURSOR_PARAMETERS, cursor_page, cursor_page_schema
 from portal.ingest.models import Site, Upload
 from portal.predictions import selectors, services
 from portal.predictions.models import ModelVersion, PredictionJob
@@ -41,8 +40,17 @@ _JOB_FIELDS = {
 _JOB = inline_serializer("PredictionJobStatus", _JOB_FIELDS)
 
 
+def _render_jobs(jobs: list[PredictionJob]) -> list[dict]:
+    return [selectors.job_status(job=job) for job in jobs]
+
+
+def _render_predictions(predictions: list) -> list[dict]:
+    return [selectors.prediction_data(prediction=p) for p in predictions]
+
+
 class JobListCreateApi(APIView):
-    """List jobs (`?upload=`, `?site=`), or queue a job for a site or an upload."""
+    """List jobs newest first in cursor pages (`?upload=`, `?site=`), or queue a job for a site
+    or an upload."""
 
     @extend_schema_serializer(component_name="JobCreateInput")
     class InputSerializer(serializers.Serializer):
@@ -56,17 +64,21 @@ class JobListCreateApi(APIView):
             return attrs
 
     @extend_schema(
-        parameters=[OpenApiParameter("upload", int), OpenApiParameter("site", str)],
-        responses=inline_serializer("PredictionJobStatusList", _JOB_FIELDS, many=True),
+        operation_id="jobs_list",
+        parameters=[OpenApiParameter("upload", int), OpenApiParameter("site", str)]
+        + CURSOR_PARAMETERS,
+        responses=cursor_page_schema("PredictionJobPage", _JOB_FIELDS),
     )
     def get(self, request: Request) -> Response:
         upload = request.query_params.get("upload")
+        if upload is not None and not upload.isdigit():
+            raise ValidationError({"upload": ["an upload id (a whole number)"]})
         jobs = selectors.job_list(
             user=request.user,
-            upload_id=int(upload) if upload and upload.isdigit() else None,
+            upload_id=int(upload) if upload is not None else None,
             site=request.query_params.get("site"),
-        )[:200]
-        return Response([selectors.job_status(job=job) for job in jobs])
+        )
+        return cursor_page(request, jobs, ["-id"], _render_jobs)
 
     @extend_schema(request=InputSerializer, responses={201: _JOB})
     def post(self, request: Request) -> Response:
@@ -111,34 +123,26 @@ class JobDetailApi(APIView):
 
 
 class PredictionListApi(APIView):
-    """Predictions, filtered by `?site=` and `?model=`, paginated (`?limit=`, `?offset=`)."""
+    """Predictions in id order, filtered by `?site=` and `?model=`, in cursor pages."""
 
     @extend_schema(
-        parameters=[OpenApiParameter("site", str), OpenApiParameter("model", str)],
-        responses=inline_serializer(
+        parameters=[OpenApiParameter("site", str), OpenApiParameter("model", str)]
+        + CURSOR_PARAMETERS,
+        responses=cursor_page_schema(
             "PredictionPage",
             {
-                "count": serializers.IntegerField(),
-                "next": serializers.URLField(allow_null=True),
-                "previous": serializers.URLField(allow_null=True),
-                "results": inline_serializer(
-                    "PredictionRow",
-                    {
-                        "id": serializers.IntegerField(),
-                        "image": serializers.IntegerField(),
-                        "site": serializers.CharField(),
-                        "model": serializers.CharField(),
-                        "age_days": serializers.IntegerField(allow_null=True),
-                        "recorded_age_days": serializers.IntegerField(),
-                        "residual_days": serializers.IntegerField(allow_null=True),
-                        "score": serializers.FloatField(allow_null=True),
-                        "error": serializers.CharField(),
-                        "heatmap_url": serializers.CharField(allow_null=True),
-                        "timing_ms": serializers.DictField(),
-                        "created_at": serializers.DateTimeField(),
-                    },
-                    many=True,
-                ),
+                "id": serializers.IntegerField(),
+                "image": serializers.IntegerField(),
+                "site": serializers.CharField(),
+                "model": serializers.CharField(),
+                "age_days": serializers.IntegerField(allow_null=True),
+                "recorded_age_days": serializers.IntegerField(),
+                "residual_days": serializers.IntegerField(allow_null=True),
+                "score": serializers.FloatField(allow_null=True),
+                "error": serializers.CharField(),
+                "heatmap_url": serializers.CharField(allow_null=True),
+                "timing_ms": serializers.DictField(),
+                "created_at": serializers.DateTimeField(),
             },
         ),
     )
@@ -148,10 +152,4 @@ class PredictionListApi(APIView):
             site=request.query_params.get("site"),
             model=request.query_params.get("model"),
         )
-        paginator = LimitOffsetPagination()
-        paginator.default_limit = 100
-        paginator.max_limit = MAX_LIMIT
-        page = paginator.paginate_queryset(predictions, request, view=self)
-        return paginator.get_paginated_response(
-            [selectors.prediction_data(prediction=p) for p in page]
-        )
+        return cursor_page(request, predictions, ["id"], _render_predictions)

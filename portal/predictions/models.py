@@ -3,6 +3,7 @@
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 from portal.ingest.models import Image, Site, Upload
 
@@ -50,15 +51,50 @@ class PredictionJob(models.Model):
     done_count = models.PositiveIntegerField(default=0)
     failed_count = models.PositiveIntegerField(default=0)
     batches = models.PositiveIntegerField(default=0)
+    # Dispatch rounds: 1 when created, one more each time the sweep re-dispatches a stalled job
+    # (at most PORTAL_JOB_MAX_DISPATCHES). A dispatch task of an older round stops at once.
+    dispatches = models.PositiveSmallIntegerField(default=0)
+    # The last image id this round has sent: a dispatch that stopped resumes after it.
+    dispatch_cursor = models.BigIntegerField(default=0)
+    # The last time a batch was sent or an image of the job was answered: the stall clock.
+    progressed_at = models.DateTimeField(default=timezone.now)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
+        indexes = [models.Index(fields=["finished_at", "progressed_at"], name="job_stall_idx")]
 
     def __str__(self) -> str:
         return f"job {self.pk} ({self.model_version.name}, {self.state})"
+
+
+class JobImage(models.Model):
+    """One image of one job: counted once, however often its answer arrives and however many
+    unfinished jobs hold the image (an upload's job and a site-wide one)."""
+
+    class State(models.TextChoices):
+        PENDING = "pending"
+        DONE = "done"
+        FAILED = "failed"
+
+    # The unique (job, image) index serves lookups by job; no index of its own.
+    job = models.ForeignKey(
+        PredictionJob, on_delete=models.CASCADE, related_name="rows", db_index=False
+    )
+    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="+")
+    state = models.CharField(max_length=8, choices=State.choices, default=State.PENDING)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["job", "image"], name="one_row_per_job_and_image")
+        ]
+        # Dispatch walks a job's pending rows in image order.
+        indexes = [models.Index(fields=["job", "state", "image"], name="job_image_pending_idx")]
+
+    def __str__(self) -> str:
+        return f"job {self.job_id} image {self.image_id}: {self.state}"
 
 
 class Prediction(models.Model):

@@ -7,6 +7,7 @@ from django.utils import timezone
 from portal.accounts.selectors import site_scope
 from portal.ingest.models import Image
 from portal.predictions.models import Prediction, PredictionJob
+from portal.predictions.paths import strip_server_paths
 
 
 def job_status(*, job: PredictionJob) -> dict:
@@ -18,7 +19,7 @@ def job_status(*, job: PredictionJob) -> dict:
     return {
         "id": job.pk,
         "state": job.state,
-        "failure_reason": job.failure_reason,
+        "failure_reason": strip_server_paths(job.failure_reason),
         "model": job.model_version.name,
         "site": job.site.slug if job.site else None,
         "upload": job.upload_id,
@@ -36,7 +37,7 @@ def job_status(*, job: PredictionJob) -> dict:
 def job_list(
     *, user, upload_id: int | None = None, site: str | None = None
 ) -> QuerySet[PredictionJob]:
-    """Jobs of the user's sites (jobs over every site: superusers only)."""
+    """Jobs of the user's sites (jobs over every site: superusers only), newest first."""
     jobs = PredictionJob.objects.select_related("model_version", "site").filter(
         site_scope(user=user)
     )
@@ -50,13 +51,13 @@ def job_list(
 def prediction_list(
     *, user, site: str | None = None, model: str | None = None
 ) -> QuerySet[Prediction]:
-    predictions = (
-        Prediction.objects.select_related("model_version", "image__site")
-        .filter(site_scope(user=user, field="image__site"))
-        .order_by("id")
+    """Predictions of the user's sites; the prediction's own site column keeps the filter on
+    one table."""
+    predictions = Prediction.objects.select_related("model_version", "image__site").filter(
+        site_scope(user=user)
     )
     if site:
-        predictions = predictions.filter(image__site__slug=site)
+        predictions = predictions.filter(site__slug=site)
     if model:
         predictions = predictions.filter(model_version__name=model)
     return predictions
@@ -72,7 +73,7 @@ def prediction_data(*, prediction: Prediction) -> dict:
         "recorded_age_days": prediction.image.age_days,
         "residual_days": prediction.residual_days,
         "score": prediction.score,
-        "error": prediction.error,
+        "error": strip_server_paths(prediction.error),
         "heatmap_url": reverse("api-image-heatmap", args=[prediction.image_id])
         + f"?model={prediction.model_version.name}"
         if prediction.heatmap

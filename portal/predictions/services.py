@@ -1,7 +1,8 @@
 """Model versions, prediction jobs and storing what the inference workers send back.
 
 The portal never runs the model: it sends batches by task name to the `inference` queue and the
-workers answer by task name on the `default` queue (DESIGN.md, How data flows, step 2).
+workers answer by task name on the `default` queue (DESIGN.md, How data flows, step 2). Sending
+and recovering stalled jobs live in `dispatch.py`.
 """
 
 import json
@@ -10,7 +11,7 @@ import shutil
 from pathlib import Path
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 from django.utils.text import slugify
@@ -19,12 +20,19 @@ from inference_worker import card as checkpoint_card
 from inference_worker.metrics import DAYS_PER_MONTH, age_group
 from portal.celery import app as celery_app
 from portal.ingest.models import Image, Site, Upload
-from portal.predictions.models import ModelVersion, Prediction, PredictionJob
+from portal.predictions.models import JobImage, ModelVersion, Prediction, PredictionJob
+from portal.predictions.paths import strip_server_paths
 
 log = logging.getLogger(__name__)
 PREDICT_TASK = "inference_worker.predict_batch"
 STORE_TASK = "portal.predictions.store_results"
+DISPATCH_TASK = "portal.predictions.dispatch"
+SWEEP_TASK = "portal.predictions.sweep"
 INFERENCE_QUEUE = "inference"
+DEFAULT_QUEUE = "default"
+# Every message the portal sends for a job carries its id here too, so that the sweep can tell
+# which jobs the queues still hold without decoding bodies.
+JOB_HEADER = "portal_job"
 CARD, WEIGHTS = checkpoint_card.CARD, checkpoint_card.WEIGHTS
 
 
@@ -97,37 +105,72 @@ def prediction_job_create(
     upload: Upload | None = None,
     image_ids: list[int] | None = None,
     user=None,
+    retry_failed: bool = False,
 ) -> PredictionJob:
     """Queue every image of the site, upload or list that has no prediction from this version
-    yet."""
+    yet (with `retry_failed`: whose prediction from it failed). Images the worker found
+    unreadable are left out: no retry can read them.
+
+    Only the job and its (job, image) rows are written here; the batches are sent by the
+    dispatch task, enqueued when the transaction commits, in chunks that can resume.
+    """
     version = model_version or active_model_version()
     if version is None:
         raise PredictionError("no active model version: register one with model_register")
-    images: QuerySet[Image] = Image.objects.all()
+    images: QuerySet[Image] = Image.objects.filter(unreadable="")
     if image_ids is not None:
         images = images.filter(pk__in=image_ids)
     if upload is not None:
         images = images.filter(upload=upload)
     elif site is not None:
         images = images.filter(site=site)
-    ids = list(
-        images.exclude(predictions__model_version=version)
-        .order_by("id")
-        .values_list("id", flat=True)
-    )
-    now = timezone.now()
+    version_predictions = Prediction.objects.filter(model_version=version)
+    if retry_failed:
+        images = images.filter(pk__in=version_predictions.exclude(error="").values("image_id"))
+    else:
+        images = images.exclude(pk__in=version_predictions.values("image_id"))
     job = PredictionJob.objects.create(
         model_version=version,
         site=site or (upload.site if upload else None),
         upload=upload,
         created_by=user,
-        total=len(ids),
-        state=PredictionJob.State.QUEUED if ids else PredictionJob.State.DONE,
-        finished_at=None if ids else now,
+        dispatches=1,
     )
-    if ids:
-        transaction.on_commit(lambda: _dispatch(job.pk, ids))
+    total = _job_rows_create(job=job, images=images)
+    if total:
+        PredictionJob.objects.filter(pk=job.pk).update(total=total)
+        job.total = total
+        transaction.on_commit(lambda: dispatch_enqueue(job_id=job.pk, round_=1))
+    else:
+        job.state, job.finished_at = PredictionJob.State.DONE, timezone.now()
+        job.save(update_fields=["state", "finished_at"])
     return job
+
+
+def _job_rows_create(*, job: PredictionJob, images: QuerySet[Image]) -> int:
+    """One `INSERT ... SELECT`: a site's 128,000 ids never travel through Python."""
+    select_sql, params = images.order_by().values("id").query.sql_with_params()
+    table = JobImage._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (job_id, image_id, state) "  # noqa: S608 (names are ours)
+            f"SELECT %s, selected.id, %s FROM ({select_sql}) selected",
+            [job.pk, JobImage.State.PENDING, *params],
+        )
+        return cursor.rowcount
+
+
+def dispatch_enqueue(*, job_id: int, round_: int) -> None:
+    """Send the dispatch task; a broker that is down leaves the job for the sweep to find."""
+    try:
+        celery_app.send_task(
+            DISPATCH_TASK,
+            args=[job_id, round_],
+            queue=DEFAULT_QUEUE,
+            headers={JOB_HEADER: job_id},
+        )
+    except Exception:  # the broker is down: the sweep re-dispatches once it is back
+        log.exception("job %s: could not enqueue its dispatch", job_id)
 
 
 def prediction_job_create_for_upload(*, upload: Upload) -> PredictionJob | None:
@@ -136,43 +179,6 @@ def prediction_job_create_for_upload(*, upload: Upload) -> PredictionJob | None:
         log.info("upload %s: no active model version, nothing queued", upload.pk)
         return None
     return prediction_job_create(upload=upload)
-
-
-def _dispatch(job_id: int, image_ids: list[int]) -> None:
-    job = PredictionJob.objects.select_related("model_version").get(pk=job_id)
-    version = job.model_version
-    size = settings.PREDICT_BATCH_SIZE
-    model = {"name": version.name, "path": version.path, "sha256": version.sha256}
-    batches = 0
-    try:
-        for start in range(0, len(image_ids), size):
-            rows = Image.objects.filter(pk__in=image_ids[start : start + size]).order_by("id")
-            payload = {
-                "job": job.pk,
-                "model": model,
-                "attempt": 1,
-                "images": [
-                    {
-                        "id": img.pk,
-                        "path": img.file,
-                        "sex": img.sex,
-                        "heatmap": f"heatmaps/{version.name}/{img.uuid}.png",
-                    }
-                    for img in rows
-                ],
-            }
-            celery_app.send_task(PREDICT_TASK, args=[payload], queue=INFERENCE_QUEUE)
-            batches += 1
-    except Exception as exc:  # the broker is down: say so on the job
-        log.exception("job %s: could not queue batch %s", job_id, batches + 1)
-        PredictionJob.objects.filter(pk=job_id).update(
-            state=PredictionJob.State.FAILED,
-            batches=batches,
-            finished_at=timezone.now(),
-            failure_reason=f"could not queue the work ({type(exc).__name__}); run predict again",
-        )
-        return
-    PredictionJob.objects.filter(pk=job_id).update(batches=batches)
 
 
 def outlier_score(*, card: dict, predicted_days: int, recorded_days: int, sex: str) -> float:
@@ -185,64 +191,143 @@ def outlier_score(*, card: dict, predicted_days: int, recorded_days: int, sex: s
     return abs(predicted_days - recorded_days) / DAYS_PER_MONTH / float(months)
 
 
+_REPLACED_FIELDS = [
+    "job",
+    "site",
+    "age_days",
+    "residual_days",
+    "score",
+    "heatmap",
+    "heatmap_sha256",
+    "error",
+    "timing_ms",
+    "worker",
+    "created_at",
+]
+
+
+def _prediction_values(*, version: ModelVersion, image: Image, result: dict, worker: str) -> dict:
+    age = result.get("age_days")
+    error = result.get("error") or ("" if age is not None else "the worker sent no age")
+    if error:
+        age = None
+    return {
+        "site_id": image.site_id,
+        "age_days": age,
+        "residual_days": None if age is None else age - image.age_days,
+        "score": None
+        if age is None
+        else outlier_score(
+            card=version.card, predicted_days=age, recorded_days=image.age_days, sex=image.sex
+        ),
+        "heatmap": "" if error else (result.get("heatmap") or ""),
+        "heatmap_sha256": "" if error else (result.get("heatmap_sha256") or "")[:64],
+        "error": strip_server_paths(str(error))[:2000],
+        "timing_ms": result.get("ms") or {},
+        "worker": worker[:255],
+    }
+
+
 def prediction_results_store(*, answer: dict) -> PredictionJob | None:
-    """Store a worker's answer: one prediction per image and version, however often the same
-    answer arrives; the job's counters move only for images that are new to it."""
+    """Store a worker's answer for one batch in one transaction, in bulk.
+
+    One prediction per image and version: a stored success is never replaced; a stored failure
+    is replaced by the new answer (a retry). A failure marked `unreadable` also marks the image
+    (the review queue leaves it out). Every unfinished job of this version that holds one of the
+    images counts it once, from the outcome actually stored.
+    """
     version = ModelVersion.objects.get(name=answer["model"])
-    job_id = answer.get("job")
+    results = {
+        r["image"]: r for r in answer.get("results") or [] if isinstance(r.get("image"), int)
+    }
+    worker = str(answer.get("worker") or "")
+    now = timezone.now()
     with transaction.atomic():
-        job = PredictionJob.objects.select_for_update().filter(pk=job_id).first()
-        done = failed = 0
-        images = {
-            img.pk: img
-            for img in Image.objects.filter(pk__in=[r["image"] for r in answer["results"]]).only(
-                "pk", "site_id", "age_days", "sex"
-            )
+        job_id = PredictionJob.objects.filter(pk=answer.get("job")).values_list("pk", flat=True)
+        job_id = job_id.first()
+        images = Image.objects.filter(pk__in=list(results)).only("pk", "site_id", "age_days", "sex")
+        images = {image.pk: image for image in images}  # a deleted image is skipped
+        existing = {
+            p.image_id: p
+            for p in Prediction.objects.select_for_update()
+            .filter(model_version=version, image_id__in=list(images))
+            .only("pk", "image_id", "error")
         }
-        for result in answer["results"]:
-            image = images.get(result["image"])
-            if image is None:
-                continue  # deleted meanwhile
-            age = result.get("age_days")
-            prediction, created = Prediction.objects.get_or_create(
-                image_id=result["image"],
-                model_version=version,
-                defaults={
-                    "job": job,
-                    "site_id": image.site_id,
-                    "age_days": age,
-                    "residual_days": None if age is None else age - image.age_days,
-                    "score": None
-                    if age is None
-                    else outlier_score(
-                        card=version.card,
-                        predicted_days=age,
-                        recorded_days=image.age_days,
-                        sex=image.sex,
-                    ),
-                    "heatmap": result.get("heatmap") or "",
-                    "heatmap_sha256": (result.get("heatmap_sha256") or "")[:64],
-                    "error": result.get("error", "")[:2000],
-                    "timing_ms": result.get("ms") or {},
-                    "worker": answer.get("worker", "")[:255],
-                },
+        new, replaced = [], []
+        for image_id, image in images.items():
+            values = _prediction_values(
+                version=version, image=image, result=results[image_id], worker=worker
             )
-            if job is not None and (created or prediction.job_id != job.pk):
-                done += prediction.succeeded
-                failed += not prediction.succeeded
-        if job is None:
-            return None
-        job.done_count += done
-        job.failed_count += failed
-        now = timezone.now()
+            old = existing.get(image_id)
+            if old is None:
+                new.append(
+                    Prediction(image_id=image_id, model_version=version, job_id=job_id, **values)
+                )
+            elif old.error:
+                for name, value in {**values, "job_id": job_id, "created_at": now}.items():
+                    setattr(old, name, value)
+                replaced.append(old)
+        Prediction.objects.bulk_create(new, ignore_conflicts=True)
+        if replaced:
+            Prediction.objects.bulk_update(replaced, _REPLACED_FIELDS)
+        _mark_unreadable(results=results, image_ids=images)
+        stored = Prediction.objects.filter(model_version=version, image_id__in=list(images))
+        outcome = dict(stored.values_list("image_id", "error"))
+        done = [i for i, error in outcome.items() if not error]
+        failed = [i for i, error in outcome.items() if error]
+        _job_rows_settle(version=version, done=done, failed=failed, now=now)
+    return PredictionJob.objects.filter(pk=job_id).first() if job_id else None
+
+
+def _mark_unreadable(*, results: dict[int, dict], image_ids) -> None:
+    """`unreadable: true` failures: the image itself cannot be decoded; one update per reason."""
+    by_reason: dict[str, list[int]] = {}
+    for image_id in image_ids:
+        result = results[image_id]
+        if result.get("unreadable") is True:
+            reason = strip_server_paths(str(result.get("error") or "unreadable"))[:500]
+            by_reason.setdefault(reason, []).append(image_id)
+    for reason, ids in by_reason.items():
+        Image.objects.filter(pk__in=ids).update(unreadable=reason)
+
+
+def _job_rows_settle(*, version: ModelVersion, done: list[int], failed: list[int], now) -> None:
+    """Pending rows of these images become done or failed in every job of this version, and each
+    job's counters move by exactly the rows that changed (the jobs are locked in id order)."""
+    pending = JobImage.objects.filter(
+        image_id__in=done + failed, state=JobImage.State.PENDING, job__model_version=version
+    )
+    job_ids = sorted(set(pending.values_list("job_id", flat=True)))
+    for job in PredictionJob.objects.select_for_update().filter(pk__in=job_ids).order_by("pk"):
+        rows = JobImage.objects.filter(job=job, state=JobImage.State.PENDING)
+        moved_done = rows.filter(image_id__in=done).update(state=JobImage.State.DONE)
+        moved_failed = rows.filter(image_id__in=failed).update(state=JobImage.State.FAILED)
+        if not moved_done + moved_failed:
+            continue
+        job.done_count += moved_done
+        job.failed_count += moved_failed
+        job.progressed_at = now
         if job.state == PredictionJob.State.QUEUED:
             job.state, job.started_at = PredictionJob.State.RUNNING, now
         if job.done_count + job.failed_count >= job.total and job.finished_at is None:
-            finished_all_failed = job.done_count == 0 and job.total > 0
-            job.state = (
-                PredictionJob.State.FAILED if finished_all_failed else PredictionJob.State.DONE
-            )
-            job.failure_reason = "every image failed" if finished_all_failed else ""
-            job.finished_at = now
-        job.save()
-    return job
+            prediction_job_finish(job=job, now=now)
+        job.save(
+            update_fields=[
+                "done_count",
+                "failed_count",
+                "progressed_at",
+                "state",
+                "started_at",
+                "finished_at",
+                "failure_reason",
+            ]
+        )
+
+
+def prediction_job_finish(*, job: PredictionJob, now, reason: str = "") -> None:
+    """Set the end state (not saved): failed with `reason`, or when every image failed."""
+    all_failed = job.done_count == 0 and job.failed_count > 0
+    failed = bool(reason) or all_failed
+    job.state = PredictionJob.State.FAILED if failed else PredictionJob.State.DONE
+    job.failure_reason = reason or ("every image failed" if all_failed else "")
+    job.finished_at = now

@@ -5,13 +5,20 @@ from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import extend_schema, extend_schema_serializer, inline_serializer
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    extend_schema,
+    extend_schema_serializer,
+    inline_serializer,
+)
 from rest_framework import serializers, status
 from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from portal.core.api import errors
 from portal.predictions.models import ModelVersion
 from portal.reports import output, selectors, services
 from portal.reports.models import Report
@@ -79,7 +86,7 @@ class ReportCreateApi(APIView):
         age_groups = serializers.CharField(required=False, help_text="e.g. 0,1,3,6,12,18")
         internal_sites = serializers.ListField(child=serializers.SlugField(), required=False)
 
-    @extend_schema(request=InputSerializer, responses={202: _REPORT})
+    @extend_schema(request=InputSerializer, responses={202: _REPORT, **errors(400, 404)})
     def post(self, request: Request) -> Response:
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -100,7 +107,13 @@ class ReportDetailApi(APIView):
 class ReportDownloadApi(APIView):
     """The report as `html`, `csv`, `json` or `pdf`."""
 
-    @extend_schema(responses={(200, "application/octet-stream"): bytes})
+    @extend_schema(
+        parameters=[OpenApiParameter("fmt", str, OpenApiParameter.PATH, enum=list(output.FORMATS))],
+        responses={
+            (200, output.CONTENT_TYPES[fmt]): OpenApiTypes.OBJECT if fmt == "json" else bytes
+            for fmt in output.FORMATS
+        },
+    )
     def get(self, request: Request, report_id: int, fmt: str) -> HttpResponse:
         report = get_object_or_404(selectors.report_list(user=request.user), pk=report_id)
         if fmt not in output.FORMATS or report.state != Report.State.DONE:

@@ -26,7 +26,14 @@ from portal.accounts.selectors import (
     holds_role_anywhere,
     is_lead_anywhere,
 )
-from portal.core.api import CURSOR_PARAMETERS, cursor_page, cursor_page_schema
+from portal.core.api import (
+    CURSOR_PARAMETERS,
+    WHOLE_NUMBER,
+    cursor_page,
+    cursor_page_schema,
+    errors,
+    single_values,
+)
 from portal.core.files import stored_file_response
 from portal.ingest.models import Image, ReviewStatus
 from portal.predictions.models import Prediction
@@ -43,7 +50,12 @@ def _image(request: Request, image_id: int) -> Image:
     )
 
 
+# Query parameters of numbers or choices: empty is refused by the API (pages read it as "any").
+_NOT_BLANK = ("sex", "status", "min_age_days", "max_age_days", "has_prediction", "image", "limit")
+
+
 def _filters(cls, request: Request):
+    single_values(request, not_blank=_NOT_BLANK)
     try:
         return cls.from_query(request.query_params)
     except selectors.FilterError as exc:
@@ -64,10 +76,10 @@ _IMAGE_ROW = {
 }
 _IMAGE_FILTERS = [
     OpenApiParameter("site", str),
-    OpenApiParameter("sex", str, enum=["M", "F", "O"]),
+    OpenApiParameter("sex", str, enum=list(selectors.SEXES)),
     OpenApiParameter("status", str, enum=ReviewStatus.values),
-    OpenApiParameter("min_age_days", int),
-    OpenApiParameter("max_age_days", int),
+    OpenApiParameter("min_age_days", WHOLE_NUMBER),
+    OpenApiParameter("max_age_days", WHOLE_NUMBER),
     OpenApiParameter("has_prediction", bool, description="with the active model's prediction"),
 ]
 
@@ -78,7 +90,7 @@ class ImageListApi(APIView):
     @extend_schema(
         operation_id="images_list",
         parameters=_IMAGE_FILTERS + CURSOR_PARAMETERS,
-        responses=cursor_page_schema("ImageList", _IMAGE_ROW),
+        responses={200: cursor_page_schema("ImageList", _IMAGE_ROW), **errors(400)},
     )
     def get(self, request: Request) -> Response:
         filters = _filters(selectors.ImageFilters, request)
@@ -158,9 +170,11 @@ class ImageHeatmapApi(APIView):
     """The heatmap PNG of the image under `?model=` (default: the latest prediction's)."""
 
     @extend_schema(
-        parameters=[OpenApiParameter("model", str)], responses={(200, "image/png"): bytes}
+        parameters=[OpenApiParameter("model", str)],
+        responses={(200, "image/png"): bytes, **errors(400)},
     )
     def get(self, request: Request, image_id: int) -> FileResponse:
+        single_values(request, names=("model",))
         image = _image(request, image_id)
         model = request.query_params.get("model")
         prediction = (
@@ -176,7 +190,7 @@ class ImageHeatmapApi(APIView):
 
 _QUEUE_FILTERS = [
     OpenApiParameter("site", str),
-    OpenApiParameter("sex", str, enum=["M", "F", "O"]),
+    OpenApiParameter("sex", str, enum=list(selectors.SEXES)),
     OpenApiParameter("age_group", str, description="recorded age in years, LOW-HIGH, e.g. 1-3"),
     OpenApiParameter("status", str, enum=[s.value for s in selectors.OPEN_STATUSES]),
 ]
@@ -195,7 +209,7 @@ class QueueApi(APIView):
 
     @extend_schema(
         parameters=_QUEUE_FILTERS + CURSOR_PARAMETERS,
-        responses=cursor_page_schema("ReviewQueue", _QUEUE_ROW),
+        responses={200: cursor_page_schema("ReviewQueue", _QUEUE_ROW), **errors(400)},
     )
     def get(self, request: Request) -> Response:
         filters = _filters(selectors.QueueFilters, request)
@@ -225,6 +239,7 @@ class QueueNextApi(APIView):
                 },
             ),
             204: OpenApiResponse(description="nothing is left in the queue"),
+            **errors(400),
         },
     )
     def post(self, request: Request) -> Response:
@@ -292,7 +307,8 @@ class ImageReviewsApi(APIView):
             return attrs
 
     @extend_schema(
-        parameters=CURSOR_PARAMETERS, responses=cursor_page_schema("ReviewList", _REVIEW_FIELDS)
+        parameters=CURSOR_PARAMETERS,
+        responses={200: cursor_page_schema("ReviewList", _REVIEW_FIELDS), **errors(400)},
     )
     def get(self, request: Request, image_id: int) -> Response:
         image = _image(request, image_id)
@@ -313,6 +329,7 @@ class ImageReviewsApi(APIView):
                 },
             ),
             409: _CONFLICT,
+            **errors(400),
         },
     )
     def post(self, request: Request, image_id: int) -> Response:
@@ -370,7 +387,8 @@ class ImageAuditApi(APIView):
     """The image's history: every decision, lease, view and download, newest first."""
 
     @extend_schema(
-        parameters=CURSOR_PARAMETERS, responses=cursor_page_schema("ImageAudit", _AUDIT_FIELDS)
+        parameters=CURSOR_PARAMETERS,
+        responses={200: cursor_page_schema("ImageAudit", _AUDIT_FIELDS), **errors(400)},
     )
     def get(self, request: Request, image_id: int) -> Response:
         image = _image(request, image_id)
@@ -380,13 +398,14 @@ class ImageAuditApi(APIView):
 
 _AUDIT_FILTERS = [
     OpenApiParameter("site", str),
-    OpenApiParameter("image", int),
+    OpenApiParameter("image", WHOLE_NUMBER),
     OpenApiParameter("action", str, description="prefix, e.g. `review.` or `role.`"),
     OpenApiParameter("actor", str, description="user name"),
 ]
 
 
 def _lead_audit(request: Request):
+    single_values(request, not_blank=_NOT_BLANK)
     if not is_lead_anywhere(user=request.user):
         raise PermissionDenied("the audit log is for leads")
     image = request.query_params.get("image")
@@ -406,7 +425,7 @@ class AuditListApi(APIView):
 
     @extend_schema(
         parameters=_AUDIT_FILTERS + CURSOR_PARAMETERS,
-        responses=cursor_page_schema("AuditLog", _AUDIT_FIELDS),
+        responses={200: cursor_page_schema("AuditLog", _AUDIT_FIELDS), **errors(400, 403)},
     )
     def get(self, request: Request) -> Response:
         return cursor_page(request, _lead_audit(request), ["-id"], _audit_rows)
@@ -423,7 +442,9 @@ CSV_COLUMNS = ["id", "at", "actor", "action", "site", "image", "target", "before
 class AuditExportApi(APIView):
     """The same filtered audit log as CSV, streamed (leads only)."""
 
-    @extend_schema(parameters=_AUDIT_FILTERS, responses={(200, "text/csv"): bytes})
+    @extend_schema(
+        parameters=_AUDIT_FILTERS, responses={(200, "text/csv"): bytes, **errors(400, 403)}
+    )
     def get(self, request: Request) -> StreamingHttpResponse:
         events = _lead_audit(request)
         writer = csv.writer(_Echo())

@@ -25,6 +25,14 @@ class FilterError(ValueError):
     """A filter value that cannot be understood (HTTP 400)."""
 
 
+SEXES = ("M", "F", "O")
+
+
+def _check_sex(sex: str | None) -> None:
+    if sex and sex not in SEXES:
+        raise FilterError("sex must be M, F or O")
+
+
 @dataclass(frozen=True)
 class QueueFilters:
     site: str | None = None
@@ -37,8 +45,9 @@ class QueueFilters:
         values = {key: (query.get(key) or None) for key in ("site", "sex", "age_group", "status")}
         filters = cls(**values)
         filters.age_range_days()
-        if filters.status and filters.status not in ReviewStatus.values:
-            raise FilterError(f"unknown status {filters.status!r}")
+        _check_sex(filters.sex)
+        if filters.status and filters.status not in OPEN_STATUSES:
+            raise FilterError(f"unknown status {filters.status!r}: the queue holds open cases")
         return filters
 
     def age_range_days(self) -> tuple[int, int] | None:
@@ -72,7 +81,8 @@ def queue(*, user, filters: QueueFilters, now: datetime | None = None) -> QueryS
 
     Open: a score above the threshold, on a site where the user reviews, and unreviewed or
     awaiting a second read by someone else; or disputed, on a site the user leads. Cases leased
-    to another reviewer are out until the lease expires.
+    to another reviewer are out until the lease expires, and so are images the worker could
+    not decode (`Image.unreadable`).
     """
     version = active_version()
     if version is None:
@@ -91,7 +101,7 @@ def queue(*, user, filters: QueueFilters, now: datetime | None = None) -> QueryS
     if holds_role_anywhere(user=user, roles=LEAD_ROLES):
         open_to_read |= Q(site_scope(user=user, roles=LEAD_ROLES), image__status="disputed")
     leased_to_other = Q(image__lease_expires_at__gt=now) & ~Q(image__lease_holder=user)
-    predictions = predictions.filter(open_to_read).exclude(leased_to_other)
+    predictions = predictions.filter(open_to_read, image__unreadable="").exclude(leased_to_other)
     if filters.site:
         site_id = Site.objects.filter(slug=filters.site).values("pk")[:1]
         predictions = predictions.filter(site_id=Subquery(site_id))
@@ -141,9 +151,11 @@ class ImageFilters:
         status = query.get("status") or None
         if status and status not in ReviewStatus.values:
             raise FilterError(f"unknown status {status!r}")
+        sex = query.get("sex") or None
+        _check_sex(sex)
         return cls(
             site=query.get("site") or None,
-            sex=query.get("sex") or None,
+            sex=sex,
             status=status,
             min_age_days=integer("min_age_days"),
             max_age_days=integer("max_age_days"),

@@ -15,7 +15,14 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from portal.accounts.selectors import site_scope
-from portal.core.api import CURSOR_PARAMETERS, cursor_page, cursor_page_schema
+from portal.core.api import (
+    CURSOR_PARAMETERS,
+    WHOLE_NUMBER,
+    cursor_page,
+    cursor_page_schema,
+    errors,
+    single_values,
+)
 from portal.core.files import stored_file_response
 from portal.ingest.models import ReviewStatus, Site
 from portal.validation import exports, selectors, services
@@ -55,17 +62,15 @@ _VERSION = inline_serializer(
         "frozen_by": serializers.CharField(allow_null=True),
     },
 )
-_SET = inline_serializer(
-    "ValidationSet",
-    {
-        "name": serializers.CharField(),
-        "description": serializers.CharField(),
-        "sites": serializers.ListField(child=serializers.CharField()),
-        "definition": serializers.JSONField(),
-        "created_at": serializers.DateTimeField(),
-        "versions": serializers.JSONField(),
-    },
-)
+_SET_FIELDS = {
+    "name": serializers.CharField(),
+    "description": serializers.CharField(),
+    "sites": serializers.ListField(child=serializers.CharField()),
+    "definition": serializers.JSONField(),
+    "created_at": serializers.DateTimeField(),
+    "versions": serializers.JSONField(),
+}
+_SET = inline_serializer("ValidationSet", _SET_FIELDS)
 
 
 class ValidationSetListCreateApi(APIView):
@@ -90,13 +95,16 @@ class ValidationSetListCreateApi(APIView):
 
     @extend_schema(
         operation_id="validation_sets_list",
-        responses=inline_serializer("ValidationSetList", {"results": _SET}),
+        parameters=CURSOR_PARAMETERS,
+        responses={200: cursor_page_schema("ValidationSetList", _SET_FIELDS), **errors(400)},
     )
     def get(self, request: Request) -> Response:
         sets = selectors.validation_set_list(user=request.user)
-        return Response({"results": [selectors.validation_set_data(s) for s in sets]})
+        return cursor_page(
+            request, sets, ["name"], lambda rows: [selectors.validation_set_data(s) for s in rows]
+        )
 
-    @extend_schema(request=InputSerializer, responses={201: _SET})
+    @extend_schema(request=InputSerializer, responses={201: _SET, **errors(400, 404)})
     def post(self, request: Request) -> Response:
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -121,7 +129,7 @@ class ValidationSetDetailApi(APIView):
 class ValidationSetFreezeApi(APIView):
     """Freeze what the definition selects now as a new version (leads of every site)."""
 
-    @extend_schema(request=None, responses={201: _VERSION})
+    @extend_schema(request=None, responses={201: _VERSION, **errors(400)})
     def post(self, request: Request, name: str) -> Response:
         found = _set(request, name)
         try:
@@ -142,16 +150,19 @@ class ValidationSetItemsApi(APIView):
 
     @extend_schema(
         parameters=CURSOR_PARAMETERS,
-        responses=cursor_page_schema(
-            "ValidationItems",
-            {
-                "image": serializers.IntegerField(),
-                "site": serializers.CharField(),
-                "sex": serializers.CharField(),
-                "curated_age_days": serializers.IntegerField(),
-                "sha256": serializers.CharField(),
-            },
-        ),
+        responses={
+            200: cursor_page_schema(
+                "ValidationItems",
+                {
+                    "image": serializers.IntegerField(),
+                    "site": serializers.CharField(),
+                    "sex": serializers.CharField(),
+                    "curated_age_days": serializers.IntegerField(),
+                    "sha256": serializers.CharField(),
+                },
+            ),
+            **errors(400),
+        },
     )
     def get(self, request: Request, name: str, number: int) -> Response:
         version = _version(request, name, number)
@@ -175,19 +186,26 @@ class ValidationSetDiffApi(APIView):
     """Items added, removed or re-aged between two versions (`?from=1&to=2`)."""
 
     @extend_schema(
-        parameters=[OpenApiParameter("from", int), OpenApiParameter("to", int)],
-        responses=inline_serializer(
-            "ValidationSetDiff",
-            {
-                "from": serializers.IntegerField(),
-                "to": serializers.IntegerField(),
-                "added": serializers.JSONField(),
-                "removed": serializers.JSONField(),
-                "reaged": serializers.JSONField(),
-            },
-        ),
+        parameters=[
+            OpenApiParameter("from", WHOLE_NUMBER, required=True),
+            OpenApiParameter("to", WHOLE_NUMBER, required=True),
+        ],
+        responses={
+            200: inline_serializer(
+                "ValidationSetDiff",
+                {
+                    "from": serializers.IntegerField(),
+                    "to": serializers.IntegerField(),
+                    "added": serializers.JSONField(),
+                    "removed": serializers.JSONField(),
+                    "reaged": serializers.JSONField(),
+                },
+            ),
+            **errors(400),
+        },
     )
     def get(self, request: Request, name: str) -> Response:
+        single_values(request, not_blank=("from", "to"))
         numbers = [request.query_params.get(k, "") for k in ("from", "to")]
         if not all(n.isdigit() for n in numbers):
             raise ValidationError({"detail": "give ?from=V1&to=V2"})

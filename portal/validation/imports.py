@@ -275,9 +275,10 @@ def _ingest_record(
     new_dirs = [] if images_root.exists() else [images_root]
     done = len(rows)
 
-    def on_file(record: UploadFile) -> None:
+    def on_file(record: UploadFile, _ref) -> None:
         nonlocal done
-        if record.image is not None:
+        # A duplicate's line names the image it repeats, which this import did not store.
+        if record.outcome == UploadFile.Outcome.ACCEPTED and record.image is not None:
             stored.append(settings.DATA_DIR / record.image.file)
         done += 1
         if progress:
@@ -305,12 +306,13 @@ def _ingest_record(
                     sources=[Source(path=p, name=r["file"]) for r, p in mine],
                     on_file=on_file,
                 )
+                # Report lines are known by their position in the upload, not by name.
                 records = {
-                    rec.name: rec
+                    rec.index: rec
                     for rec in UploadFile.objects.filter(upload=upload).select_related("image")
                 }
-                for row, _ in mine:
-                    record = records.get(row["file"])
+                for index, (row, _) in enumerate(mine, 1):
+                    record = records.get(index)
                     if record is None or record.outcome != UploadFile.Outcome.ACCEPTED:
                         what = record.outcome if record else "not ingested"
                         reason = f": {record.reason}" if record and record.reason else ""

@@ -8,6 +8,7 @@ from playwright.sync_api import Browser, expect
 from portal.ingest.models import Image
 from portal.predictions import services
 from tests.dicom_files import make_dicom
+from tests.portal.ingest.conftest import staging_dir  # noqa: F401 (autouse fixture)
 from tests.portal.predictions.test_jobs import make_checkpoint
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -42,18 +43,52 @@ def test_admin_uploads_a_folder_and_sees_progress_and_the_report(
     )
     rows = page.locator("#report-table tbody tr")
     expect(rows).to_have_count(3)
+    # The page names the files it sent from its own list; the portal knows their positions.
     rejected = page.locator("#report-table tbody tr.rejected")
-    expect(rejected).to_contain_text("north-export/series2/ct.dcm")
+    expect(rejected).to_contain_text("north-export/series2/ct.dcm (#3)")
     expect(rejected).to_contain_text("modality CT is not a radiograph")
     expect(page.locator("#report-table")).to_contain_text("6 m (183 d)")
     assert Image.objects.count() == 2
 
-    # The address now names the upload: reloading shows the same report.
+    # The address now names the upload: reloading shows the same report, by position only
+    # (the portal kept no names).
     assert re.search(r"/uploads/\d+/$", page.url)
     page.reload()
     expect(page.locator("#report-table tbody tr")).to_have_count(3)
+    expect(page.locator("#report-table tbody tr td:first-child")).to_have_text(["#1", "#2", "#3"])
+    expect(page.locator("#report-table")).not_to_contain_text("north-export")
     page.check("input[name=filter][value=rejected]")
     expect(page.locator("#report-table tbody tr")).to_have_count(1)
+    expect(page.locator("#report-next")).to_be_hidden()
+
+
+def test_report_pages_through_a_long_upload(
+    browser: Browser, live_server, admin_user, site, default_worker, tmp_path
+):
+    folder = tmp_path / "many"
+    for i in range(105):
+        make_dicom(folder / f"{i:03d}.dcm", modality="CT" if i % 50 == 0 else "DX")
+
+    page = browser.new_page()
+    page.goto(f"{live_server.url}/accounts/login/?next=/uploads/new/")
+    page.fill("#id_username", "lead")
+    page.fill("#id_password", "lead-password-123")
+    page.click("button[type=submit]")
+    expect(page.locator("#upload-app")).to_have_attribute("data-ready", "true")
+    page.set_input_files("#pick-folder", str(folder))
+    page.click("#start")
+
+    expect(page.locator("#phase")).to_have_text(re.compile(r"Upload \d+ done"), timeout=120_000)
+    rows = page.locator("#report-table tbody tr")
+    expect(rows).to_have_count(100)
+    # In the order the browser sent them (the folder picker's), each by its own name.
+    expect(rows.first).to_contain_text(re.compile(r"many/\d{3}\.dcm \(#1\)"))
+    page.click("#report-next")
+    expect(rows).to_have_count(5)
+    expect(rows.last).to_contain_text(re.compile(r"many/\d{3}\.dcm \(#105\)"))
+    expect(page.locator("#report-next")).to_be_hidden()
+    page.click("#report-previous")
+    expect(rows).to_have_count(100)
 
 
 def test_upload_page_and_jobs_page_follow_the_prediction_job(

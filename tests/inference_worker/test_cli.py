@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 
 from inference_worker import checkpoint
 from inference_worker.synthetic import generate
@@ -125,7 +126,30 @@ def test_predict_prints_one_json_object_per_file_with_a_heatmap(trained, tmp_pat
     for line in lines:
         assert isinstance(line["age_days"], int)
         assert line["age_days"] >= 0
-        assert Path(line["heatmap"]).exists()
+        assert Image.open(line["heatmap"]).mode == "L"
+        assert set(line["ms"]) == {"load", "preprocess", "predict", "heatmap", "encode"}
+
+
+def test_predict_reports_an_unreadable_file_in_json_and_exits_1(trained, tmp_path):
+    data, out = trained
+    good = sorted(str(p) for p in data.glob("*.dcm"))[:2]
+    broken = tmp_path / "broken.dcm"
+    broken.write_bytes(b"not a dicom")
+    files = [good[0], str(broken), good[1]]
+    result = run(
+        "inference_worker.predict", *files, "--model", str(out), "--json", "--workers", "1"
+    )
+    assert result.returncode == 1, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [line["file"] for line in lines] == files
+    assert lines[1] == {
+        "file": str(broken),
+        "error": "cannot read the file: InvalidDicomError: File is missing DICOM File Meta "
+        "Information header or the 'DICM' prefix is missing from the header. Use force=True to "
+        "force reading.",
+        "unreadable": True,
+    }
+    assert isinstance(lines[2]["age_days"], int)
 
 
 def test_predict_refuses_weights_that_do_not_match_their_card(trained, tmp_path):

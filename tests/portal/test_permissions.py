@@ -166,15 +166,17 @@ RULES: dict[str, list[Rule]] = {
             multipart=True,
         )
     ],
+    "api-uploads": [Rule("get", lambda o: "/api/uploads/", ANY, "absent")],
     "api-upload-detail": [Rule("get", lambda o: f"/api/uploads/{o['upload'].pk}/", ANY)],
     "api-upload-files": [
+        Rule("get", lambda o: f"/api/uploads/{o['upload'].pk}/files/", ANY),
         Rule(
             "post",
             lambda o: f"/api/uploads/{o['upload'].pk}/files/",
             UPLOADERS,
             body=_dicom_files,
             multipart=True,
-        )
+        ),
     ],
     "api-upload-submit": [
         Rule(

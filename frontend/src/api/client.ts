@@ -1,10 +1,17 @@
 // Typed client of the portal's REST API: returns data, never touches the DOM.
 
-export type UploadState = "receiving" | "processing" | "done" | "failed";
+export type UploadState = "receiving" | "submitted" | "processing" | "done" | "failed" | "expired";
+/** The report's groups, as the `outcome` filter of an upload's files names them. */
 export type Outcome = "accepted" | "duplicates" | "rejected";
 
-export interface ReportEntry {
+/** One line of an upload's report. The file is named by its position (`#3`, `#3/2` for entry 2
+ * of an archive); `name` only where the site keeps uploaders' file names. */
+export interface ReportLine {
   file: string;
+  index: number;
+  entry: number | null;
+  name?: string;
+  outcome: "accepted" | "duplicate" | "rejected";
   image?: number;
   sex?: "M" | "F" | "O";
   age_days?: number;
@@ -12,21 +19,23 @@ export interface ReportEntry {
   reason?: string;
 }
 
+/** The small status document of an upload (no per-file lines: those are paged). */
 export interface UploadStatus {
   id: number;
   site: string;
+  source: string;
   status: UploadState;
   failure_reason: string;
+  received_files: number;
   total_files: number;
   processed_files: number;
   progress: number;
   counts: { accepted: number; duplicates: number; rejected: number };
-}
-
-export interface UploadDetail extends UploadStatus {
-  accepted: ReportEntry[];
-  duplicates: ReportEntry[];
-  rejected: ReportEntry[];
+  created_at: string;
+  submitted_at: string | null;
+  started_at: string | null;
+  finished_at: string | null;
+  expires_at: string | null;
 }
 
 export type JobState = "queued" | "running" | "done" | "failed";
@@ -71,19 +80,44 @@ export class ApiClient {
     return this.send<UploadStatus>(`/api/uploads/${uploadId}/submit/`, new FormData(), () => undefined);
   }
 
-  async getUpload(uploadId: number): Promise<UploadDetail> {
+  async getUpload(uploadId: number): Promise<UploadStatus> {
     const response = await fetch(`/api/uploads/${uploadId}/`, { credentials: "same-origin" });
     if (!response.ok) throw new ApiError(`upload ${uploadId}: HTTP ${response.status}`);
-    return (await response.json()) as UploadDetail;
+    return (await response.json()) as UploadStatus;
   }
 
+  /** One page of an upload's report: the first (of one outcome group, if given) or the page a
+   * `next` / `previous` link names. */
+  async uploadReport(
+    uploadId: number,
+    page: { outcome?: Outcome; limit?: number } | string,
+  ): Promise<Page<ReportLine>> {
+    let url: string;
+    if (typeof page === "string") url = page;
+    else {
+      const query = new URLSearchParams({ limit: String(page.limit ?? 100) });
+      if (page.outcome) query.set("outcome", page.outcome);
+      url = `/api/uploads/${uploadId}/files/?${query}`;
+    }
+    const response = await fetch(url, { credentials: "same-origin" });
+    if (!response.ok) throw new ApiError(`upload ${uploadId} report: HTTP ${response.status}`);
+    return (await response.json()) as Page<ReportLine>;
+  }
+
+  /** The newest jobs (the first cursor page). */
   async listJobs(filter: { upload?: number; site?: string } = {}): Promise<JobStatus[]> {
+    return (await this.jobsPage(filter)).results;
+  }
+
+  /** One cursor page of jobs, newest first: a page's `next` / `previous` URL, or the first page. */
+  async jobsPage(filter: { upload?: number; site?: string; limit?: number } = {}, url?: string): Promise<Page<JobStatus>> {
     const query = new URLSearchParams();
     if (filter.upload !== undefined) query.set("upload", String(filter.upload));
     if (filter.site !== undefined) query.set("site", filter.site);
-    const response = await fetch(`/api/jobs/?${query}`, { credentials: "same-origin" });
+    if (filter.limit !== undefined) query.set("limit", String(filter.limit));
+    const response = await fetch(url ?? `/api/jobs/?${query}`, { credentials: "same-origin" });
     if (!response.ok) throw new ApiError(`jobs: HTTP ${response.status}`);
-    return (await response.json()) as JobStatus[];
+    return (await response.json()) as Page<JobStatus>;
   }
 
   private filesForm(batch: NamedFile[]): FormData {

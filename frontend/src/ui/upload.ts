@@ -1,11 +1,22 @@
 // The upload screen: choose a site, drop files / folders / ZIPs, send them in batches, then
-// follow the server-side ingest with a counter and show the per-file report.
-import { ApiClient, type NamedFile, type Outcome, type ReportEntry, type UploadDetail } from "../api/client";
+// follow the server-side ingest by polling its small status document and page through the
+// per-file report. The portal names files by position (#3); this page shows the names of the
+// files it sent itself, from its own list, for as long as it stays open.
+import {
+  ApiClient,
+  type NamedFile,
+  type Outcome,
+  type Page,
+  type ReportLine,
+  type UploadStatus,
+} from "../api/client";
 import { describeJob } from "./jobs-format";
 
 const BATCH_FILES = 100;
 const BATCH_BYTES = 128 * 1024 * 1024;
 const POLL_MS = 1000;
+const REPORT_PAGE = 100;
+const FINISHED = new Set(["done", "failed", "expired"]);
 
 function element<T extends HTMLElement>(id: string): T {
   const found = document.getElementById(id);
@@ -55,8 +66,11 @@ function batches(files: NamedFile[]): NamedFile[][] {
 
 class UploadScreen {
   private chosen: NamedFile[] = [];
-  private detail: UploadDetail | null = null;
+  /** The path of each file this page sent, by its index in the upload (1 for the first). */
+  private sentNames = new Map<number, string>();
+  private detail: UploadStatus | null = null;
   private filter: Outcome | "all" = "all";
+  private page: Page<ReportLine> | null = null;
 
   constructor(
     private readonly root: HTMLElement,
@@ -68,8 +82,12 @@ class UploadScreen {
     document.querySelectorAll<HTMLInputElement>('input[name="filter"]').forEach((radio) =>
       radio.addEventListener("change", () => {
         this.filter = radio.value as Outcome | "all";
-        this.renderReport();
+        void this.loadReport();
       }),
+    );
+    element<HTMLButtonElement>("report-next").addEventListener("click", () => void this.loadReport(this.page?.next));
+    element<HTMLButtonElement>("report-previous").addEventListener("click", () =>
+      void this.loadReport(this.page?.previous),
     );
     if (uploadId) void this.follow(uploadId);
     else this.bindChooser();
@@ -120,12 +138,18 @@ class UploadScreen {
     element<HTMLButtonElement>("start").disabled = true;
     element("progress").hidden = false;
     let sentBefore = 0;
+    let sentFiles = 0;
     let uploadId = 0;
     try {
       for (const batch of batches(this.chosen)) {
         const onSent = (bytes: number) => this.showSending(sentBefore + bytes, total);
         const status = uploadId ? await this.api.addFiles(uploadId, batch, onSent) : await this.api.createUpload(site, batch, onSent);
         uploadId = status.id;
+        // The server numbers files in the order it receives them: this batch is files
+        // sentFiles + 1 ... status.received_files.
+        batch.forEach((item, offset) => this.sentNames.set(sentFiles + offset + 1, item.path));
+        sentFiles += batch.length;
+        if (status.received_files !== sentFiles) this.sentNames.clear(); // positions unknown
         sentBefore += batch.reduce((sum, item) => sum + item.file.size, 0);
       }
       await this.api.submit(uploadId);
@@ -147,11 +171,20 @@ class UploadScreen {
     for (;;) {
       this.detail = await this.api.getUpload(uploadId);
       this.renderStatus();
-      if (this.detail.status === "done" || this.detail.status === "failed") break;
+      if (FINISHED.has(this.detail.status)) break;
       await new Promise((resolve) => setTimeout(resolve, POLL_MS));
     }
+    await this.loadReport();
+    if (this.detail.status !== "expired") await this.followPredictions(uploadId);
+  }
+
+  /** The first page of the report (of the chosen group), or the page a link names. */
+  private async loadReport(link?: string | null): Promise<void> {
+    const d = this.detail;
+    if (!d || !FINISHED.has(d.status) || link === null) return;
+    const outcome = this.filter === "all" ? undefined : this.filter;
+    this.page = await this.api.uploadReport(d.id, link ?? { outcome, limit: REPORT_PAGE });
     this.renderReport();
-    await this.followPredictions(uploadId);
   }
 
   /** The prediction job that ingest queued for this upload's new images, if any. */
@@ -177,38 +210,44 @@ class UploadScreen {
     phase.textContent =
       d.status === "failed"
         ? `Upload ${d.id} failed: ${d.failure_reason}`
-        : d.status === "done"
-          ? `Upload ${d.id} done`
-          : d.status === "receiving"
-            ? `Upload ${d.id} queued`
-            : `Processing upload ${d.id}…`;
-    phase.classList.toggle("error", d.status === "failed");
+        : d.status === "expired"
+          ? `Upload ${d.id} expired: ${d.failure_reason}`
+          : d.status === "done"
+            ? `Upload ${d.id} done`
+            : d.status === "processing"
+              ? `Processing upload ${d.id}…`
+              : `Upload ${d.id} queued`;
+    phase.classList.toggle("error", d.status === "failed" || d.status === "expired");
     element<HTMLProgressElement>("bar").value = d.progress;
     element("counts").textContent =
       `${d.processed_files} of ${d.total_files} files processed: ` +
       `${d.counts.accepted} accepted, ${d.counts.duplicates} duplicates, ${d.counts.rejected} rejected`;
   }
 
+  /** What the File column shows: the path this page sent (while it stays open), the name the
+   * site keeps, or else the position alone. */
+  private fileLabel(line: ReportLine): string {
+    const sent = this.sentNames.get(line.index);
+    const name = sent === undefined ? line.name : line.entry === null ? sent : `${sent} › entry ${line.entry}`;
+    return name === undefined ? line.file : `${name} (${line.file})`;
+  }
+
   private renderReport(): void {
-    const d = this.detail;
-    if (!d || (d.status !== "done" && d.status !== "failed")) return;
+    const page = this.page;
+    if (!page) return;
     element("report").hidden = false;
-    const rows: [Outcome, ReportEntry][] = [];
-    for (const outcome of ["rejected", "duplicates", "accepted"] as Outcome[]) {
-      if (this.filter === "all" || this.filter === outcome) for (const entry of d[outcome]) rows.push([outcome, entry]);
-    }
     const body = element<HTMLTableElement>("report-table").tBodies[0];
     body.replaceChildren(
-      ...rows.map(([outcome, entry]) => {
+      ...page.results.map((line) => {
         const tr = document.createElement("tr");
-        tr.className = outcome;
+        tr.className = line.outcome === "duplicate" ? "duplicates" : line.outcome;
         const cells = [
-          entry.file,
-          outcome === "duplicates" ? "duplicate" : outcome,
-          entry.sex ?? "",
-          entry.age_days === undefined ? "" : formatAge(entry.age_days),
-          entry.age_source ?? "",
-          entry.reason ?? "",
+          this.fileLabel(line),
+          line.outcome,
+          line.sex ?? "",
+          line.age_days === undefined ? "" : formatAge(line.age_days),
+          line.age_source ?? "",
+          line.reason ?? "",
         ];
         for (const text of cells) {
           const td = document.createElement("td");
@@ -218,6 +257,9 @@ class UploadScreen {
         return tr;
       }),
     );
+    // `display`, not `hidden`: the stylesheet's button rule would show a hidden button.
+    element("report-next").style.display = page.next === null ? "none" : "";
+    element("report-previous").style.display = page.previous === null ? "none" : "";
   }
 }
 

@@ -1,4 +1,5 @@
-"""`make run`'s last step: Redis, worker and web server start together and stop on Ctrl-C."""
+"""`make run`'s last step: Redis, workers, beat and web server start together and stop on
+Ctrl-C."""
 
 import json
 import os
@@ -42,6 +43,7 @@ def test_run_portal_serves_the_login_page_and_stops_everything_on_ctrl_c(tmp_pat
         names = " ".join(" ".join(c.cmdline()) for c in children)
         assert "redis-server" in names
         assert "celery" in names
+        assert "-A portal beat" in names  # the periodic stalled-jobs sweep
         assert "gunicorn" in names
         assert "inference_worker" in names
         proc.send_signal(signal.SIGINT)

@@ -25,14 +25,20 @@ def test_ingest_json_report_lists_every_file_and_exits_1_when_any_is_rejected(tm
     images = {img.pk: img for img in Image.objects.all()}
     assert report["accepted"] == [
         {
-            "file": "a.dcm",
+            "file": "#1",
+            "name": "a.dcm",
+            "index": 1,
+            "entry": None,
             "image": report["accepted"][0]["image"],
             "sex": "M",
             "age_days": 1772,
             "age_source": "birthdate",
         },
         {
-            "file": "deep/b.dcm",
+            "file": "#3",
+            "name": "deep/b.dcm",
+            "index": 3,
+            "entry": None,
             "image": report["accepted"][1]["image"],
             "sex": "F",
             "age_days": 1096,
@@ -41,7 +47,13 @@ def test_ingest_json_report_lists_every_file_and_exits_1_when_any_is_rejected(tm
     ]
     assert set(images) == {e["image"] for e in report["accepted"]}
     assert report["rejected"] == [
-        {"file": "ct.dcm", "reason": "modality CT is not a radiograph (expected CR or DX)"}
+        {
+            "file": "#2",
+            "name": "ct.dcm",
+            "index": 2,
+            "entry": None,
+            "reason": "modality CT is not a radiograph (expected CR or DX)",
+        }
     ]
     assert report["duplicates"] == []
     assert "3/3" in result.stderr  # the progress bar
@@ -60,7 +72,8 @@ def test_ingest_exits_0_when_nothing_is_rejected_and_reports_duplicates(tmp_path
     )
     again = manage("ingest", str(tmp_path / "a.dcm"), "--site", "east", "--json", data_dir=data_dir)
     assert (first.returncode, again.returncode) == (0, 0), first.stderr + again.stderr
-    assert json.loads(again.stdout)["duplicates"] == [{"file": "a.dcm"}]
+    duplicates = json.loads(again.stdout)["duplicates"]
+    assert [(d["file"], d["name"]) for d in duplicates] == [("#1", "a.dcm")]
 
 
 def test_ingest_without_json_prints_a_summary_and_the_rejections(tmp_path, data_dir):
@@ -71,7 +84,7 @@ def test_ingest_without_json_prints_a_summary_and_the_rejections(tmp_path, data_
     )
     assert result.returncode == 1
     assert "1 accepted, 0 duplicates, 1 rejected" in result.stdout
-    assert "rejected ct.dcm: modality CT is not a radiograph" in result.stderr
+    assert "rejected ct.dcm (#1): modality CT is not a radiograph" in result.stderr
 
 
 @pytest.mark.parametrize(

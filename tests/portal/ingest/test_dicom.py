@@ -1,10 +1,16 @@
+import pydicom
 import pytest
+from pydicom.data import get_testdata_file
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
+from pydicom.encaps import encapsulate, generate_frames
 from pydicom.tag import Tag
 
 from portal.ingest.dicom import (
+    Limits,
     Rejected,
+    check_j2k_codestream,
+    check_radiograph,
     compute_age,
     format_patient_age,
     normalise_sex,
@@ -110,3 +116,52 @@ def test_sex_is_normalised_to_m_f_or_o():
 
 def test_patient_age_string_uses_the_finest_unit_that_fits():
     assert [format_patient_age(d) for d in (5, 999, 1000, 6000)] == ["005D", "999D", "032M", "197M"]
+
+
+def _chest_film_j2k(frame: bytes | None = None) -> Dataset:
+    """The pydicom-data chest CR (1841 x 1955, JPEG 2000 lossless), its codestream replaced."""
+    ds = pydicom.dcmread(get_testdata_file("RG1_J2KR.dcm"))
+    if frame is not None:
+        ds.PixelData = encapsulate([frame])
+    return ds
+
+
+def _codestream() -> bytes:
+    return next(generate_frames(_chest_film_j2k().PixelData, number_of_frames=1))
+
+
+def test_jpeg2000_film_is_checked_without_a_full_resolution_decode(monkeypatch):
+    def full_decode(self):
+        raise AssertionError("decoded at full resolution")
+
+    monkeypatch.setattr(Dataset, "pixel_array", property(full_decode))
+    check_radiograph(_chest_film_j2k(), Limits())
+
+
+def test_jpeg2000_codestream_is_walked_to_its_end_marker():
+    frame = _codestream()
+    assert check_j2k_codestream(frame, rows=1955, cols=1841) == 5  # decomposition levels
+
+
+@pytest.mark.parametrize(
+    ("damage", "reason"),
+    [
+        (lambda f: f[: len(f) // 2], "its tile-parts do not end at EOC"),
+        (lambda f: b"\0\0" + f[2:], "it does not start with SOC and SIZ"),
+        (lambda f: f + b"more data after it", "data after the end of the codestream"),
+        # Damaged coded data of the lowest resolutions: the reduced decode finds it.
+        (lambda f: f[:110] + b"\xff" * 2000 + f[2110:], "JPEG 2000 Image Compression"),
+    ],
+    ids=["truncated", "no-soc", "trailing-data", "damaged-coded-data"],
+)
+def test_corrupt_jpeg2000_codestream_is_rejected(damage, reason):
+    with pytest.raises(Rejected, match="pixel data does not decode") as raised:
+        check_radiograph(_chest_film_j2k(damage(_codestream())), Limits())
+    assert reason in str(raised.value)
+
+
+def test_jpeg2000_codestream_of_another_geometry_is_rejected():
+    ds = _chest_film_j2k()
+    ds.Rows = 1954
+    with pytest.raises(Rejected, match=r"decodes to \(1955, 1841\), not 1954x1841"):
+        check_radiograph(ds, Limits())

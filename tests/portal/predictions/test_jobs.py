@@ -15,7 +15,7 @@ from portal.ingest.archive import Source
 from portal.ingest.models import Image, Upload
 from portal.ingest.services import upload_create, upload_process
 from portal.predictions import services
-from portal.predictions.models import ModelVersion, Prediction, PredictionJob
+from portal.predictions.models import JobImage, ModelVersion, Prediction, PredictionJob
 from tests.conftest import manage, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
@@ -54,16 +54,23 @@ def wait_job(job: PredictionJob, timeout_s: float = 120) -> PredictionJob:
     return PredictionJob.objects.get(pk=job.pk)
 
 
+def start_default_worker(start_worker, *, batch_size: int = 16, env: dict | None = None):
+    """The `default` worker dispatches jobs, so the batch size is its setting."""
+    env = {"PORTAL_PREDICT_BATCH_SIZE": str(batch_size), **(env or {})}
+    return start_worker("default", "default", pool="threads", env=env)
+
+
 @pytest.fixture
 def workers(start_worker):
-    start_worker("default", "default", pool="threads")
+    start_default_worker(start_worker)
     return start_worker("inference", "inference", app="inference_worker")
 
 
 def test_an_upload_is_predicted_automatically_once_per_image(
-    site, workers, tmp_path, data_dir, admin_user, settings
+    site, start_worker, tmp_path, data_dir, admin_user
 ):
-    settings.PREDICT_BATCH_SIZE = 5
+    start_default_worker(start_worker, batch_size=5)
+    start_worker("inference", "inference", app="inference_worker")
     make_checkpoint(tmp_path / "ckpt")
     version = services.model_version_register(folder=tmp_path / "ckpt", activate=True)
     upload = ingest_phantoms(site, tmp_path / "phantoms", 24)
@@ -98,15 +105,17 @@ def test_an_upload_is_predicted_automatically_once_per_image(
     assert heatmap.status_code == 200
     assert heatmap["Content-Type"] == "image/png"
     assert api.get(detail["dicom_url"]).status_code == 200
-    listed = api.get(f"/api/predictions/?site={site.slug}&model={version.name}").json()
-    assert listed["count"] == 24
-    assert api.get(f"/api/jobs/?upload={upload.pk}").json()[0]["id"] == job.pk
+    listed = api.get(f"/api/predictions/?site={site.slug}&model={version.name}&limit=20").json()
+    assert len(listed["results"]) == 20
+    assert len(api.get(listed["next"]).json()["results"]) == 4
+    assert api.get(f"/api/jobs/?upload={upload.pk}").json()["results"][0]["id"] == job.pk
 
 
 def test_an_unreadable_image_fails_with_its_reason_while_the_rest_succeed(
-    site, workers, tmp_path, data_dir, settings
+    site, start_worker, tmp_path, data_dir
 ):
-    settings.PREDICT_BATCH_SIZE = 3
+    start_default_worker(start_worker, batch_size=3)
+    start_worker("inference", "inference", app="inference_worker")
     upload = ingest_phantoms(site, tmp_path / "phantoms", 6)
     broken = Image.objects.order_by("pk")[1]
     (data_dir / broken.file).write_bytes(b"not a dicom any more")
@@ -122,9 +131,8 @@ def test_an_unreadable_image_fails_with_its_reason_while_the_rest_succeed(
     assert Prediction.objects.filter(error="").count() == 5
 
 
-def test_two_inference_workers_share_one_job(site, start_worker, tmp_path, settings):
-    settings.PREDICT_BATCH_SIZE = 2
-    start_worker("default", "default", pool="threads")
+def test_two_inference_workers_share_one_job(site, start_worker, tmp_path):
+    start_default_worker(start_worker, batch_size=2)
     start_worker("inference", "inference-a", app="inference_worker")
     start_worker("inference", "inference-b", app="inference_worker")
     upload = ingest_phantoms(site, tmp_path / "phantoms", 24)
@@ -137,12 +145,9 @@ def test_two_inference_workers_share_one_job(site, start_worker, tmp_path, setti
     assert len(set(Prediction.objects.values_list("worker", flat=True))) == 2
 
 
-def test_a_worker_killed_mid_job_loses_nothing_and_duplicates_nothing(
-    site, start_worker, tmp_path, settings
-):
-    settings.PREDICT_BATCH_SIZE = 4
+def test_a_worker_killed_mid_job_loses_nothing_and_duplicates_nothing(site, start_worker, tmp_path):
     fast_recovery = {"TASK_HARD_LIMIT_S": "8"}  # messages of a dead worker return after ~9 s
-    start_worker("default", "default", pool="threads", env=fast_recovery)
+    start_default_worker(start_worker, batch_size=4, env=fast_recovery)
     doomed = start_worker("inference", "doomed", app="inference_worker", env=fast_recovery)
     upload = ingest_phantoms(site, tmp_path / "phantoms", 32)
     make_checkpoint(tmp_path / "ckpt", width=32, size=256)  # slow enough to be caught mid-batch
@@ -204,6 +209,38 @@ def test_only_one_version_is_active_and_activating_another_predicts_again(
     assert Prediction.objects.filter(model_version__name="one").count() == 4
 
 
+def test_retry_failed_replaces_failures_and_never_a_stored_prediction(
+    site, workers, tmp_path, data_dir
+):
+    ingest_phantoms(site, tmp_path / "phantoms", 3)
+    make_checkpoint(tmp_path / "ckpt")
+    version = services.model_version_register(folder=tmp_path / "ckpt", activate=True)
+    flaky, good, unreadable = Image.objects.order_by("pk")
+    for image, age, error in [
+        (flaky, None, "CUDA out of memory"),
+        (good, 1234, ""),
+        (unreadable, None, "cannot decode the pixel data"),
+    ]:
+        Prediction.objects.create(
+            image=image, site=site, model_version=version, age_days=age, error=error
+        )
+    Image.objects.filter(pk=unreadable.pk).update(unreadable="cannot decode the pixel data")
+    kept = Prediction.objects.get(image=good)
+
+    result = manage("predict", "--site", site.slug, "--retry-failed", "--wait", data_dir=data_dir)
+
+    assert result.returncode == 0, result.stderr
+    assert f"1 failed images re-queued for {version.name}" in result.stdout
+    assert "done: 1 done, 0 failed" in result.stdout
+    assert "image/s" in result.stderr  # the progress bar
+    retried = Prediction.objects.get(image=flaky)
+    assert (retried.error, retried.age_days is not None) == ("", True)
+    assert (data_dir / retried.heatmap).is_file()
+    after = Prediction.objects.get(image=good)
+    assert (after.pk, after.age_days, after.created_at) == (kept.pk, 1234, kept.created_at)
+    assert Prediction.objects.get(image=unreadable).error == "cannot decode the pixel data"
+
+
 def test_a_batch_that_killed_its_worker_is_split_and_a_repeat_offender_fails(
     site, workers, tmp_path, redis_url
 ):
@@ -214,6 +251,7 @@ def test_a_batch_that_killed_its_worker_is_split_and_a_repeat_offender_fails(
     version = services.model_version_register(folder=tmp_path / "ckpt", activate=True)
     job = PredictionJob.objects.create(model_version=version, upload=upload, total=3)
     images = list(Image.objects.order_by("pk"))
+    JobImage.objects.bulk_create(JobImage(job=job, image=image) for image in images)
 
     def payload(batch, attempt):
         return {

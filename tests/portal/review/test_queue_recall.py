@@ -20,7 +20,7 @@ from portal.ingest.archive import Source
 from portal.ingest.models import Image, Upload
 from portal.ingest.selectors import upload_report
 from portal.ingest.services import upload_create, upload_process
-from portal.predictions import services
+from portal.predictions import dispatch, services
 from portal.predictions.models import PredictionJob
 from portal.predictions.tasks import store_results
 from portal.review.selectors import QueueFilters, queue
@@ -74,7 +74,7 @@ def predict_in_process(monkeypatch, capture_on_commit, data_dir: Path, upload_so
     sent: list[tuple[str, dict]] = []
 
     def capture(name: str, args: list, **options) -> None:
-        sent.append((name, args[0]))
+        sent.append((name, args if name == services.DISPATCH_TASK else args[0]))
 
     monkeypatch.setattr(services.celery_app, "send_task", capture)
     with capture_on_commit(execute=True):
@@ -82,7 +82,12 @@ def predict_in_process(monkeypatch, capture_on_commit, data_dir: Path, upload_so
             upload=upload_create(site=upload_sources[0], source=Upload.Source.CLI),
             sources=[Source.given(upload_sources[1])],
         )
-    assert sent, "the upload queued no prediction batches"
+    dispatches = [args for name, args in sent if name == services.DISPATCH_TASK]
+    assert dispatches, "the upload queued no prediction job"
+    sent.clear()
+    for job_id, round_ in dispatches:
+        dispatch.prediction_job_dispatch(job_id=job_id, round_=round_)
+    assert sent, "the dispatch sent no prediction batches"
     for name, payload in sent:
         assert name == services.PREDICT_TASK
         answer = run_batch(payload, data_dir)
@@ -101,6 +106,8 @@ def test_corrupted_labels_rank_high_in_the_review_queue_of_a_trained_model(
     one_torch_thread,
 ):
     settings.REVIEW = {**settings.REVIEW, "QUEUE_THRESHOLD": -1}  # the full ranking
+    site.keep_file_names = True  # the phantoms' names map report lines to their labels
+    site.save(update_fields=["keep_file_names"])
     reviewer = django_user_model.objects.create_user("rita", password="rita-password-123")
     membership_grant(actor=None, user=reviewer, site=site, role="reviewer")
     version = services.model_version_register(folder=train_tiny_model(tmp_path), activate=True)
@@ -114,7 +121,7 @@ def test_corrupted_labels_rank_high_in_the_review_queue_of_a_trained_model(
 
     job = PredictionJob.objects.get(upload=upload, model_version=version)
     assert (job.state, job.done_count, job.failed_count) == ("done", NOISY_IMAGES, 0)
-    image_of = {line["file"]: line["image"] for line in upload_report(upload=upload)["accepted"]}
+    image_of = {line["name"]: line["image"] for line in upload_report(upload=upload)["accepted"]}
     assert len(image_of) == NOISY_IMAGES
     recorded = dict(Image.objects.values_list("pk", "age_days"))
     assert all(recorded[image_of[r["file"]]] == r["recorded_age_days"] for r in rows)

@@ -1,6 +1,7 @@
 """Run the whole portal on one machine: Redis (unless REDIS_URL is set), a Celery worker for
-the `default` queue, one inference worker, the web server, and (first run) the demo model's
-training, which is registered and put to work when it ends; Ctrl-C stops them all."""
+the `default` queue, Celery beat (the periodic tasks of CELERY_BEAT_SCHEDULE), one inference
+worker, the web server, and (first run) the demo model's training, which is registered and put
+to work when it ends; Ctrl-C stops them all."""
 
 import os
 import signal
@@ -13,7 +14,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from portal.celery import app as celery_app
-from portal.core.processes import local_redis
+from portal.core.processes import beat_command, local_redis
 from portal.ingest.models import Image, Site
 from portal.predictions import services
 
@@ -21,7 +22,7 @@ DEMO_VERSION = "demo-ca-resnet18-phantoms"
 
 
 class Command(BaseCommand):
-    help = "Start Redis, the Celery worker(s) and the web server together."
+    help = "Start Redis, the Celery worker(s), Celery beat and the web server together."
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--host", default="127.0.0.1")
@@ -63,6 +64,9 @@ class Command(BaseCommand):
                     "--concurrency",
                     "4",
                 ],
+                # Periodic tasks (the stalled-jobs sweep); its schedule state stays in the
+                # data folder, which GPU workers never mount whole.
+                "beat": beat_command(bin_dir=bin_dir, data_dir=settings.DATA_DIR),
                 "inference": [
                     os.path.join(bin_dir, "celery"),
                     "-A",

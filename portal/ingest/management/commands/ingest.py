@@ -1,5 +1,9 @@
 """`manage.py ingest PATH [PATH ...] --site SLUG [--create-site] [--json]`
 
+The report names each file by its position (`#3`, `#3/2` inside an archive), as the portal
+stores it, and by the path the operator gave (`name`), which this process knows and the
+portal keeps only where the site keeps file names.
+
 Exit status: 0 when nothing was rejected, 1 when any file was (the good ones are stored),
 2 for usage errors.
 """
@@ -14,7 +18,7 @@ from tqdm import tqdm
 
 from portal.ingest import selectors, services
 from portal.ingest.archive import Source
-from portal.ingest.models import Site, Upload
+from portal.ingest.models import Site, Upload, UploadFile
 
 
 class Command(BaseCommand):
@@ -49,23 +53,40 @@ class Command(BaseCommand):
             disable=options["verbosity"] == 0,
             mininterval=0.5,
         )
+        names: dict[str, str] = {}
+
+        def on_file(record: UploadFile, ref: services.FileRef) -> None:
+            names[record.label] = ref.name
+            bar.update(1)
+            bar.set_postfix_str(record.outcome)
+
         upload = services.upload_process(
             upload=upload,
             sources=sources,
             on_total=lambda total: bar.reset(total=total),
-            on_file=lambda record: (bar.update(1), bar.set_postfix_str(record.outcome)),
+            on_file=on_file,
         )
         bar.close()
 
-        report = selectors.upload_report(upload=upload)
+        report = _with_names(selectors.upload_report(upload=upload), names)
         if options["json"]:
             self.stdout.write(json.dumps(report))
         else:
             for entry in report["rejected"]:
-                self.stderr.write(f"rejected {entry['file']}: {entry['reason']}")
+                self.stderr.write(f"rejected {entry['name']} ({entry['file']}): {entry['reason']}")
             self.stdout.write(
                 f"upload {upload.pk}: {len(report['accepted'])} accepted, "
                 f"{len(report['duplicates'])} duplicates, {len(report['rejected'])} rejected"
             )
         if report["rejected"]:
             sys.exit(1)
+
+
+def _with_names(report: dict, names: dict[str, str]) -> dict:
+    """The report with each line's `name` as the operator gave it, after its `file`."""
+    for group in ("accepted", "duplicates", "rejected"):
+        report[group] = [
+            {"file": line["file"], "name": names.get(line["file"], ""), **line}
+            for line in report[group]
+        ]
+    return report

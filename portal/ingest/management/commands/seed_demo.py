@@ -53,7 +53,7 @@ class Command(BaseCommand):
                         upload=upload,
                         sources=[Source.given(Path(tmp))],
                         on_total=lambda total: bar.reset(total=total),
-                        on_file=lambda record: bar.update(1),
+                        on_file=lambda record, ref: bar.update(1),
                     )
             self.stdout.write(
                 f"demo site {slug}: {upload.accepted_count} images ingested, "

@@ -1,4 +1,5 @@
-"""`manage.py predict --site SLUG [--model NAME] [--wait]`: queue a prediction job."""
+"""`manage.py predict --site SLUG [--model NAME] [--retry-failed] [--wait]`: queue a prediction
+job."""
 
 import sys
 import time
@@ -17,9 +18,16 @@ class Command(BaseCommand):
     def add_arguments(self, parser) -> None:
         parser.add_argument("--site", required=True, metavar="SLUG")
         parser.add_argument("--model", metavar="NAME")
+        parser.add_argument(
+            "--retry-failed",
+            action="store_true",
+            help="queue the images whose prediction from the model failed (not the unreadable)",
+        )
         parser.add_argument("--wait", action="store_true", help="follow the job until it ends")
 
-    def handle(self, *args, site: str, model: str | None, wait: bool, **options) -> None:
+    def handle(
+        self, *args, site: str, model: str | None, retry_failed: bool, wait: bool, **options
+    ) -> None:
         site_obj = Site.objects.filter(slug=site).first()
         if site_obj is None:
             raise CommandError(f"site {site!r} does not exist", returncode=2)
@@ -29,10 +37,13 @@ class Command(BaseCommand):
             if version is None:
                 raise CommandError(f"model version {model!r} does not exist", returncode=2)
         try:
-            job = services.prediction_job_create(site=site_obj, model_version=version)
+            job = services.prediction_job_create(
+                site=site_obj, model_version=version, retry_failed=retry_failed
+            )
         except services.PredictionError as exc:
             raise CommandError(str(exc), returncode=2) from exc
-        self.stdout.write(f"job {job.pk}: {job.total} images queued for {job.model_version.name}")
+        what = "failed images re-queued" if retry_failed else "images queued"
+        self.stdout.write(f"job {job.pk}: {job.total} {what} for {job.model_version.name}")
         if wait:
             job = self._follow(job)
             self.stdout.write(
