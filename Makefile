@@ -70,6 +70,7 @@ lint: setup ## ruff, import-linter and the TypeScript checker
 bench: setup ## run the benchmarks in bench/ (prints ratios measured side by side)
 	$(PY) bench/ingest.py
 	$(PY) bench/model.py
+	$(PY) bench/gpu.py
 	$(PY) bench/pipeline.py
 	$(PY) bench/review_api.py
 	$(PY) bench/reports.py

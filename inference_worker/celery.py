@@ -13,6 +13,8 @@ from celery import Celery
 
 from inference_worker.broker import transport_options
 
+os.umask(0o077)  # heatmaps readable by the service user alone, as the portal's own files
+
 HARD_LIMIT_S = int(os.environ.get("TASK_HARD_LIMIT_S", 6 * 3600))
 DATA_DIR = Path(
     os.environ.get("INFERENCE_DATA_DIR") or os.environ.get("PORTAL_DATA_DIR") or "var"

@@ -60,6 +60,12 @@ def _row_tiles(c: int, w: int) -> tuple[int, int]:
     return block_c, block_w
 
 
+def _warps(block_c: int, block_w: int) -> int:
+    """The row kernels keep a whole tile (and, backward, four) in registers: more warps for
+    large tiles keep them from spilling."""
+    return 8 if block_c * block_w >= 2048 else 4
+
+
 def _splits(n: int, c_blocks: int, h: int, device: torch.device) -> int:
     """Row splits per (image, channel block) so that there are a few programs per SM; partial
     column sums are added afterwards, in a fixed order (deterministic, no atomics)."""
@@ -225,7 +231,7 @@ if triton is not None:
         partial_w = torch.empty((splits, n, c, w), device=x.device, dtype=torch.float32)
         wrap_triton(_pool_kernel)[(n, c_blocks, splits)](
             x, pooled_h, partial_w, c, h, w, rows, *x.stride(), 1.0 / w,
-            BLOCK_C=block_c, BLOCK_W=block_w,
+            BLOCK_C=block_c, BLOCK_W=block_w, num_warps=_warps(block_c, block_w),
         )  # fmt: skip
         pooled_w = partial_w.sum(dim=0) / h
         return pooled_h.to(x.dtype), pooled_w.to(x.dtype)
@@ -285,7 +291,7 @@ if triton is not None:
         wrap_triton(_apply_backward_kernel)[(n, c_blocks, splits)](
             grad, x, a_h, a_w, grad_x, grad_h, partial_w, c, h, w, rows,
             *grad.stride(), *x.stride(), *grad_x.stride(), *a_h.stride(), *a_w.stride(),
-            BLOCK_C=block_c, BLOCK_W=block_w,
+            BLOCK_C=block_c, BLOCK_W=block_w, num_warps=_warps(block_c, block_w),
         )  # fmt: skip
         return grad_x, grad_h.to(a_h.dtype), partial_w.sum(dim=0).to(a_w.dtype)
 

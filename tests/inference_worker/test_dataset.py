@@ -109,6 +109,33 @@ def test_a_file_that_cannot_be_read_stops_the_build_naming_it(phantoms, tmp_path
     assert not list((tmp_path / "cache").glob("inputs-*[0-9a-f]"))  # no complete cache
 
 
+def test_preprocessing_processes_finish_after_the_parent_ran_torch_on_several_threads(
+    phantoms, tmp_path
+):
+    """Forked workers of a parent whose OpenMP pool has run can hang in their first parallel
+    torch call (without one thread per worker this hangs here, as the old preprocessing did)."""
+    script = textwrap.dedent(
+        """
+        import json, sys, torch
+        from pathlib import Path
+        from inference_worker.dataset import build_cache
+        torch.set_num_threads(2)
+        files = [Path(f) for f in json.loads(sys.argv[1])] * 30  # enough to hang, without
+        build_cache(files, 128, Path(sys.argv[2]), workers=1, progress=False)  # in this process
+        print(build_cache(files, 96, Path(sys.argv[2]), workers=2, progress=False))
+        """
+    )
+    files = json.dumps([str(p) for p in phantoms])
+    result = subprocess.run(
+        [sys.executable, "-c", script, files, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert (Path(result.stdout.strip()) / META).exists()
+
+
 def test_augmentation_keeps_shape_and_scale_on_the_cpu(phantoms):
     x = torch.stack([preprocess_file(p, SIZE)[0] for p in phantoms])
     out = augment(x, hflip=True, generator=torch.Generator().manual_seed(0))

@@ -119,6 +119,23 @@ def test_the_cpu_takes_the_reference_path():
         torch.testing.assert_close(block(x.clone()), block.forward_reference(x.clone()))
 
 
+def test_without_triton_the_model_imports_and_takes_the_reference():
+    code = (
+        "import sys; sys.modules['triton'] = None\n"  # as on a CPU-only torch wheel
+        "import torch\n"
+        "from inference_worker import fused_ca\n"
+        "from inference_worker.model import build_model, sex_tensor\n"
+        "assert fused_ca.triton is None and not fused_ca.available()\n"
+        "model = build_model('ca_resnet18', width=8).eval()\n"
+        "print(model(torch.randn(2, 1, 32, 32), sex_tensor(['M', 'F'])).shape)\n"
+    )
+    proc = subprocess.run(  # noqa: S603
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "torch.Size([2])" in proc.stdout
+
+
 def test_inference_fused_ca_0_switches_the_fast_path_off(monkeypatch):
     monkeypatch.setenv(fused_ca.ENV_SWITCH, "0")
     assert not fused_ca.available()
