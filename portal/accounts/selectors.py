@@ -4,7 +4,7 @@
 from collections.abc import Iterable
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db.models import Q, QuerySet
+from django.db.models import F, Q, QuerySet
 
 from portal.accounts.models import AuditEvent, Membership, Role
 
@@ -53,12 +53,18 @@ def is_lead_anywhere(*, user: User) -> bool:
     return holds_role_anywhere(user=user, roles=[Role.LEAD])
 
 
+# The team page's order, as annotations a cursor can name (one role per user and site).
+MEMBERSHIP_ORDER = ["site_slug", "username", "id"]
+
+
 def membership_list(*, user: User) -> QuerySet[Membership]:
-    """Memberships on the sites where the user is a lead (what a lead manages)."""
+    """Memberships on the sites where the user is a lead (what a lead manages), by site and
+    user name."""
     return (
         Membership.objects.filter(site_scope(user=user, roles=[Role.LEAD]))
         .select_related("user", "site")
-        .order_by("site__slug", "user__username")
+        .annotate(site_slug=F("site__slug"), username=F("user__username"))
+        .order_by(*MEMBERSHIP_ORDER)
     )
 
 

@@ -10,7 +10,8 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from portal.core.pagination import CursorError, page_links, paginate_query
+from portal.core.numbers import MAX_WHOLE, whole_number
+from portal.core.pagination import CursorError, page_links, paginate, parse_limit
 
 CURSOR_PARAMETERS = [
     OpenApiParameter("cursor", str, description="from `next` or `previous`"),
@@ -20,8 +21,8 @@ CURSOR_PARAMETERS = [
         description="page size (default 50; more than 200 gives 200)",
     ),
 ]
-# A positive whole number, as an id or a count of days is in a query string.
-WHOLE_NUMBER = {"type": "integer", "minimum": 0}
+# A whole number, as an id or a count of days is in a query string (64 bits at most).
+WHOLE_NUMBER = {"type": "integer", "minimum": 0, "maximum": MAX_WHOLE}
 
 ERROR = inline_serializer("Error", {"detail": serializers.CharField()})
 _DESCRIPTIONS = {
@@ -60,13 +61,28 @@ def single_values(
         raise ValidationError(dict(sorted(problems.items())))
 
 
+def query_number(request: Request, name: str) -> int | None:
+    """The whole-number query parameter `name` (None when absent); 400 naming it otherwise."""
+    raw = request.query_params.get(name)
+    if raw is None:
+        return None
+    value = whole_number(raw)
+    if value is None:
+        raise ValidationError({name: [f"a whole number from 0 to {MAX_WHOLE}"]})
+    return value
+
+
 def cursor_page(
     request: Request, queryset, keys: list[str], render: Callable[[list], list[dict]]
 ) -> Response:
     """`{"next", "previous", "results"}` for one page of `queryset` in the order of `keys`."""
     single_values(request, not_blank=("limit",))
     try:
-        page = paginate_query(queryset, keys=keys, query=request.query_params)
+        limit = parse_limit(request.query_params.get("limit"))
+    except CursorError as exc:
+        raise ValidationError({"limit": [str(exc)]}) from exc
+    try:
+        page = paginate(queryset, keys=keys, cursor=request.query_params.get("cursor"), limit=limit)
     except CursorError as exc:
         raise ValidationError({"cursor": [str(exc)]}) from exc
     next_url, previous_url = page_links(request, page)

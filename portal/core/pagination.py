@@ -8,6 +8,8 @@ from urllib.parse import urlencode
 
 from django.db.models import Q, QuerySet
 
+from portal.core.numbers import whole_number
+
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
 
@@ -82,9 +84,10 @@ def paginate(queryset: QuerySet, *, keys: list[str], cursor: str | None, limit: 
 def parse_limit(raw: str | None) -> int:
     if raw in (None, ""):
         return DEFAULT_LIMIT
-    if not raw.isdigit() or int(raw) < 1:
+    limit = whole_number(raw)
+    if limit is None or limit < 1:
         raise CursorError("limit must be a positive whole number")
-    return min(int(raw), MAX_LIMIT)
+    return min(limit, MAX_LIMIT)
 
 
 def paginate_query(queryset: QuerySet, *, keys: list[str], query) -> Page:

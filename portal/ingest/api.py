@@ -6,7 +6,6 @@ and carry the uploader's name only where the site keeps names."""
 
 from django.db import transaction
 from django.shortcuts import get_object_or_404
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiResponse,
     extend_schema,
@@ -22,12 +21,18 @@ from rest_framework.views import APIView
 
 from portal.accounts.models import UPLOAD_ROLES
 from portal.accounts.selectors import has_role
-from portal.core.api import CURSOR_PARAMETERS, cursor_page, cursor_page_schema
+from portal.core.api import (
+    CURSOR_PARAMETERS,
+    cursor_page,
+    cursor_page_schema,
+    errors,
+    single_values,
+)
 from portal.ingest import selectors, services
 from portal.ingest.models import Site, Upload
 
 _DETAIL = inline_serializer("UploadProblem", {"detail": serializers.CharField()})
-_BAD_REQUEST = OpenApiResponse(OpenApiTypes.OBJECT, description="invalid input, by field")
+_BAD_REQUEST = errors(400)[400]
 _NOT_FOUND = OpenApiResponse(_DETAIL, description="no such upload or site of yours")
 _CONFLICT = OpenApiResponse(_DETAIL, description="the upload takes no more files (or expired)")
 
@@ -115,8 +120,9 @@ _REPORT_LINE = {
 
 
 def _query(request: Request) -> dict:
-    """The query parameters as a plain dict: an empty `?status=` is then refused (400), not
-    read as absent, as DRF reads form input."""
+    """The query parameters as a plain dict, each given at most once (400 otherwise): an
+    empty `?status=` is then refused (400), not read as absent, as DRF reads form input."""
+    single_values(request)
     return request.query_params.dict()
 
 

@@ -9,14 +9,22 @@ from drf_spectacular.utils import (
     inline_serializer,
 )
 from rest_framework import serializers, status
-from rest_framework.exceptions import PermissionDenied, ValidationError
+from rest_framework.exceptions import PermissionDenied
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from portal.accounts.models import UPLOAD_ROLES
 from portal.accounts.selectors import has_role, site_scope
-from portal.core.api import CURSOR_PARAMETERS, cursor_page, cursor_page_schema
+from portal.core.api import (
+    CURSOR_PARAMETERS,
+    WHOLE_NUMBER,
+    cursor_page,
+    cursor_page_schema,
+    errors,
+    query_number,
+    single_values,
+)
 from portal.ingest.models import Site, Upload
 from portal.predictions import selectors, services
 from portal.predictions.models import ModelVersion, PredictionJob
@@ -65,22 +73,21 @@ class JobListCreateApi(APIView):
 
     @extend_schema(
         operation_id="jobs_list",
-        parameters=[OpenApiParameter("upload", int), OpenApiParameter("site", str)]
+        parameters=[OpenApiParameter("upload", WHOLE_NUMBER), OpenApiParameter("site", str)]
         + CURSOR_PARAMETERS,
-        responses=cursor_page_schema("PredictionJobPage", _JOB_FIELDS),
+        responses={200: cursor_page_schema("PredictionJobPage", _JOB_FIELDS), **errors(400)},
     )
     def get(self, request: Request) -> Response:
-        upload = request.query_params.get("upload")
-        if upload is not None and not upload.isdigit():
-            raise ValidationError({"upload": ["an upload id (a whole number)"]})
+        # Each parameter once, and an empty `?upload=` refused: never read as "every job".
+        single_values(request, not_blank=("upload", "limit"))
         jobs = selectors.job_list(
             user=request.user,
-            upload_id=int(upload) if upload is not None else None,
+            upload_id=query_number(request, "upload"),
             site=request.query_params.get("site"),
         )
         return cursor_page(request, jobs, ["-id"], _render_jobs)
 
-    @extend_schema(request=InputSerializer, responses={201: _JOB})
+    @extend_schema(request=InputSerializer, responses={201: _JOB, **errors(400, 403, 404, 409)})
     def post(self, request: Request) -> Response:
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -116,10 +123,26 @@ class JobListCreateApi(APIView):
 
 
 class JobDetailApi(APIView):
-    @extend_schema(responses=_JOB)
+    @extend_schema(responses={200: _JOB, **errors(404)})
     def get(self, request: Request, job_id: int) -> Response:
         job = get_object_or_404(selectors.job_list(user=request.user), pk=job_id)
         return Response(selectors.job_status(job=job))
+
+
+_PREDICTION_FIELDS = {
+    "id": serializers.IntegerField(),
+    "image": serializers.IntegerField(),
+    "site": serializers.CharField(),
+    "model": serializers.CharField(),
+    "age_days": serializers.IntegerField(allow_null=True),
+    "recorded_age_days": serializers.IntegerField(),
+    "residual_days": serializers.IntegerField(allow_null=True),
+    "score": serializers.FloatField(allow_null=True),
+    "error": serializers.CharField(),
+    "heatmap_url": serializers.CharField(allow_null=True),
+    "timing_ms": serializers.DictField(),
+    "created_at": serializers.DateTimeField(),
+}
 
 
 class PredictionListApi(APIView):
@@ -128,23 +151,7 @@ class PredictionListApi(APIView):
     @extend_schema(
         parameters=[OpenApiParameter("site", str), OpenApiParameter("model", str)]
         + CURSOR_PARAMETERS,
-        responses=cursor_page_schema(
-            "PredictionPage",
-            {
-                "id": serializers.IntegerField(),
-                "image": serializers.IntegerField(),
-                "site": serializers.CharField(),
-                "model": serializers.CharField(),
-                "age_days": serializers.IntegerField(allow_null=True),
-                "recorded_age_days": serializers.IntegerField(),
-                "residual_days": serializers.IntegerField(allow_null=True),
-                "score": serializers.FloatField(allow_null=True),
-                "error": serializers.CharField(),
-                "heatmap_url": serializers.CharField(allow_null=True),
-                "timing_ms": serializers.DictField(),
-                "created_at": serializers.DateTimeField(),
-            },
-        ),
+        responses={200: cursor_page_schema("PredictionPage", _PREDICTION_FIELDS), **errors(400)},
     )
     def get(self, request: Request) -> Response:
         predictions = selectors.prediction_list(

@@ -32,6 +32,7 @@ from portal.core.api import (
     cursor_page,
     cursor_page_schema,
     errors,
+    query_number,
     single_values,
 )
 from portal.core.files import stored_file_response
@@ -408,13 +409,10 @@ def _lead_audit(request: Request):
     single_values(request, not_blank=_NOT_BLANK)
     if not is_lead_anywhere(user=request.user):
         raise PermissionDenied("the audit log is for leads")
-    image = request.query_params.get("image")
-    if image not in (None, "") and not image.isdigit():
-        raise ValidationError({"image": ["a whole number"]})
     return audit_list(
         user=request.user,
         site=request.query_params.get("site") or None,
-        image_id=int(image) if image else None,
+        image_id=query_number(request, "image"),
         action=request.query_params.get("action") or None,
         actor=request.query_params.get("actor") or None,
     )

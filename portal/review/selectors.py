@@ -11,6 +11,7 @@ from django.utils import timezone
 from inference_worker.metrics import DAYS_PER_YEAR
 from portal.accounts.models import LEAD_ROLES, REVIEW_ROLES, AuditEvent
 from portal.accounts.selectors import has_role, holds_role_anywhere, role_on, site_scope
+from portal.core.numbers import whole_number
 from portal.ingest.models import Image, ReviewStatus, Site
 from portal.predictions.models import ModelVersion, Prediction
 from portal.predictions.selectors import image_data, latest_prediction
@@ -141,9 +142,10 @@ class ImageFilters:
             raw = query.get(key)
             if raw in (None, ""):
                 return None
-            if not str(raw).isdigit():
+            days = whole_number(str(raw))
+            if days is None:
                 raise FilterError(f"{key} must be a whole number of days")
-            return int(raw)
+            return days
 
         has = query.get("has_prediction")
         if has not in (None, "", "true", "false", "1", "0"):

@@ -12,6 +12,7 @@ from django.views.decorators.http import require_POST
 
 from portal.accounts.models import REVIEW_ROLES, Role
 from portal.accounts.selectors import audit_list, holds_role_anywhere, is_lead_anywhere
+from portal.core.numbers import whole_number
 from portal.core.pagination import CursorError, page_links, paginate_query
 from portal.ingest.models import ReviewStatus
 from portal.ingest.selectors import site_list
@@ -129,7 +130,7 @@ def audit_page(request: HttpRequest) -> HttpResponse:
     events = audit_list(
         user=request.user,
         site=request.GET.get("site") or None,
-        image_id=int(image) if image.isdigit() else None,
+        image_id=whole_number(image),
         action=request.GET.get("action") or None,
         actor=request.GET.get("actor") or None,
     )

@@ -24,6 +24,7 @@ from portal.core.api import (
     single_values,
 )
 from portal.core.files import stored_file_response
+from portal.core.numbers import whole_number
 from portal.ingest.models import ReviewStatus, Site
 from portal.validation import exports, selectors, services
 from portal.validation.models import ValidationExport, ValidationSet, ValidationSetVersion
@@ -206,10 +207,10 @@ class ValidationSetDiffApi(APIView):
     )
     def get(self, request: Request, name: str) -> Response:
         single_values(request, not_blank=("from", "to"))
-        numbers = [request.query_params.get(k, "") for k in ("from", "to")]
-        if not all(n.isdigit() for n in numbers):
+        numbers = [whole_number(request.query_params.get(k)) for k in ("from", "to")]
+        if None in numbers:
             raise ValidationError({"detail": "give ?from=V1&to=V2"})
-        old, new = (_version(request, name, int(n)) for n in numbers)
+        old, new = (_version(request, name, n) for n in numbers)
         return Response(services.version_diff(old=old, new=new))
 
 

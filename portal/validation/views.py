@@ -1,5 +1,5 @@
-"""Pages of validation sets: the list with a form for leads, and one set with its versions,
-freezing, comparing, exporting and asking for reports."""
+"""Pages of validation sets: the list (a cursor page by name) with a form for leads, and one
+set with its versions, freezing, comparing, exporting and asking for reports."""
 
 import datetime as dt
 
@@ -11,6 +11,8 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from portal.accounts.models import LEAD_ROLES
+from portal.core.numbers import whole_number
+from portal.core.pagination import CursorError, page_links, paginate_query
 from portal.ingest.selectors import site_list
 from portal.predictions.models import ModelVersion
 from portal.reports.models import Report
@@ -26,7 +28,7 @@ def _set(request: HttpRequest, name: str) -> ValidationSet:
 
 
 def _int(value: str) -> int | None:
-    return int(value) if value.strip().isdigit() else None
+    return whole_number(value.strip())
 
 
 @login_required
@@ -54,13 +56,23 @@ def set_list(request: HttpRequest) -> HttpResponse:
             messages.error(request, str(exc))
             return redirect("validation:list")
         return redirect("validation:detail", name=created.name)
-    sets = [
-        selectors.validation_set_data(s) for s in selectors.validation_set_list(user=request.user)
-    ]
+    try:
+        page = paginate_query(
+            selectors.validation_set_list(user=request.user), keys=["name"], query=request.GET
+        )
+    except CursorError as exc:
+        raise Http404(str(exc)) from exc
+    next_url, previous_url = page_links(request, page)
     return render(
         request,
         "validation/list.html",
-        {"sets": sets, "lead_sites": lead_sites, "statuses": services.DEFAULT_STATUSES},
+        {
+            "sets": [selectors.validation_set_data(s) for s in page.items],
+            "next_url": next_url,
+            "previous_url": previous_url,
+            "lead_sites": lead_sites,
+            "statuses": services.DEFAULT_STATUSES,
+        },
     )
 
 

@@ -186,6 +186,8 @@ def test_uploads_list_is_cursor_paged_newest_first(client, site, tmp_path):
     assert len(client.get("/api/uploads/", {"status": "receiving"}).json()["results"]) == 3
     assert client.get("/api/uploads/", {"status": "bogus"}).status_code == 400
     assert client.get("/api/uploads/", {"status": ""}).status_code == 400
+    repeated = client.get("/api/uploads/?status=receiving&status=done")
+    assert (repeated.status_code, list(repeated.json())) == (400, ["status"])
 
 
 def test_api_needs_a_login_and_names_bad_requests(site, tmp_path):
@@ -224,6 +226,9 @@ def test_openapi_schema_describes_the_upload_endpoints(client):
     assert "submitted" in components["UploadStatusEnum"]["enum"]
     assert "expired" in components["UploadStatusEnum"]["enum"]
     assert "cursor" in {p["name"] for p in paths["/api/uploads/"]["get"]["parameters"]}
+    listed, one = paths["/api/uploads/"]["get"], paths["/api/uploads/{upload_id}/"]["get"]
+    assert listed["operationId"] != one["operationId"]
+    assert "400" in listed["responses"]
     files = paths["/api/uploads/{upload_id}/files/"]["get"]
     assert {"cursor", "limit", "outcome"} <= {p["name"] for p in files["parameters"]}
 

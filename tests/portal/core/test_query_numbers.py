@@ -1,0 +1,47 @@
+"""Whole numbers in query strings: Unicode digits that `int` refuses and numbers past 64 bits
+(which SQLite cannot bind) are a 400 naming the parameter, never a 500 or a broken stream."""
+
+import pytest
+from rest_framework.test import APIClient
+
+from portal.core.numbers import MAX_WHOLE, whole_number
+
+pytestmark = pytest.mark.django_db
+
+PAST_64_BITS = str(MAX_WHOLE + 1)
+
+
+def test_whole_number_reads_ascii_digits_up_to_64_bits_only():
+    assert [whole_number(t) for t in ["0", "42", str(MAX_WHOLE)]] == [0, 42, MAX_WHOLE]
+    assert [whole_number(t) for t in [None, "", "²", "٣", "-1", "1.0", PAST_64_BITS]] == [None] * 7
+    assert whole_number("1" * 5000) is None  # int() would refuse it past 4,300 digits
+
+
+@pytest.mark.parametrize(
+    ("url", "named"),
+    [
+        (f"/api/audit/?image={PAST_64_BITS}", "image"),
+        (f"/api/audit/export/?image={PAST_64_BITS}", "image"),
+        ("/api/audit/?image=²", "image"),
+        ("/api/jobs/?upload=²", "upload"),
+        (f"/api/jobs/?upload={PAST_64_BITS}", "upload"),
+        ("/api/images/?limit=²", "limit"),
+        ("/api/images/?min_age_days=²", "detail"),
+        (f"/api/images/?max_age_days={PAST_64_BITS}", "detail"),
+        ("/api/validation-sets/ns/diff/?from=²&to=1", "detail"),
+    ],
+)
+def test_an_unreadable_or_too_large_number_is_a_400_naming_it(admin_user, url, named):
+    api = APIClient()
+    api.force_authenticate(admin_user)
+    response = api.get(url)
+    assert response.status_code == 400
+    assert named in response.json()
+
+
+def test_pages_answer_404_for_an_unreadable_limit_and_ignore_a_huge_image_filter(
+    admin_user, client
+):
+    client.force_login(admin_user)
+    assert client.get("/images/?limit=²").status_code == 404
+    assert client.get(f"/audit/?image={PAST_64_BITS}").status_code == 200
