@@ -20,7 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from dicomanonymizer.dicom_anonymization_databases import dicomfields_2026c as table
-from pydicom.dataelem import DataElement
+from pydicom.datadict import dictionary_VR
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
@@ -154,13 +155,6 @@ Rule = Callable[[Dataset, DataElement], None]
 def _element_rule(pseudonyms: Pseudonyms, shift: dt.timedelta) -> Rule:
     def rule(dataset: Dataset, elem: DataElement) -> None:
         tag = elem.tag
-        # Private tags go (no Retain Safe Private option); so do curves and overlays, which
-        # can carry burned-in text.
-        if tag.group % 2 == 1 or tag.group & 0xFF00 in (0x5000, 0x6000):
-            del dataset[tag]
-            return
-        if tag in (_PATIENT_SEX, _PATIENT_AGE):
-            return
         if tag == _BIRTH_DATE:
             elem.value = ""
             return
@@ -182,12 +176,46 @@ def _element_rule(pseudonyms: Pseudonyms, shift: dt.timedelta) -> Rule:
 
 
 def _apply(ds: Dataset, rule: Rule) -> None:
-    """Apply `rule` to every element, depth first, so that sequences are cleaned too."""
-    for elem in list(ds):
-        if elem.VR == "SQ" and elem.tag in ds:
+    """Apply `rule` to every element that it can change, depth first, so that sequences are
+    cleaned too.
+
+    Elements are looked at as read (raw) and decoded only when the rule acts on them or they
+    may hold a sequence: decoding every value of a file costs more than the rest of the
+    de-identification, and an element the rule leaves alone is written back byte for byte."""
+    for tag in list(ds.keys()):
+        # Private tags go (no Retain Safe Private option); so do curves and overlays, which
+        # can carry burned-in text.
+        if tag.group % 2 == 1 or tag.group & 0xFF00 in (0x5000, 0x6000):
+            del ds[tag]
+            continue
+        if tag in (_PATIENT_SEX, _PATIENT_AGE):  # kept by the options above
+            continue
+        action = table_action(tag)
+        if action == "X" and tag != _BIRTH_DATE:
+            del ds[tag]  # removed with whatever it holds: nothing in it needs reading
+            continue
+        acted_on = action is not None or tag == _BIRTH_DATE
+        if not acted_on and not _must_decode(ds.get_item(tag, keep_deferred=True)):
+            continue
+        elem = ds[tag]
+        if elem.VR == "SQ":
             for item in elem.value or []:
                 _apply(item, rule)
         rule(ds, elem)
+
+
+def _must_decode(elem: DataElement | RawDataElement) -> bool:
+    """Whether an element the table leaves alone is decoded all the same: a sequence (its
+    items are cleaned) or one that may decode to one (implicit VR: no VR in the file), and
+    UN of a tag the dictionary knows, which pydicom decodes (and the file keeps) with the
+    dictionary's VR."""
+    if elem.VR not in (None, "UN"):
+        return elem.VR == "SQ"
+    try:
+        known = dictionary_VR(elem.tag)
+    except KeyError:
+        return elem.VR is None  # an unknown tag in implicit VR: decoded, as pydicom would
+    return elem.VR == "UN" or known == "SQ"
 
 
 def _map_uids(value: object, pseudonyms: Pseudonyms) -> object:

@@ -28,8 +28,11 @@ from pydicom.uid import (
     JPEG2000,
     UID,
     DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
     HTJ2KLossless,
     HTJ2KLosslessRPCL,
+    ImplicitVRLittleEndian,
     JPEG2000Lossless,
 )
 
@@ -130,6 +133,52 @@ def read_dataset_from(fh: BinaryIO, *, size: int) -> Dataset:
     if deferred and pixels.value_tell + pixels.length > size:
         raise Rejected("truncated file: it ends inside a DICOM element")
     return ds
+
+
+# Transfer syntaxes whose pixels pydicom reads without a native decoder (deflate is zlib's,
+# which holds no image codec). Every other one (JPEG, JPEG-LS, JPEG 2000, RLE, private ones)
+# may reach a codec written in C.
+NATIVE_FREE_SYNTAXES = frozenset(
+    {ImplicitVRLittleEndian, ExplicitVRLittleEndian, ExplicitVRBigEndian}
+    | {DeflatedExplicitVRLittleEndian}
+)
+_META_BYTES = 4096  # the File Meta Information of real files is a few hundred bytes
+
+
+def may_need_native_decoder(path: Path) -> bool:
+    """Whether checking this file may run a native image codec, from its header alone: True
+    for a Part 10 file whose transfer syntax is compressed or unknown, or whose header cannot
+    be read here; False for an uncompressed or deflated one and for anything without the DICM
+    prefix (a bare data set is uncompressed, and anything else is rejected unread)."""
+    with path.open("rb") as fh:
+        head = fh.read(_META_BYTES)
+    if head[128:132] != b"DICM":
+        return False
+    ts = _meta_transfer_syntax(head)
+    return ts is None or ts not in NATIVE_FREE_SYNTAXES
+
+
+def _meta_transfer_syntax(head: bytes) -> str | None:
+    """Transfer Syntax UID (0002,0010) from the File Meta Information after the DICM prefix
+    (always explicit VR little endian, PS3.10 7.1); None when it cannot be found in `head`."""
+    pos = 132
+    while pos + 8 <= len(head):
+        group, element, vr = struct.unpack_from("<HH2s", head, pos)
+        if group != 0x0002:
+            return None
+        if vr in (b"OB", b"OW", b"OF", b"SQ", b"UT", b"UN"):
+            if pos + 12 > len(head):
+                return None
+            length, pos = struct.unpack_from("<I", head, pos + 8)[0], pos + 12
+        else:
+            length, pos = struct.unpack_from("<H", head, pos + 6)[0], pos + 8
+        if element == 0x0010:
+            value = head[pos : pos + length]
+            if len(value) != length:
+                return None
+            return value.decode("ascii", "replace").strip("\0 ")
+        pos += length
+    return None
 
 
 def plausible_bare_data_set(head: bytes, size: int) -> bool:

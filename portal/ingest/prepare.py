@@ -10,11 +10,16 @@ import math
 import os
 import struct
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from pydicom.charset import default_encoding
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import dcmwrite, write_data_element, write_dataset
 from pydicom.tag import Tag
 from pydicom.uid import (
     UID,
@@ -23,6 +28,7 @@ from pydicom.uid import (
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
 )
+from pydicom.valuerep import EXPLICIT_VR_LENGTH_32, STANDARD_VR
 
 from portal.ingest.deid import Deidentified, Pseudonyms, deidentify
 from portal.ingest.dicom import (
@@ -32,7 +38,7 @@ from portal.ingest.dicom import (
     check_radiograph,
     compute_age,
     normalise_sex,
-    read_dataset,
+    read_dataset_from,
 )
 
 PIXEL_DATA = Tag(0x7FE0, 0x0010)
@@ -77,12 +83,14 @@ def prepare(path: str, site_key: bytes, limits: Limits, tmp_dir: str) -> Prepare
     """
     step = "read"
     try:
-        ds = read_dataset(Path(path))
-        step = "check"
-        check_radiograph(ds, limits)
-        age = compute_age(ds)
-        sex = normalise_sex(ds.get("PatientSex"))
-        pixel_sha256 = hashlib.sha256(ds.PixelData).hexdigest()
+        with open(path, "rb") as fh:
+            ds = read_dataset_from(fh, size=os.fstat(fh.fileno()).st_size)
+            step = "check"
+            check_radiograph(ds, limits)
+            age = compute_age(ds)
+            sex = normalise_sex(ds.get("PatientSex"))
+            pixels = _load_pixels(ds, fh)
+        pixel_sha256 = hashlib.sha256(pixels).hexdigest()
         step = "de-identify"
         ids = deidentify(ds, pseudonyms=Pseudonyms(key=site_key), age_days=age.days)
         step = "write"
@@ -108,6 +116,34 @@ def prepare(path: str, site_key: bytes, limits: Limits, tmp_dir: str) -> Prepare
     return Prepared(tmp_name, size, sha256, pixel_sha256, ids, age, sex, acquisition)
 
 
+def prepare_many(
+    fn: Callable[..., Prepared | Refused], paths: list[str], *args: object
+) -> list[Prepared | Refused | Exception]:
+    """`fn(path, *args)` for each path, in order, in one call: how ingest's worker processes
+    take files, a chunk at a time, so that the cost of a round trip to a worker is shared. An
+    exception stays with its file (returned in its place) rather than costing the chunk."""
+    outcomes: list[Prepared | Refused | Exception] = []
+    for path in paths:
+        try:
+            outcomes.append(fn(path, *args))
+        except Exception as exc:
+            outcomes.append(exc)
+    return outcomes
+
+
+def _load_pixels(ds: Dataset, fh: BinaryIO) -> bytes:
+    """The Pixel Data value, read from the open file where it was deferred (once, and without
+    pydicom opening the file again) and kept in `ds` as read."""
+    elem = ds.get_item(PIXEL_DATA, keep_deferred=True)
+    if elem.value is None and isinstance(elem, RawDataElement):
+        fh.seek(elem.value_tell)
+        value = fh.read(elem.length)
+        if len(value) != elem.length:
+            raise EOFError("the file ends inside the pixel data")
+        ds[PIXEL_DATA] = elem._replace(value=value)
+    return ds.PixelData
+
+
 def _write_part10(ds: Dataset, out: BinaryIO) -> tuple[int, str]:
     """Write `ds` as a Part 10 file and hash exactly the bytes written.
 
@@ -131,14 +167,14 @@ def _write_part10(ds: Dataset, out: BinaryIO) -> tuple[int, str]:
         ds.save_as(head, enforce_file_format=True)
         emit(head.getbuffer())
         return size, digest.hexdigest()
+    pixel_elem = ds.get_item(PIXEL_DATA, keep_deferred=True)
     pixels = ds.PixelData
-    for elem in [e for e in ds if e.tag > PIXEL_DATA]:  # trailing padding, signatures
-        del ds[elem.tag]
-    del ds.PixelData
-    head = io.BytesIO()
-    ds.save_as(head, enforce_file_format=True)
-    ds.PixelData = pixels
-    emit(head.getbuffer())
+    # Trailing padding, signatures. (Iterating a Dataset decodes every element; its keys do not.)
+    for tag in [t for t in ds.keys() if t > PIXEL_DATA]:  # noqa: SIM118
+        del ds[tag]
+    del ds[PIXEL_DATA]
+    emit(_encode_head(ds, implicit=ts.is_implicit_VR))
+    ds[PIXEL_DATA] = pixel_elem
     if ts.is_encapsulated:
         # Undefined length: the items as stored, then a sequence delimiter (PS3.5 A.4).
         emit(_element_header(ts, "OB", 0xFFFFFFFF))
@@ -151,6 +187,80 @@ def _write_part10(ds: Dataset, out: BinaryIO) -> tuple[int, str]:
         if padded != len(pixels):
             emit(b"\0")
     return size, digest.hexdigest()
+
+
+def _encode_head(ds: Dataset, *, implicit: bool) -> bytes:
+    """Preamble, File Meta Information and data set, byte for byte as pydicom's `dcmwrite`
+    (enforce_file_format) writes them in little endian, only faster: pydicom writes the file
+    meta, each common element is encoded here (`_encode_plain`), and any other goes through
+    pydicom's own element writer."""
+    shell = Dataset()
+    shell.file_meta = ds.file_meta
+    if preamble := getattr(ds, "preamble", None):
+        shell.preamble = preamble
+    fp = DicomBytesIO()
+    dcmwrite(fp, shell, enforce_file_format=True)
+    fp.is_implicit_VR, fp.is_little_endian = implicit, True
+    # pydicom re-encodes every element when the encoding or the character set changed
+    # (`write_dataset`); it does so here too.
+    if ds.original_encoding != (implicit, True) or (ds.original_character_set != ds._character_set):
+        write_dataset(fp, ds)
+        return fp.getvalue()
+    encodings = ds.get("SpecificCharacterSet", default_encoding)
+    for tag in sorted(ds.keys()):
+        if tag.element == 0 and tag.group > 6:
+            continue  # retired group lengths, which pydicom does not write (PS3.5 7.2)
+        elem = ds.get_item(tag)
+        encoded = _encode_plain(elem, implicit, encodings)
+        if encoded is None:
+            write_data_element(fp, elem, encodings)
+        else:
+            fp.write(encoded)
+    return fp.getvalue()
+
+
+# Written by pydicom as `str.encode(default_encoding)` padded to even length, whatever the
+# character set: the value representations of ASCII text.
+_ASCII_VRS = frozenset({"AE", "AS", "CS", "DA", "DT", "TM", "UI"})
+# Encoded in the data set's character set; ASCII text encodes alike in each of one value.
+_TEXT_VRS = frozenset({"LO", "LT", "SH", "ST", "UC", "UT"})
+_NUMBER_FORMATS = {"US": "<H", "UL": "<I", "SS": "<h", "SL": "<i"}
+
+
+def _encode_plain(
+    elem: DataElement | RawDataElement, implicit: bool, encodings: object
+) -> bytes | None:
+    """An element as pydicom's `write_data_element` encodes it, for the common cases that need
+    none of its machinery: a value as read (written back as it is), one text value, one whole
+    number. None for anything else."""
+    vr, value = elem.VR, elem.value
+    if isinstance(elem, RawDataElement):
+        if not isinstance(value, bytes) or elem.length == 0xFFFFFFFF:
+            return None
+    elif type(value) is str and (
+        vr in _ASCII_VRS or (vr in _TEXT_VRS and value.isascii() and isinstance(encodings, str))
+    ):
+        if len(value) % 2:
+            value += "\0" if vr == "UI" else " "
+        try:
+            value = value.encode(default_encoding)
+        except UnicodeError:
+            return None
+    elif vr in _NUMBER_FORMATS and type(value) is int:
+        try:
+            value = struct.pack(_NUMBER_FORMATS[vr], value)
+        except struct.error:
+            return None  # out of range: pydicom's error
+    else:
+        return None
+    group, element, length = elem.tag >> 16, elem.tag & 0xFFFF, len(value)
+    if implicit:
+        return struct.pack("<HHI", group, element, length) + value
+    if vr in EXPLICIT_VR_LENGTH_32:
+        return struct.pack("<HH2sHI", group, element, vr.encode(), 0, length) + value
+    if vr not in STANDARD_VR or length > 0xFFFF:
+        return None  # pydicom's own rules for these (an unknown VR, a value too long for it)
+    return struct.pack("<HH2sH", group, element, vr.encode(), length) + value
 
 
 def _element_header(ts: UID, vr: str, length: int) -> bytes:

@@ -8,6 +8,8 @@ import hashlib
 import hmac
 import logging
 import os
+import shutil
+import tempfile
 import traceback
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -26,9 +28,9 @@ from django.utils import timezone
 from portal.celery import app as celery_app
 from portal.ingest import staging
 from portal.ingest.archive import Item, Source, ZipLimits, count_items, iter_items
-from portal.ingest.dicom import Limits
+from portal.ingest.dicom import Limits, may_need_native_decoder
 from portal.ingest.models import Image, Site, Upload, UploadFile
-from portal.ingest.prepare import Prepared, Refused, prepare
+from portal.ingest.prepare import Prepared, Refused, prepare, prepare_many
 from portal.ingest.selectors import upload_expiry, upload_last_activity
 from portal.predictions.services import prediction_job_create_for_upload
 
@@ -252,15 +254,15 @@ def upload_process(
     tmp_dir.mkdir(parents=True, exist_ok=True)
     work_dir = staging.folder(upload.uuid.hex) / "work"  # identified archive entries
     work_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    pending: deque[tuple[Item, FileRef, Future | None]] = deque()
+    pending: deque[tuple[Item, FileRef, _Ticket | None]] = deque()
     since_counted = 0
 
     def finish_oldest() -> None:
         nonlocal since_counted
-        item, ref, future = pending.popleft()
+        item, ref, ticket = pending.popleft()
         outcome = None
         try:
-            outcome = preparer.outcome(item, future)
+            outcome = preparer.outcome(item, ticket)
             record = _store(upload=upload, name=ref, prepared=outcome)
         except BaseException:
             if isinstance(outcome, Prepared):  # not stored: its output goes too
@@ -276,27 +278,21 @@ def upload_process(
             on_file(record, ref)
 
     try:
-        preparer = _Preparer(total - len(already), (key, limits, str(tmp_dir)))
+        preparer = _Preparer(total - len(already), site_key=key, limits=limits, tmp_dir=tmp_dir)
         with preparer:
-            window = 8 * preparer.workers  # files read ahead of the recording, at most
             for item, ref in _numbered(sources, zip_limits, work_dir):
                 if (ref.index, ref.entry) in already:
                     item.discard()
                     continue
-                future = None
-                if item.path is not None:
-                    future = preparer.submit(str(item.path))
-                pending.append((item, ref, future))
-                while len(pending) > window:
+                ticket = preparer.submit(str(item.path)) if item.path is not None else None
+                pending.append((item, ref, ticket))
+                while len(pending) > preparer.ahead:  # files read ahead of the recording
                     finish_oldest()
             while pending:
                 finish_oldest()
         upload = _finish(upload)
     except BaseException as exc:
-        for item, _ref, future in pending:
-            done_ok = future is not None and future.done() and future.exception() is None
-            if done_ok and isinstance(result := future.result(), Prepared):
-                Path(result.tmp_path).unlink(missing_ok=True)
+        for item, _ref, _ticket in pending:  # their outputs went with the preparer
             item.discard()
         # The type and the code path only: an exception's message can carry a file's path,
         # and paths carry uploaders' names.
@@ -379,27 +375,57 @@ CRASH_REASON = (
 )
 
 
+@dataclass(eq=False)
+class _Ticket:
+    """One file given to `_Preparer`: its outcome is known (run here, or run again after a
+    crash), or is item `index` of a chunk's answer once the chunk is sent and done."""
+
+    path: str
+    result: Prepared | Refused | Exception | None = None
+    chunk: Future | None = None
+    index: int = 0
+
+
+CHUNK_FILES = 8  # files per round trip to a worker process, at most
+
+
 class _Preparer:
     """Runs `prepare` on each file: in worker processes when the upload is large enough, and
-    at once in this process for small ones (which do not pay for starting processes).
+    at once in this process for small ones (which do not pay for starting processes), except
+    for files that may reach a native image codec (compressed transfer syntaxes), which always
+    run in a worker process.
 
-    A worker that dies on a file (a native codec crash) breaks the pool and fails every file
-    in flight with it. Those files are then run again one at a time in a process of their
-    own, so that the one that kills its process again is known and costs only itself (a
-    rejection); the rest of the upload goes on in a new pool. An inline run has no such
-    protection: what kills the process kills the upload.
+    Workers take files in chunks of up to CHUNK_FILES, so that a round trip to a worker (a
+    wakeup of the pool's threads, a pickled call and answer) is paid once per chunk. A worker
+    that dies on a file (a native codec crash) breaks the pool and fails every chunk in flight
+    with it. Their files are then run again one at a time in a process of their own, so that
+    the one that kills its process again is known and costs only itself (a rejection); the
+    rest of the upload goes on in a new pool. An uncompressed or deflated file run here has
+    no such protection, and needs none: no native codec reads it.
     """
 
     def __init__(
-        self, files: int, args: tuple, fn: Callable[..., Prepared | Refused] | None = None
+        self,
+        files: int,
+        *,
+        site_key: bytes,
+        limits: Limits,
+        tmp_dir: Path,
+        fn: Callable[..., Prepared | Refused] | None = None,
     ):
         workers = settings.INGEST["WORKERS"]
         self.parallel = workers > 1 and files >= settings.INGEST["PARALLEL_MIN_FILES"]
         self.workers = workers if self.parallel else 1
-        self._fn, self._args = fn or prepare, args
-        self._pool = self._new_pool(self.workers) if self.parallel else None
-        self._in_flight: dict[Future, str] = {}  # in submission order
-        self._retried: dict[Future, Prepared | Refused] = {}
+        # Enough chunks for every worker to have one queued behind the one it runs.
+        self.chunk = max(1, min(CHUNK_FILES, files // (4 * self.workers))) if self.parallel else 1
+        self.ahead = max(8 * self.workers, 2 * self.workers * self.chunk + self.chunk)
+        # This upload's outputs, in a folder of its own: those of files whose answer was lost
+        # when a worker died (prepared, but run again) go with it at the end.
+        self._out = Path(tempfile.mkdtemp(prefix="ingest-", dir=tmp_dir))
+        self._fn, self._args = fn or prepare, (site_key, limits, str(self._out))
+        self._pool: ProcessPoolExecutor | None = None  # started with the first file sent
+        self._batch: list[_Ticket] = []  # not sent yet
+        self._chunks: dict[Future, list[_Ticket]] = {}  # sent, in submission order
 
     @staticmethod
     def _new_pool(workers: int) -> ProcessPoolExecutor:
@@ -411,59 +437,78 @@ class _Preparer:
         context.set_forkserver_preload(["portal.ingest.prepare"])
         return ProcessPoolExecutor(max_workers=workers, mp_context=context)
 
-    def submit(self, path: str) -> Future:
-        future: Future
-        if self._pool is None:
-            future = Future()
+    def submit(self, path: str) -> _Ticket:
+        ticket = _Ticket(path)
+        if not self.parallel and not _isolated(path):
             try:
-                future.set_result(self._fn(path, *self._args))
-            except BaseException as exc:
-                future.set_exception(exc)
-            return future
-        future = self._pool.submit(self._fn, path, *self._args)
-        self._in_flight[future] = path
-        return future
+                ticket.result = self._fn(path, *self._args)
+            except Exception as exc:
+                ticket.result = exc
+            return ticket
+        self._batch.append(ticket)
+        if len(self._batch) >= self.chunk:
+            self._send()
+        return ticket
 
-    def outcome(self, item: Item, future: Future | None) -> Prepared | Refused:
-        if future is None:
+    def _send(self) -> None:
+        batch, self._batch = self._batch, []
+        if self._pool is None:
+            self._pool = self._new_pool(self.workers)
+        paths = [t.path for t in batch]
+        chunk = self._pool.submit(prepare_many, self._fn, paths, *self._args)
+        for index, ticket in enumerate(batch):
+            ticket.chunk, ticket.index = chunk, index
+        self._chunks[chunk] = batch
+
+    def outcome(self, item: Item, ticket: _Ticket | None) -> Prepared | Refused:
+        if ticket is None:
             return Refused(item.reason or "unreadable")
-        try:
-            if future in self._retried:
-                return self._retried.pop(future)
-            return future.result()
-        except BrokenExecutor:
-            self._recover()
-            return self._retried.pop(future)
-        except OSError:
-            raise  # the server's disk, not the file: see `prepare`
-        except Exception as exc:  # `prepare` refuses bad files itself; this is a last resort
-            return Refused(f"the file could not be processed ({type(exc).__name__})")
-        finally:
-            self._in_flight.pop(future, None)
+        result = self._result(ticket)
+        if isinstance(result, OSError):
+            raise result  # the server's disk, not the file: see `prepare`
+        if isinstance(result, Exception):  # `prepare` refuses bad files itself; a last resort
+            return Refused(f"the file could not be processed ({type(result).__name__})")
+        return result
+
+    def _result(self, ticket: _Ticket) -> Prepared | Refused | Exception:
+        if ticket.result is None and ticket.chunk is None:
+            self._send()  # the oldest file is waiting in a chunk not yet full
+        if ticket.result is None:
+            assert ticket.chunk is not None
+            try:
+                ticket.result = ticket.chunk.result()[ticket.index]
+            except BrokenExecutor:
+                self._recover()
+            except Exception as exc:  # the chunk's call itself failed (not one file)
+                ticket.result = exc
+        if ticket.chunk is not None and ticket.index == len(self._chunks.get(ticket.chunk, ())) - 1:
+            self._chunks.pop(ticket.chunk, None)  # its last file: every outcome is taken
+        assert ticket.result is not None
+        return ticket.result
 
     def _recover(self) -> None:
         broken = [
-            (future, path)
-            for future, path in self._in_flight.items()
-            if future not in self._retried and isinstance(future.exception(), BrokenExecutor)
+            ticket
+            for chunk, tickets in self._chunks.items()
+            if isinstance(chunk.exception(), BrokenExecutor)
+            for ticket in tickets
+            if ticket.result is None
         ]
         log.warning("an ingest worker died; %d files in flight are retried one by one", len(broken))
         assert self._pool is not None
         self._pool.shutdown(wait=True, cancel_futures=True)
+        self._pool = None
         solo = self._new_pool(1)
         try:
-            for future, path in broken:
+            for ticket in broken:
                 try:
-                    self._retried[future] = solo.submit(self._fn, path, *self._args).result()
+                    ticket.result = solo.submit(self._fn, ticket.path, *self._args).result()
                 except BrokenExecutor:
-                    self._retried[future] = Refused(CRASH_REASON)
+                    ticket.result = Refused(CRASH_REASON)
                     solo.shutdown(wait=True)
                     solo = self._new_pool(1)
-                except OSError:
-                    raise
                 except Exception as exc:
-                    reason = f"the file could not be processed ({type(exc).__name__})"
-                    self._retried[future] = Refused(reason)
+                    ticket.result = exc
         finally:
             solo.shutdown(wait=True)
         self._pool = self._new_pool(self.workers)
@@ -474,10 +519,26 @@ class _Preparer:
     def __exit__(self, *exc_info) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
-        for result in self._retried.values():  # retried but never recorded (the upload failed)
-            if isinstance(result, Prepared):
-                Path(result.tmp_path).unlink(missing_ok=True)
-        self._retried.clear()
+        # Outputs never recorded (the upload failed, or a worker died after writing one).
+        shutil.rmtree(self._out, ignore_errors=True)
+
+
+def ingest_workers_start() -> None:
+    """Start the fork server that ingest's worker processes are forked from, and wait until it
+    has imported `prepare` (pydicom, numpy, Pillow: about half a second), so that the first
+    upload of this process does not wait for it. Later uploads never do: the server lives as
+    long as this process."""
+    with _Preparer._new_pool(1) as pool:
+        pool.submit(os.getpid).result()
+
+
+def _isolated(path: str) -> bool:
+    """Whether a file must be read in a worker process even in a small upload: a native codec
+    that crashes on it would otherwise take this process (a Celery worker) with it."""
+    try:
+        return may_need_native_decoder(Path(path))
+    except OSError:
+        return False  # unreadable: `prepare` rejects it without decoding anything
 
 
 COUNTER_BATCH = 200  # report lines between two updates of the upload's counters
@@ -518,44 +579,46 @@ def _record(
     )
 
 
-def _duplicate_of(image: Image) -> tuple[str, Image] | None:
-    """The reason and the stored image that `image` has the pixels of, in its site: the
-    same instance again, or a re-export of the film under new UIDs. (An instance stored with
-    other pixels is found by the unique constraint on its UID.)
-
-    Locks the site's row first (until the caller's transaction ends), so that two uploads
-    storing the same film at once check and insert one after the other and the second finds
-    the first: a check without the lock would let both in on PostgreSQL. (SQLite has no row
-    locks, and needs none: it runs one writing transaction at a time.)"""
-    if connection.features.has_select_for_update:
-        list(Site.objects.select_for_update(no_key=True).filter(pk=image.site_id).values("pk"))
-    if not image.pixel_sha256:
-        return None
-    same = Image.objects.filter(site_id=image.site_id, pixel_sha256=image.pixel_sha256)
-    original = same.order_by("pk").only("pk", "uuid", "sop_instance_uid").first()
-    if original is None:
-        return None
-    if original.sop_instance_uid == image.sop_instance_uid:
-        return f"same instance (SOPInstanceUID) as image {original.uuid}", original
-    return f"same pixels as image {original.uuid}", original
+def _lock_site(site_id: int) -> None:
+    """Lock the site's row until the caller's transaction ends, so that two uploads storing the
+    same film at once store one after the other and the second finds the first (its insert
+    meets the unique constraints). SQLite has no row locks, and needs none: it runs one
+    writing transaction at a time."""
+    if connection.features.has_select_for_no_key_update:
+        # As the ORM's select_for_update(no_key=True) writes it, without compiling the query
+        # once per file.
+        table = connection.ops.quote_name(Site._meta.db_table)
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT 1 FROM {table} WHERE id = %s FOR NO KEY UPDATE", [site_id])  # noqa: S608
+    elif connection.features.has_select_for_update:
+        list(Site.objects.select_for_update().filter(pk=site_id).values("pk"))
 
 
-def _same_instance(image: Image) -> tuple[str, Image | None]:
-    """What a unique constraint found: the same instance, or the same pixels stored by an
-    upload that raced this one."""
-    site_images = Image.objects.filter(site_id=image.site_id).only("pk", "uuid")
-    original = site_images.filter(sop_instance_uid=image.sop_instance_uid).first()
+def _duplicate_of(image: Image) -> tuple[str, Image | None]:
+    """What a unique constraint found, with the reason: the same pixels (the same instance
+    again, or a re-export of the film under new UIDs), else the same instance with other
+    pixels. One query, by the two unique indexes."""
+    same = Q(sop_instance_uid=image.sop_instance_uid)
+    if image.pixel_sha256:
+        same |= Q(pixel_sha256=image.pixel_sha256)
+    matches = list(
+        Image.objects.filter(same, site_id=image.site_id)
+        .order_by("pk")
+        .only("pk", "uuid", "sop_instance_uid", "pixel_sha256")
+    )
+    pixels = image.pixel_sha256
+    original = next((m for m in matches if pixels and m.pixel_sha256 == pixels), None)
+    if original is not None and original.sop_instance_uid != image.sop_instance_uid:
+        return f"same pixels as image {original.uuid}", original
+    original = original or next(iter(matches), None)
     if original is not None:
         return f"same instance (SOPInstanceUID) as image {original.uuid}", original
-    if image.pixel_sha256:
-        original = site_images.filter(pixel_sha256=image.pixel_sha256).first()
-        if original is not None:
-            return f"same pixels as image {original.uuid}", original
     return DUPLICATE_REASON, None  # deleted meanwhile
 
 
 def _store(*, upload: Upload, name: FileRef, prepared: Prepared | Refused) -> UploadFile:
-    """De-duplicate, then record the image and move its file into storage in one transaction."""
+    """Record the image and move its file into storage in one transaction; a duplicate is what
+    the insert's unique constraints refuse."""
     if isinstance(prepared, Refused):
         return _record(upload, name, Outcome.REJECTED, prepared.reason)
     site = upload.site
@@ -582,14 +645,16 @@ def _store(*, upload: Upload, name: FileRef, prepared: Prepared | Refused) -> Up
         target.parent.mkdir(parents=True, exist_ok=True)
         try:
             with transaction.atomic():
-                if original := _duplicate_of(image):
-                    return _record(upload, name, Outcome.DUPLICATE, *original)
-                image.save()
+                _lock_site(site.pk)
+                # A duplicate is found by the unique constraints (site and pixels, site and
+                # remapped SOPInstanceUID): no lookup before the insert.
+                image.save(force_insert=True)
                 record = _record(upload, name, Outcome.ACCEPTED, image=image)
+                # Into place before the commit: once its row is visible, the file is there.
                 os.replace(tmp, target)
         except IntegrityError:
-            # A unique constraint (site and remapped SOPInstanceUID, or site and pixels).
-            return _record(upload, name, Outcome.DUPLICATE, *_same_instance(image))
+            target.unlink(missing_ok=True)  # there only if the commit itself failed
+            return _record(upload, name, Outcome.DUPLICATE, *_duplicate_of(image))
         except DataError as exc:
             # A value the database refuses (out of range, not valid JSON) is this file's fault.
             target.unlink(missing_ok=True)

@@ -8,7 +8,6 @@ from playwright.sync_api import Browser, expect
 from portal.ingest.models import Image
 from portal.predictions import services
 from tests.dicom_files import make_dicom
-from tests.portal.ingest.conftest import staging_dir  # noqa: F401 (autouse fixture)
 from tests.portal.predictions.test_jobs import make_checkpoint
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]

@@ -2,10 +2,20 @@
 
 from pathlib import Path
 
+import pydicom
 import pytest
+from pydicom.uid import (
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    JPEG2000Lossless,
+    JPEGBaseline8Bit,
+    JPEGLSLossless,
+    RLELossless,
+)
 
 from portal.ingest.archive import Item
-from portal.ingest.dicom import Limits
+from portal.ingest.dicom import Limits, may_need_native_decoder
 from portal.ingest.prepare import Prepared, Refused
 from portal.ingest.services import CRASH_REASON, _Preparer
 from tests.dicom_files import make_dicom
@@ -25,13 +35,17 @@ def test_a_file_that_kills_its_worker_is_rejected_and_the_others_are_prepared(pa
     out = tmp_path / "out"
     out.mkdir()
 
-    with _Preparer(len(paths), (b"k" * 32, Limits(), str(out)), fn=prepare_or_crash) as runner:
+    with _Preparer(
+        len(paths), site_key=b"k" * 32, limits=Limits(), tmp_dir=out, fn=prepare_or_crash
+    ) as runner:
         assert runner.parallel
         futures = [(Item(name=p.name, path=p), runner.submit(str(p))) for p in paths]
         outcomes = {item.name: runner.outcome(item, future) for item, future in futures}
         # The pool was rebuilt: later files still run in worker processes.
         after = make_dicom(tmp_path / "in" / "after.dcm")
         late = runner.outcome(Item(name="after.dcm", path=after), runner.submit(str(after)))
+        prepared = [o for o in [*outcomes.values(), late] if isinstance(o, Prepared)]
+        assert all(Path(o.tmp_path).is_file() for o in prepared)
 
     assert {n for n, o in outcomes.items() if isinstance(o, Refused)} == {
         "crash-03.dcm",
@@ -40,5 +54,66 @@ def test_a_file_that_kills_its_worker_is_rejected_and_the_others_are_prepared(pa
     assert outcomes["crash-03.dcm"].reason == CRASH_REASON
     assert all(isinstance(o, Prepared) for n, o in outcomes.items() if not n.startswith("crash"))
     assert isinstance(late, Prepared)
-    prepared = [Path(o.tmp_path) for o in [*outcomes.values(), late] if isinstance(o, Prepared)]
-    assert sorted(out.iterdir()) == sorted(prepared)
+    # Outputs never recorded go with the preparer, also those of files run again after a
+    # crash whose first answer was lost.
+    assert list(out.iterdir()) == []
+
+
+def test_a_small_upload_reads_compressed_files_in_a_worker_process(tmp_path):
+    """Under PARALLEL_MIN_FILES files are read in this process, except those that may reach a
+    native codec: a compressed file that crashes its decoder costs only itself, and this
+    process (in production, the Celery worker) lives on."""
+    paths = [
+        make_dicom(tmp_path / "in" / "a.dcm"),
+        make_dicom(tmp_path / "in" / "crash-j2k.dcm", transfer_syntax=JPEG2000Lossless),
+        make_dicom(tmp_path / "in" / "j2k.dcm", transfer_syntax=JPEG2000Lossless),
+        make_dicom(tmp_path / "in" / "b.dcm"),
+    ]
+    with _Preparer(
+        len(paths), site_key=b"k" * 32, limits=Limits(), tmp_dir=tmp_path, fn=prepare_or_crash
+    ) as runner:
+        assert not runner.parallel
+        tickets = [(Item(name=p.name, path=p), runner.submit(str(p))) for p in paths]
+        # The uncompressed files ran at once, here; the compressed ones went to a worker.
+        assert [t.result is not None for _, t in tickets] == [True, False, False, True]
+        outcomes = {item.name: runner.outcome(item, ticket) for item, ticket in tickets}
+
+    assert outcomes["crash-j2k.dcm"] == Refused(CRASH_REASON)
+    assert all(isinstance(outcomes[n], Prepared) for n in ("a.dcm", "j2k.dcm", "b.dcm"))
+    assert outcomes["j2k.dcm"].acquisition["transfer_syntax_uid"] == JPEG2000Lossless
+
+
+@pytest.mark.parametrize(
+    ("transfer_syntax", "isolated"),
+    [
+        (ExplicitVRLittleEndian, False),
+        (ImplicitVRLittleEndian, False),
+        (DeflatedExplicitVRLittleEndian, False),
+        (JPEG2000Lossless, True),
+        (JPEGBaseline8Bit, True),
+        (JPEGLSLossless, True),
+        (RLELossless, True),
+    ],
+)
+def test_only_compressed_transfer_syntaxes_may_need_a_native_decoder(
+    transfer_syntax, isolated, tmp_path
+):
+    path = make_dicom(tmp_path / "a.dcm", with_pixels=False)  # the header is what counts
+    ds = pydicom.dcmread(path)
+    ds.file_meta.TransferSyntaxUID = transfer_syntax
+    ds.save_as(path, enforce_file_format=True)
+    assert may_need_native_decoder(path) is isolated
+
+
+def test_a_bare_data_set_or_garbage_needs_no_native_decoder(tmp_path):
+    bare = make_dicom(tmp_path / "bare.dcm", preamble=False)
+    garbage = tmp_path / "z.dcm"
+    garbage.write_bytes(b"\0" * 1000)
+    assert not may_need_native_decoder(bare)
+    assert not may_need_native_decoder(garbage)
+
+
+def test_a_part10_header_that_cannot_be_read_is_isolated(tmp_path):
+    damaged = tmp_path / "d.dcm"
+    damaged.write_bytes(b"\0" * 128 + b"DICM" + b"\x02\x00\x10\x00UI\xff\x00" + b"1.2")
+    assert may_need_native_decoder(damaged)

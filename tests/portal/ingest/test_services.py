@@ -371,7 +371,7 @@ def _fail_on_97_rows(original):
 @pytest.mark.parametrize(
     ("step", "reason"),
     [
-        ("read_dataset", "unreadable DICOM (KeyError)"),
+        ("read_dataset_from", "unreadable DICOM (KeyError)"),
         ("check_radiograph", "a DICOM attribute cannot be read (KeyError)"),
         ("deidentify", "de-identification failed (KeyError)"),
         ("_complete_file_meta", "the de-identified file cannot be written (KeyError)"),

@@ -1,0 +1,90 @@
+"""`prepare` writes what pydicom would write, only faster: the head of every stored file (all
+but the pixel data) is byte for byte pydicom's `dcmwrite`, and the pixel data is read once."""
+
+import copy
+import io
+import warnings
+from pathlib import Path
+
+import pydicom
+import pytest
+from pydicom.data import get_testdata_files
+
+from portal.ingest import prepare as prepare_module
+from portal.ingest.deid import Pseudonyms, deidentify
+from portal.ingest.dicom import Limits, read_dataset_from
+from portal.ingest.prepare import PIXEL_DATA, Prepared, prepare
+from tests.dicom_files import make_dicom
+
+CORPUS = sorted(Path(p) for p in get_testdata_files() if Path(p).is_file())
+
+
+def _deidentified(path: Path) -> pydicom.Dataset | None:
+    """`path` read and de-identified as `prepare` does, without its pixel data and what
+    follows it; None where `prepare` would not get that far or writes through pydicom."""
+    try:
+        with warnings.catch_warnings(), path.open("rb") as fh:
+            warnings.simplefilter("ignore")
+            ds = read_dataset_from(fh, size=path.stat().st_size)
+            deidentify(ds, pseudonyms=Pseudonyms(key=b"k" * 32), age_days=1000)
+            prepare_module._complete_file_meta(ds)
+    except Exception:
+        return None
+    ts = ds.file_meta.TransferSyntaxUID
+    if not ts.is_little_endian or ts.is_deflated:
+        return None  # written by pydicom's dcmwrite itself
+    for tag in [t for t in ds.keys() if t >= PIXEL_DATA]:  # noqa: SIM118
+        del ds[tag]
+    return ds
+
+
+def test_the_head_of_every_real_file_is_written_as_pydicom_writes_it():
+    compared = 0
+    for path in CORPUS:
+        ds = _deidentified(path)
+        if ds is None:
+            continue
+        expected = io.BytesIO()
+        try:
+            copy.deepcopy(ds).save_as(expected, enforce_file_format=True)
+        except Exception as exc:  # pydicom refuses it: so must the fast writer
+            with pytest.raises(type(exc)):
+                prepare_module._encode_head(
+                    ds, implicit=ds.file_meta.TransferSyntaxUID.is_implicit_VR
+                )
+            continue
+        head = prepare_module._encode_head(
+            ds, implicit=ds.file_meta.TransferSyntaxUID.is_implicit_VR
+        )
+        assert head == expected.getvalue(), path.name
+        compared += 1
+    assert compared > 50
+
+
+@pytest.mark.parametrize("bare_encoding", ["implicit", "explicit"])
+def test_a_stored_file_decodes_to_the_pixels_sent(tmp_path, bare_encoding):
+    sent = make_dicom(tmp_path / "a.dcm", preamble=False, bare_encoding=bare_encoding)
+    out = tmp_path / "out"
+    out.mkdir()
+    result = prepare(str(sent), b"k" * 32, Limits(), str(out))
+    assert isinstance(result, Prepared)
+    stored = pydicom.dcmread(result.tmp_path)
+    assert stored.PixelData == pydicom.dcmread(sent, force=True).PixelData
+    assert stored.PatientIdentityRemoved == "YES"
+
+
+def test_pixel_data_is_read_from_the_open_file_once(tmp_path, monkeypatch):
+    """pydicom would open the file again to read a deferred value; `prepare` reads it from
+    the handle it parsed the header from."""
+    sent = make_dicom(tmp_path / "a.dcm", rows=512, cols=512)
+    reopened = []
+    original = pydicom.filereader.read_deferred_data_element
+    monkeypatch.setattr(
+        pydicom.filereader,
+        "read_deferred_data_element",
+        lambda *a, **k: reopened.append(a) or original(*a, **k),
+    )
+    out = tmp_path / "out"
+    out.mkdir()
+    assert isinstance(prepare(str(sent), b"k" * 32, Limits(), str(out)), Prepared)
+    assert reopened == []
