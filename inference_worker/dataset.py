@@ -160,13 +160,15 @@ def _fill(
             yield _write_rows(pixels, rows, files, size, dtype)
         return
     # Each worker runs torch on one thread (set in its initializer): N processes each running
-    # torch with N threads is what made the old preprocessing crawl on 16 cores. Forked, not
-    # spawned: no re-import of torch per worker and of the caller's main script. Workers write
+    # torch with N threads is what made the old preprocessing crawl on 16 cores. Forked from a
+    # fork server that imported this module once: no re-import of torch per worker, and no
+    # copy of a caller's threads or broker connections (kombu's after-fork hook would read
+    # from the parent's Redis socket in every child and hang). Workers write
     # their rows into the shared file themselves, so no image crosses a pipe and the parent's
     # memory stays flat.
     with ProcessPoolExecutor(
         max_workers=min(workers, len(jobs)),
-        mp_context=multiprocessing.get_context("fork"),
+        mp_context=_clean_processes(),
         initializer=_init_worker,
         initargs=(str(pixels_path),),
     ) as pool:
@@ -182,6 +184,12 @@ def _fill(
 
 
 _WORKER_PIXELS: np.memmap | None = None
+
+
+def _clean_processes() -> multiprocessing.context.BaseContext:
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__])
+    return context
 
 
 def _init_worker(pixels_path: str) -> None:

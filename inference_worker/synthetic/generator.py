@@ -8,6 +8,7 @@ import argparse
 import csv
 import datetime as dt
 import logging
+import multiprocessing
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -95,6 +96,15 @@ def _run(args: tuple[Job, int, int]) -> dict:
     return _make_one(*args)
 
 
+def _clean_processes() -> multiprocessing.context.BaseContext:
+    """Workers forked from a clean server, not from the caller: a caller holding broker
+    connections (a test process, a portal process) would have kombu's after-fork hook in each
+    forked child read from the parent's Redis socket and hang."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__])
+    return context
+
+
 def generate(
     out: Path,
     count: int,
@@ -118,7 +128,7 @@ def generate(
     rows = []
     with tqdm(total=count, unit="phantom", file=sys.stderr, disable=not progress) as bar:
         if workers > 1:
-            with ProcessPoolExecutor(max_workers=workers) as pool:
+            with ProcessPoolExecutor(max_workers=workers, mp_context=_clean_processes()) as pool:
                 for row in pool.map(_run, jobs, chunksize=8):
                     rows.append(row)
                     bar.update(1)
