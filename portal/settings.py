@@ -88,6 +88,7 @@ MIDDLEWARE = [
     # /healthz, before the host check and the HTTPS redirect (container health checks).
     "portal.core.health.HealthCheckMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "portal.core.query.RefuseNulCharacters",
     # Before WhiteNoise, so that static files (the viewer's worker scripts) carry the policy too.
     "portal.core.csp.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",

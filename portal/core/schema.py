@@ -4,8 +4,9 @@ _UNSAFE = {"post", "put", "patch", "delete"}
 
 
 def document_common_errors(result: dict, generator, request, public) -> dict:
-    """Each operation needs a login (401) and is throttled (429); a POST can fail its CSRF
-    check under session authentication (403); an operation whose path names an object answers
+    """Any query string can be refused (400: portal.core.query); each operation needs a
+    login (401) and is throttled (429); a POST can fail its CSRF check under session
+    authentication (403); an operation whose path names an object answers
     404 when there is none that the caller may see. Documented where an operation has not
     described them itself."""
     schemas = result.setdefault("components", {}).setdefault("schemas", {})
@@ -15,6 +16,7 @@ def document_common_errors(result: dict, generator, request, public) -> dict:
         for method, operation in operations.items():
             responses = operation.setdefault("responses", {})
             codes = {
+                "400": "a parameter or body that cannot be read (a NUL character, say)",
                 "401": "not logged in, or bad credentials",
                 "429": "too many requests or failed logins: wait and retry",
             }

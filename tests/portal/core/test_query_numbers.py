@@ -45,3 +45,13 @@ def test_pages_answer_404_for_an_unreadable_limit_and_ignore_a_huge_image_filter
     client.force_login(admin_user)
     assert client.get("/images/?limit=²").status_code == 404
     assert client.get(f"/audit/?image={PAST_64_BITS}").status_code == 200
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "path", ["/api/audit/?action=%00", "/api/images/?site=a%00b", "/images/?x%00=1"]
+)
+def test_a_nul_character_in_the_query_string_answers_400_on_every_database(admin_client, path):
+    response = admin_client.get(path)
+    assert response.status_code == 400
+    assert "NUL" in response.json()["detail"]
