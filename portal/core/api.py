@@ -98,3 +98,13 @@ def cursor_page_schema(name: str, fields: dict) -> serializers.Serializer:
             "results": inline_serializer(f"{name}Item", fields, many=True),
         },
     )
+
+
+class TextField(serializers.CharField):
+    """A CharField that takes only text: DRF's turns `0` or `true` into a string, which
+    accepts a body the schema says is wrong (found by the fuzz test)."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)

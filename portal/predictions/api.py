@@ -19,6 +19,7 @@ from portal.accounts.selectors import has_role, site_scope
 from portal.core.api import (
     CURSOR_PARAMETERS,
     WHOLE_NUMBER,
+    TextField,
     cursor_page,
     cursor_page_schema,
     errors,
@@ -64,7 +65,7 @@ class JobListCreateApi(APIView):
     class InputSerializer(serializers.Serializer):
         site = serializers.SlugField(required=False)
         upload = serializers.IntegerField(required=False)
-        model = serializers.CharField(required=False, help_text="default: the active version")
+        model = TextField(required=False, help_text="default: the active version")
 
         def validate(self, attrs: dict) -> dict:
             if ("site" in attrs) == ("upload" in attrs):

@@ -18,7 +18,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from portal.core.api import errors
+from portal.core.api import TextField, errors
 from portal.predictions.models import ModelVersion
 from portal.reports import output, selectors, services
 from portal.reports.models import Report
@@ -80,10 +80,10 @@ class ReportCreateApi(APIView):
 
     @extend_schema_serializer(component_name="ReportCreateInput")
     class InputSerializer(serializers.Serializer):
-        validation_set = serializers.CharField(help_text="NAME or NAME:VERSION")
-        model = serializers.CharField()
-        compare_model = serializers.CharField(required=False, allow_blank=True)
-        age_groups = serializers.CharField(required=False, help_text="e.g. 0,1,3,6,12,18")
+        validation_set = TextField(help_text="NAME or NAME:VERSION")
+        model = TextField()
+        compare_model = TextField(required=False, allow_blank=True)
+        age_groups = TextField(required=False, help_text="e.g. 0,1,3,6,12,18")
         internal_sites = serializers.ListField(child=serializers.SlugField(), required=False)
 
     @extend_schema(request=InputSerializer, responses={202: _REPORT, **errors(400, 404)})

@@ -29,6 +29,7 @@ from portal.accounts.selectors import (
 from portal.core.api import (
     CURSOR_PARAMETERS,
     WHOLE_NUMBER,
+    TextField,
     cursor_page,
     cursor_page_schema,
     errors,
@@ -291,7 +292,7 @@ class ImageReviewsApi(APIView):
         reason = serializers.ChoiceField(
             choices=ExclusionReason.choices, required=False, allow_blank=True
         )
-        comment = serializers.CharField(required=False, allow_blank=True, max_length=2000)
+        comment = TextField(required=False, allow_blank=True, max_length=2000)
         revision = serializers.IntegerField(
             min_value=0, help_text="the image revision the decision was made on"
         )

@@ -18,6 +18,7 @@ from portal.accounts.selectors import site_scope
 from portal.core.api import (
     CURSOR_PARAMETERS,
     WHOLE_NUMBER,
+    TextField,
     cursor_page,
     cursor_page_schema,
     errors,
@@ -81,7 +82,7 @@ class ValidationSetListCreateApi(APIView):
     class InputSerializer(serializers.Serializer):
         name = serializers.SlugField(max_length=100)
         sites = serializers.ListField(child=serializers.SlugField(), allow_empty=False)
-        description = serializers.CharField(required=False, allow_blank=True)
+        description = TextField(required=False, allow_blank=True)
         statuses = serializers.ListField(
             child=serializers.ChoiceField(
                 choices=[ReviewStatus.CONFIRMED, ReviewStatus.CORRECTED, ReviewStatus.ADJUDICATED]
