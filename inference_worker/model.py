@@ -28,7 +28,7 @@ class HSwish(nn.Module):
     """h-swish(x) = x * ReLU6(x + 3) / 6 (Howard et al. 2019), as Hou et al. use it."""
 
     def forward(self, x: Tensor) -> Tensor:
-        return x * nn.functional.relu6(x + 3.0) / 6.0
+        return F.hardswish(x)  # the same function in one pass
 
 
 class CoordAttention(nn.Module):
@@ -48,40 +48,61 @@ class CoordAttention(nn.Module):
         self.conv_h = nn.Conv2d(mid, channels, kernel_size=1)
         self.conv_w = nn.Conv2d(mid, channels, kernel_size=1)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, identity: Tensor | None = None) -> Tensor:
+        """x reweighted (Eq. 7); with `identity`, plus the residual block's shortcut. Off CUDA
+        the second reweighting and that sum are one pass (`addcmul`), written over x in
+        inference: each pass over a full-size map is a large part of what CA adds on a CPU."""
         if fused_ca.usable(x):
-            return fused_ca.coord_attention(self, x)
-        return self.forward_reference(x)
+            out = fused_ca.coord_attention(self, x)
+            return out if identity is None else out + identity
+        if identity is None:
+            return self.forward_reference(x)
+        a_h, a_w = self._maps(x)
+        if torch.is_grad_enabled():
+            return torch.addcmul(identity, x * a_h, a_w)
+        return torch.addcmul(identity, x.mul_(a_h), a_w, out=x)
 
     def forward_reference(self, x: Tensor) -> Tensor:
         """The PyTorch formulation, the reference the fused kernels are tested against."""
-        _, _, h, w = x.shape
-        pooled_h = F.adaptive_avg_pool2d(x, (h, 1)).flatten(2)  # N x C x H  (Eq. 2)
-        pooled_w = F.adaptive_avg_pool2d(x, (1, w)).flatten(2)  # N x C x W  (Eq. 3)
-        a_h, a_w = self.attention_maps(pooled_h, pooled_w, channels_last=_channels_last(x))
-        a_h, a_w = a_h.unsqueeze(3), a_w.unsqueeze(2)  # N x C x H x 1, N x C x 1 x W
+        a_h, a_w = self._maps(x)
         if torch.is_grad_enabled():
             return x * a_h * a_w  # Eq. 7
         # Inference: reweight in place; the input is the fresh output of the block's last BN,
         # and two full-size temporaries are most of what CA costs on a CPU.
         return x.mul_(a_h).mul_(a_w)
 
+    def _maps(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Both attention maps, broadcastable against x: N x C x H x 1 and N x C x 1 x W."""
+        _, _, h, w = x.shape
+        channels_last = _channels_last(x)
+        if channels_last:
+            # N x H x W x C in memory: both means reduce along contiguous rows (on a CPU faster
+            # than adaptive pooling, most of all for the small maps of the late stages).
+            rows = x.permute(0, 2, 3, 1)
+            pooled_h, pooled_w = rows.mean(2).transpose(1, 2), rows.mean(1).transpose(1, 2)
+        else:
+            pooled_h = F.adaptive_avg_pool2d(x, (h, 1)).flatten(2)  # N x C x H  (Eq. 2)
+            pooled_w = F.adaptive_avg_pool2d(x, (1, w)).flatten(2)  # N x C x W  (Eq. 3)
+        a_h, a_w = self.attention_maps(pooled_h, pooled_w, channels_last=channels_last)
+        return a_h.unsqueeze(3), a_w.unsqueeze(2)
+
     def attention_maps(
         self, pooled_h: Tensor, pooled_w: Tensor, *, channels_last: bool
     ) -> tuple[Tensor, Tensor]:
         """Eqs. 4-6: the directional means (N x C x H, N x C x W) to the attention maps of the
-        same shapes. The 1x1 convs run as matrix products over N x (H + W) x C (the same
-        weights; on a CPU a convolution call on these thin tensors costs more than its
-        arithmetic). With a channels-last input the maps come out channels-innermost, so that
-        the multiply runs along contiguous memory in the input and both maps (on a CPU 4 to 6
-        times faster than maps whose channels are strided); otherwise contiguous."""
-        h, w = pooled_h.shape[2], pooled_w.shape[2]
+        same shapes. The 1x1 convs run as matrix products over N x (H + W) x C and the BN over
+        N (H + W) x mid x 1 x 1 (the same weights and statistics; on a CPU a convolution call
+        on these thin tensors costs more than its arithmetic). With a channels-last input the
+        maps come out channels-innermost, so that the multiply runs along contiguous memory in
+        the input and both maps (on a CPU 4 to 6 times faster than maps whose channels are
+        strided); otherwise contiguous."""
+        n, h, w = pooled_h.shape[0], pooled_h.shape[2], pooled_w.shape[2]
         if channels_last:
             pooled = torch.cat([pooled_h.transpose(1, 2), pooled_w.transpose(1, 2)], dim=1)
         else:
             pooled = torch.cat([pooled_h, pooled_w], dim=2).transpose(1, 2)  # N x (H + W) x C
         y = F.linear(pooled, self.conv1.weight.flatten(1), self.conv1.bias)  # Eq. 4
-        y = self.act(self.bn1(y.transpose(1, 2).unsqueeze(3))).squeeze(3).transpose(1, 2)
+        y = self.act(self.bn1(y.reshape(n * (h + w), -1, 1, 1))).view(n, h + w, -1)
         y_h, y_w = torch.split(y, [h, w], dim=1)
         a_h = torch.sigmoid(F.linear(y_h, self.conv_h.weight.flatten(1), self.conv_h.bias))
         a_w = torch.sigmoid(F.linear(y_w, self.conv_w.weight.flatten(1), self.conv_w.bias))
@@ -94,6 +115,16 @@ class CoordAttention(nn.Module):
 def _channels_last(x: Tensor) -> bool:
     """Channels innermost in memory (a 1 x 1 map counts as contiguous)."""
     return x.stride(1) < x.stride(3)
+
+
+class NoAttention(nn.Module):
+    """The plain ResNet's place for CA: the branch plus the shortcut, written over the branch's
+    fresh output in inference as CA's is, so that the two networks differ only by CA."""
+
+    def forward(self, x: Tensor, identity: Tensor | None = None) -> Tensor:
+        if identity is None:
+            return x
+        return x + identity if torch.is_grad_enabled() else x.add_(identity)
 
 
 AttnLayer = Callable[[int], nn.Module] | None
@@ -114,15 +145,14 @@ class BasicBlock(nn.Module):
         self.bn1 = nn.BatchNorm2d(planes)
         self.conv2 = _conv3x3(planes, planes)
         self.bn2 = nn.BatchNorm2d(planes)
-        self.attn = attn(planes) if attn else nn.Identity()
+        self.attn = attn(planes) if attn else NoAttention()
         self.relu = nn.ReLU(inplace=True)
         self.downsample = downsample
 
     def forward(self, x: Tensor) -> Tensor:
         identity = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
-        out = self.attn(self.bn2(self.conv2(out)))  # CA after the last BN, before the add
-        return self.relu(out + identity)
+        return self.relu(self.attn(self.bn2(self.conv2(out)), identity))  # CA after the last BN
 
 
 class Bottleneck(nn.Module):
@@ -139,7 +169,7 @@ class Bottleneck(nn.Module):
         self.bn2 = nn.BatchNorm2d(planes)
         self.conv3 = nn.Conv2d(planes, out_channels, 1, bias=False)
         self.bn3 = nn.BatchNorm2d(out_channels)
-        self.attn = attn(out_channels) if attn else nn.Identity()
+        self.attn = attn(out_channels) if attn else NoAttention()
         self.relu = nn.ReLU(inplace=True)
         self.downsample = downsample
 
@@ -147,8 +177,7 @@ class Bottleneck(nn.Module):
         identity = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
-        out = self.attn(self.bn3(self.conv3(out)))  # CA after bn3, before the residual add
-        return self.relu(out + identity)
+        return self.relu(self.attn(self.bn3(self.conv3(out)), identity))  # CA after bn3
 
 
 class ResNet(nn.Module):

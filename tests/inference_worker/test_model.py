@@ -17,8 +17,9 @@ def _conv1x1(conv: torch.nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     return torch.einsum("oc,nchw->nohw", weight, x) + conv.bias.view(1, -1, 1, 1)
 
 
+@pytest.mark.parametrize("training", [False, True])
 @pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
-def test_coord_attention_matches_the_formula_of_hou_et_al(memory_format):
+def test_coord_attention_matches_the_formula_of_hou_et_al(memory_format, training):
     torch.manual_seed(0)
     block = CoordAttention(48, reduction=4)
     bn = block.bn1
@@ -26,15 +27,18 @@ def test_coord_attention_matches_the_formula_of_hou_et_al(memory_format):
     bn.running_var.uniform_(0.5, 2.0)
     bn.weight.data.uniform_(0.5, 1.5)
     bn.bias.data.uniform_(-0.2, 0.2)
-    block.eval()
+    block.train(training)
     x = torch.randn(3, 48, 7, 5).contiguous(memory_format=memory_format)
+    identity = torch.randn_like(x)
 
     z_h = x.mean(dim=3)  # N x C x H: average along the width (Eq. 2)
     z_w = x.mean(dim=2)  # N x C x W: average along the height (Eq. 3)
     f = _conv1x1(block.conv1, torch.cat([z_h, z_w], dim=2)[..., None])
-    f = (f - bn.running_mean.view(1, -1, 1, 1)) / torch.sqrt(
-        bn.running_var.view(1, -1, 1, 1) + bn.eps
-    )
+    if training:  # batch statistics over every image and position
+        mean, var = f.mean(dim=(0, 2, 3)), f.var(dim=(0, 2, 3), unbiased=False)
+    else:
+        mean, var = bn.running_mean, bn.running_var
+    f = (f - mean.view(1, -1, 1, 1)) / torch.sqrt(var.view(1, -1, 1, 1) + bn.eps)
     f = f * bn.weight.view(1, -1, 1, 1) + bn.bias.view(1, -1, 1, 1)
     f = f * torch.clamp(f + 3, 0, 6) / 6  # h-swish
     f_h, f_w = f[:, :, :7], f[:, :, 7:]
@@ -42,9 +46,12 @@ def test_coord_attention_matches_the_formula_of_hou_et_al(memory_format):
     g_w = torch.sigmoid(_conv1x1(block.conv_w, f_w)).transpose(2, 3)  # N x C x 1 x W
     expected = x * g_h * g_w
 
-    torch.testing.assert_close(block(x), expected, rtol=1e-5, atol=1e-6)
-    with torch.no_grad():  # the in-place inference path computes the same
-        torch.testing.assert_close(block(x.clone()), expected, rtol=1e-5, atol=1e-6)
+    close = {"rtol": 1e-5, "atol": 1e-6}
+    torch.testing.assert_close(block(x), expected, **close)
+    torch.testing.assert_close(block(x, identity), expected + identity, **close)
+    with torch.no_grad():  # the in-place inference paths compute the same
+        torch.testing.assert_close(block(x.clone()), expected, **close)
+        torch.testing.assert_close(block(x.clone(), identity), expected + identity, **close)
 
 
 def test_attention_maps_of_a_channels_last_input_keep_the_channels_innermost():
@@ -81,13 +88,30 @@ def test_attention_sits_after_the_last_batch_norm_and_before_the_residual_add():
     block = build_model("ca_resnet50", width=8).stages[1][1]
     seen = []
     block.bn3.register_forward_hook(lambda m, i, o: seen.append(("bn3", o)))
-    block.attn.register_forward_hook(lambda m, i, o: seen.append(("attn", i[0])))
+    block.attn.register_forward_hook(lambda m, i, o: seen.append(("attn", i)))
     x = torch.randn(1, block.conv1.in_channels, 8, 8)
     out = block.eval()(x)
     assert [name for name, _ in seen] == ["bn3", "attn"]
-    torch.testing.assert_close(seen[1][1], seen[0][1])  # CA's input is bn3's output
+    torch.testing.assert_close(seen[1][1][0], seen[0][1])  # CA's input is bn3's output
+    assert seen[1][1][1] is x  # and it adds the shortcut
     expected = F.relu(block.attn(seen[0][1]) + x)  # then the residual add and ReLU
     torch.testing.assert_close(out, expected)
+    with torch.no_grad():  # in place in inference, the same sum
+        torch.testing.assert_close(block(x.clone()), expected)
+
+
+@pytest.mark.parametrize("arch", ["resnet18", "resnet50", "ca_resnet18", "ca_resnet50"])
+def test_inference_in_place_gives_the_training_formulation(arch):
+    torch.manual_seed(2)
+    model = build_model(arch, width=8).eval()
+    for m in model.modules():  # undo the zero-init of the last BNs, so that every branch counts
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.weight.data.uniform_(0.5, 1.5)
+    x = torch.randn(2, 1, 64, 64).contiguous(memory_format=torch.channels_last)
+    sex = sex_tensor(["M", "F"])
+    expected = model(x, sex)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x, sex), expected, rtol=1e-5, atol=1e-5)
 
 
 def test_sex_enters_the_head_beside_the_pooled_features():
