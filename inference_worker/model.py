@@ -53,8 +53,7 @@ class CoordAttention(nn.Module):
         the second reweighting and that sum are one pass (`addcmul`), written over x in
         inference: each pass over a full-size map is a large part of what CA adds on a CPU."""
         if fused_ca.usable(x):
-            out = fused_ca.coord_attention(self, x)
-            return out if identity is None else out + identity
+            return _add(fused_ca.coord_attention(self, x), identity)
         if identity is None:
             return self.forward_reference(x)
         a_h, a_w = self._maps(x)
@@ -122,9 +121,14 @@ class NoAttention(nn.Module):
     fresh output in inference as CA's is, so that the two networks differ only by CA."""
 
     def forward(self, x: Tensor, identity: Tensor | None = None) -> Tensor:
-        if identity is None:
-            return x
-        return x + identity if torch.is_grad_enabled() else x.add_(identity)
+        return _add(x, identity)
+
+
+def _add(x: Tensor, identity: Tensor | None) -> Tensor:
+    """x plus the shortcut, if any: in place over x (a block's fresh output) in inference."""
+    if identity is None:
+        return x
+    return x + identity if torch.is_grad_enabled() else x.add_(identity)
 
 
 AttnLayer = Callable[[int], nn.Module] | None
