@@ -22,7 +22,6 @@ import argparse
 import html
 import os
 import re
-import subprocess
 import sys
 import tempfile
 import time
@@ -80,7 +79,7 @@ def main() -> None:
     failed = False
     with tempfile.TemporaryDirectory(prefix="bench-scale-", dir=ROOT / "var") as tmp:
         work = Path(tmp)
-        failed |= run_child(passed, work / "sqlite", database_url=None)
+        failed |= review_api.run_child(passed, work / "sqlite", None, __file__)
         url = os.environ.get("DATABASE_URL")
         if url:
             parts = urlsplit(url)
@@ -90,20 +89,10 @@ def main() -> None:
             if reason:
                 sys.exit(f"postgresql at {url}: {reason}")
             with review_api.throwaway_database(url):
-                failed |= run_child(passed, work / "postgres", database_url=url)
+                failed |= review_api.run_child(passed, work / "postgres", url, __file__)
         else:
             print("\npostgresql: skipped (set DATABASE_URL to run there too)")
     sys.exit(1 if failed else 0)
-
-
-def run_child(passed: list[str], data_dir: Path, database_url: str | None) -> bool:
-    env = dict(os.environ, PORTAL_DATA_DIR=str(data_dir), DJANGO_SETTINGS_MODULE="portal.settings")
-    env.pop("DATABASE_URL", None)
-    if database_url:
-        env["DATABASE_URL"] = database_url
-    env.setdefault("PORTAL_LOG_LEVEL", "WARNING")
-    done = subprocess.run([sys.executable, __file__, *passed, "--child"], env=env, cwd=ROOT)
-    return done.returncode != 0
 
 
 def child(args: argparse.Namespace) -> None:

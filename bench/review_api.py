@@ -114,13 +114,16 @@ def main() -> None:
     sys.exit(1 if failed else 0)
 
 
-def run_child(passed: list[str], data_dir: Path, database_url: str | None) -> bool:
+def run_child(
+    passed: list[str], data_dir: Path, database_url: str | None, script: str = __file__
+) -> bool:
+    """Run `script --child` with its own data directory and database; True when it failed."""
     env = dict(os.environ, PORTAL_DATA_DIR=str(data_dir), DJANGO_SETTINGS_MODULE="portal.settings")
     env.pop("DATABASE_URL", None)
     if database_url:
         env["DATABASE_URL"] = database_url
     env.setdefault("PORTAL_LOG_LEVEL", "WARNING")
-    done = subprocess.run([sys.executable, __file__, *passed, "--child"], env=env, cwd=ROOT)
+    done = subprocess.run([sys.executable, script, *passed, "--child"], env=env, cwd=ROOT)
     return done.returncode != 0
 
 

@@ -106,6 +106,23 @@ if triton is not None:
         tl.store(pw_ptr + (split_base + offs_c[:, None]) * W + offs_w[None, :], acc, mask=mask)
 
     @triton.jit
+    def _row_tile(C, H, W, BLOCK_C: tl.constexpr, BLOCK_W: tl.constexpr):
+        """This program's image n, row h, channel and column offsets and their masks, for the
+        elementwise kernels' grid (N * H, channel tiles, column tiles)."""
+        nh = tl.program_id(0)
+        offs_c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+        offs_w = tl.program_id(2) * BLOCK_W + tl.arange(0, BLOCK_W)
+        mask_c = offs_c < C
+        return (
+            (nh // H).to(tl.int64),
+            nh % H,
+            offs_c,
+            offs_w,
+            mask_c,
+            mask_c[:, None] & (offs_w[None, :] < W),
+        )
+
+    @triton.jit
     def _apply_kernel(
         x_ptr, ah_ptr, aw_ptr, out_ptr,
         C, H, W,
@@ -116,13 +133,7 @@ if triton is not None:
         BLOCK_C: tl.constexpr, BLOCK_W: tl.constexpr,
     ):  # fmt: skip
         """out[n, c, h, w] = x[n, c, h, w] * a_h[n, c, h] * a_w[n, c, w] for one tile of one row."""
-        nh = tl.program_id(0)
-        n = (nh // H).to(tl.int64)
-        h = nh % H
-        offs_c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
-        offs_w = tl.program_id(2) * BLOCK_W + tl.arange(0, BLOCK_W)
-        mask_c = offs_c < C
-        mask = mask_c[:, None] & (offs_w[None, :] < W)
+        n, h, offs_c, offs_w, mask_c, mask = _row_tile(C, H, W, BLOCK_C, BLOCK_W)
         x = tl.load(
             x_ptr + n * sxn + h * sxh + offs_c[:, None] * sxc + offs_w[None, :] * sxw,
             mask=mask,
@@ -189,13 +200,7 @@ if triton is not None:
     ):  # fmt: skip
         """out[n, c, h, w] = b_h[n, c, h] + b_w[n, c, w] (b_* contiguous fp32): the pool's
         gradient written once in the input's layout."""
-        nh = tl.program_id(0)
-        n = (nh // H).to(tl.int64)
-        h = nh % H
-        offs_c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
-        offs_w = tl.program_id(2) * BLOCK_W + tl.arange(0, BLOCK_W)
-        mask_c = offs_c < C
-        mask = mask_c[:, None] & (offs_w[None, :] < W)
+        n, h, offs_c, offs_w, mask_c, mask = _row_tile(C, H, W, BLOCK_C, BLOCK_W)
         b_h = tl.load(bh_ptr + (n * C + offs_c) * H + h, mask=mask_c, other=0.0)
         b_w = tl.load(bw_ptr + (n * C + offs_c[:, None]) * W + offs_w[None, :], mask=mask)
         tl.store(
