@@ -13,17 +13,19 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from portal.ingest import services, staging
+from portal.ingest import staging
 from portal.ingest.archive import Source
 from portal.ingest.models import Upload, UploadFile
 from portal.ingest.services import (
     IngestError,
+    processing,
     upload_create,
     upload_expire_stale,
     upload_process,
     upload_process_staged,
     upload_receive_files,
     upload_submit,
+    uploads,
 )
 from portal.ingest.uploadhandler import StagedUploadedFile
 from tests.dicom_files import make_dicom
@@ -78,7 +80,7 @@ def test_files_after_submit_are_refused_and_the_submitted_files_stay(
 ):
     upload = open_upload(site, tmp_path, "a.dcm")
     queued = []
-    monkeypatch.setattr(services.celery_app, "send_task", lambda *a, **k: queued.append(a))
+    monkeypatch.setattr(uploads.celery_app, "send_task", lambda *a, **k: queued.append(a))
     first = upload_submit(upload=upload)
     again = upload_submit(upload=upload)
 
@@ -154,7 +156,7 @@ def test_a_failure_in_the_middle_fails_the_upload_and_sweeps_its_files(
     site, tmp_path, data_dir, staging_dir, monkeypatch
 ):
     upload = upload_submit(upload=open_upload(site, tmp_path, "a.dcm", "b.dcm", "c.dcm"))
-    store = services._store
+    store = processing._store
     calls = []
 
     def disk_full_on_second(**kwargs):
@@ -163,7 +165,7 @@ def test_a_failure_in_the_middle_fails_the_upload_and_sweeps_its_files(
             raise OSError(28, "No space left on device", "/srv/staging/Jane_Doe.dcm")
         return store(**kwargs)
 
-    monkeypatch.setattr(services, "_store", disk_full_on_second)
+    monkeypatch.setattr(processing, "_store", disk_full_on_second)
     with pytest.raises(OSError, match="No space"):
         upload_process_staged(upload_id=upload.pk)
 
@@ -213,7 +215,7 @@ def test_counters_are_written_once_per_batch_not_per_file(site, tmp_path, monkey
         )
         return sum(q["sql"].startswith('UPDATE "ingest_upload"') for q in queries.captured_queries)
 
-    monkeypatch.setattr(services, "COUNTER_BATCH", 4)
+    monkeypatch.setattr(processing, "COUNTER_BATCH", 4)
     assert upload_updates(3) == upload_updates(3)
     # 9 files more: three batches of 4 in all, so three more counter updates, not nine.
     assert upload_updates(12) == upload_updates(3) + 3

@@ -17,7 +17,7 @@ from pydicom.uid import (
 from portal.ingest.archive import Item
 from portal.ingest.dicom import Limits, may_need_native_decoder
 from portal.ingest.prepare import Prepared, Refused
-from portal.ingest.services import CRASH_REASON, _Preparer
+from portal.ingest.services.processing import CRASH_REASON, _Preparer
 from tests.dicom_files import make_dicom
 from tests.portal.ingest.crashing import prepare_or_crash
 

@@ -1,132 +1,32 @@
-"""Ingest: every interface (web page, REST, CLI, Celery task) comes through here.
+"""Processing an upload: each file prepared (in worker processes when it pays), stored in order."""
 
-One file at a time: read, check, age, de-identify, de-duplicate, write, record, in one
-transaction per file, so a bad file leaves nothing behind and never stops the rest.
-"""
-
-import hashlib
-import hmac
 import logging
 import os
 import shutil
 import tempfile
 import traceback
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from concurrent.futures import BrokenExecutor, Future, ProcessPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from multiprocessing import get_context
 from pathlib import Path
 
 from django.conf import settings
-from django.core.files.uploadedfile import UploadedFile
-from django.db import DataError, IntegrityError, connection, transaction
-from django.db.models import Count, F, Q
+from django.db import transaction
 from django.utils import timezone
 
-from portal.celery import app as celery_app
 from portal.ingest import staging
 from portal.ingest.archive import Item, Source, ZipLimits, count_items, iter_items
 from portal.ingest.dicom import Limits, may_need_native_decoder
-from portal.ingest.models import Image, Site, Upload, UploadFile
+from portal.ingest.models import Upload, UploadFile
 from portal.ingest.prepare import Prepared, Refused, prepare, prepare_many
-from portal.ingest.selectors import upload_expiry, upload_last_activity
+from portal.ingest.services.store import FileRef, _counters_refresh, _store
+from portal.ingest.services.uploads import _OPEN, IngestError, _fail, _lock
 from portal.predictions.services import prediction_job_create_for_upload
 
-log = logging.getLogger(__name__)
-PROCESS_TASK = "portal.ingest.upload_process"
-EXPIRE_TASK = "portal.ingest.upload_expire_stale"
-DUPLICATE_REASON = "already stored for this site"
-Outcome = UploadFile.Outcome
-
-
-class IngestError(Exception):
-    """A whole request that cannot be taken (not one bad file: those go in the report)."""
-
-
-def site_create(*, slug: str, name: str = "") -> Site:
-    return Site.objects.create(slug=slug, name=name or slug)
-
-
-def file_name_hash(*, site: Site, name: str) -> str:
-    """HMAC-SHA256 of an uploader's name for a file, keyed by the site's secret: the same name
-    hashes the same within the site (a site that holds the name can find its line), and the
-    hash does not give the name back. Domain-separated from the UID pseudonyms."""
-    message = b"upload-file-name\0" + name.encode("utf-8", "surrogatepass")
-    return hmac.new(site.pseudonym_key.encode(), message, hashlib.sha256).hexdigest()
-
-
-@dataclass(frozen=True)
-class FileRef:
-    """Which file of an upload a report line is about: its position (`index`, and `entry`
-    inside an archive) and the uploader's name for it, which stays in memory unless the site
-    keeps names."""
-
-    index: int
-    entry: int | None
-    name: str
-
-
-def upload_create(*, site: Site, source: str, user=None) -> Upload:
-    return Upload.objects.create(site=site, source=source, created_by=user)
-
-
-def _lock(upload: Upload) -> Upload:
-    """The upload's row, locked until the caller's transaction ends: every change of state
-    reads the state it starts from under this lock."""
-    return Upload.objects.select_for_update(no_key=True).get(pk=upload.pk)
-
-
-def _closed(upload: Upload) -> IngestError:
-    if upload.status == Upload.Status.EXPIRED:
-        return IngestError(
-            f"upload {upload.pk} expired (left open without a submit) and its files were "
-            "deleted; start a new upload"
-        )
-    return IngestError(
-        f"upload {upload.pk} was submitted ({upload.status}); it takes no more files"
-    )
-
-
-def upload_receive_files(*, upload: Upload, files: Sequence[tuple[str, UploadedFile]]) -> Upload:
-    """Stage a batch of received files (already on disk, in FILE_UPLOAD_TEMP_DIR) as the
-    upload's next files; refused once the upload is submitted or expired. Returns the upload
-    as it is after the batch."""
-    files = list(files)
-    with transaction.atomic():
-        locked = _lock(upload)
-        if locked.status != Upload.Status.RECEIVING:
-            raise _closed(locked)
-        named = [(staging.clean_name(name or f.name or ""), f) for name, f in files]
-        staging.stage(locked.uuid.hex, locked.received_files + 1, named)
-        Upload.objects.filter(pk=locked.pk).update(
-            received_files=F("received_files") + len(files),
-            total_files=F("total_files") + len(files),
-            last_received_at=timezone.now(),
-        )
-        locked.refresh_from_db()
-    return locked
-
-
-def upload_submit(*, upload: Upload) -> Upload:
-    """Close the upload to new files and queue its processing on the `default` queue. A
-    second submit changes nothing and queues nothing; an expired upload cannot be submitted.
-    Returns the upload in its state after the submit."""
-    with transaction.atomic():
-        locked = _lock(upload)
-        if locked.status == Upload.Status.EXPIRED:
-            raise _closed(locked)
-        if locked.status == Upload.Status.RECEIVING:
-            Upload.objects.filter(pk=locked.pk).update(
-                status=Upload.Status.SUBMITTED, submitted_at=timezone.now()
-            )
-            upload_id = locked.pk
-            transaction.on_commit(
-                lambda: celery_app.send_task(PROCESS_TASK, args=[upload_id], queue="default")
-            )
-            locked.refresh_from_db()
-    return locked
+# One logger for the package, whichever of its modules logs.
+log = logging.getLogger(__package__)
 
 
 def upload_process_staged(*, upload_id: int) -> Upload:
@@ -143,71 +43,6 @@ def upload_process_staged(*, upload_id: int) -> Upload:
         return _fail(upload, f"the staged files cannot be read: {reason}")
     sources = [Source(path=f.path, name=f.name, reason=f.reason) for f in files]
     return upload_process(upload=upload, sources=sources)
-
-
-def _fail(upload: Upload, reason: str) -> Upload:
-    """End an unfinished upload as failed and delete whatever of it is staged."""
-    with transaction.atomic():
-        locked = _lock(upload)
-        if locked.status in _OPEN:
-            Upload.objects.filter(pk=locked.pk).update(
-                status=Upload.Status.FAILED, failure_reason=reason, finished_at=timezone.now()
-            )
-        _counters_refresh(locked.pk)
-    staging.sweep(locked.uuid.hex)
-    locked.refresh_from_db()
-    return locked
-
-
-def upload_expire(*, upload: Upload, now: datetime | None = None) -> bool:
-    """Expire an upload left open past UPLOAD_EXPIRY_HOURS since its last batch, and delete
-    its staged files. False (and nothing done) when it is no longer open or was just used."""
-    cutoff = (now or timezone.now()) - upload_expiry()
-    with transaction.atomic():
-        locked = _lock(upload)
-        if locked.status != Upload.Status.RECEIVING or upload_last_activity(locked) >= cutoff:
-            return False
-        Upload.objects.filter(pk=locked.pk).update(
-            status=Upload.Status.EXPIRED,
-            failure_reason=f"left open for more than {_hours(upload_expiry())} without a submit",
-            finished_at=timezone.now(),
-        )
-    staging.sweep(locked.uuid.hex)
-    log.info("upload %s expired; its staged files were deleted", locked.pk)
-    return True
-
-
-def upload_expire_stale(*, now: datetime | None = None) -> int:
-    """What the periodic task runs: expire every upload left open too long, fail those
-    submitted that long ago whose processing never started (a lost message), and delete
-    staging folders and incoming parts that belong to no open upload. Returns how many
-    uploads it ended."""
-    now = now or timezone.now()
-    cutoff = now - upload_expiry()
-    ended = 0
-    stale = Upload.objects.filter(status=Upload.Status.RECEIVING).filter(
-        Q(last_received_at__lt=cutoff) | Q(last_received_at__isnull=True, created_at__lt=cutoff)
-    )
-    for upload in stale.only("pk"):
-        ended += upload_expire(upload=upload, now=now)
-    never_started = Upload.objects.filter(
-        status=Upload.Status.SUBMITTED, submitted_at__lt=cutoff
-    ).only("pk", "uuid")
-    for upload in never_started:
-        _fail(upload, f"processing did not start within {_hours(upload_expiry())} of the submit")
-        ended += 1
-    open_tokens = [
-        u.hex for u in Upload.objects.filter(status__in=_OPEN).values_list("uuid", flat=True)
-    ]
-    staging.sweep_orphans(keep=open_tokens, older_than_s=upload_expiry().total_seconds())
-    return ended
-
-
-_OPEN = (Upload.Status.RECEIVING, Upload.Status.SUBMITTED, Upload.Status.PROCESSING)
-
-
-def _hours(delta: timedelta) -> str:
-    return f"{delta.total_seconds() / 3600:g} h"
 
 
 def _zip_limits() -> ZipLimits:
@@ -227,6 +62,9 @@ def _image_limits() -> Limits:
         max_dimension=cfg["MAX_DIMENSION"],
         max_aspect_ratio=cfg["MAX_ASPECT_RATIO"],
     )
+
+
+COUNTER_BATCH = 200  # report lines between two updates of the upload's counters
 
 
 def upload_process(
@@ -539,130 +377,3 @@ def _isolated(path: str) -> bool:
         return may_need_native_decoder(Path(path))
     except OSError:
         return False  # unreadable: `prepare` rejects it without decoding anything
-
-
-COUNTER_BATCH = 200  # report lines between two updates of the upload's counters
-
-
-def _counters_refresh(upload_id: int) -> None:
-    """Set the upload's counters from its report lines (an index-only count): once per batch
-    of files rather than a write per file, and right again after a crash."""
-    counts = dict(
-        UploadFile.objects.filter(upload_id=upload_id)
-        .order_by()
-        .values_list("outcome")
-        .annotate(n=Count("id"))
-    )
-    Upload.objects.filter(pk=upload_id).update(
-        processed_files=sum(counts.values()),
-        accepted_count=counts.get(Outcome.ACCEPTED, 0),
-        duplicate_count=counts.get(Outcome.DUPLICATE, 0),
-        rejected_count=counts.get(Outcome.REJECTED, 0),
-    )
-
-
-def _record(
-    upload: Upload, ref: FileRef, outcome: str, reason: str = "", image: Image | None = None
-) -> UploadFile:
-    """Write one report line (joining the caller's transaction if there is one). The name is
-    kept only where the site keeps names; the hash and position always."""
-    site = upload.site
-    return UploadFile.objects.create(
-        upload=upload,
-        index=ref.index,
-        entry=ref.entry,
-        name_hash=file_name_hash(site=site, name=ref.name),
-        name=ref.name if site.keep_file_names else "",
-        outcome=outcome,
-        reason=reason,
-        image=image,
-    )
-
-
-def _lock_site(site_id: int) -> None:
-    """Lock the site's row until the caller's transaction ends, so that two uploads storing the
-    same film at once store one after the other and the second finds the first (its insert
-    meets the unique constraints). SQLite has no row locks, and needs none: it runs one
-    writing transaction at a time."""
-    if connection.features.has_select_for_no_key_update:
-        # As the ORM's select_for_update(no_key=True) writes it, without compiling the query
-        # once per file.
-        table = connection.ops.quote_name(Site._meta.db_table)
-        with connection.cursor() as cursor:
-            cursor.execute(f"SELECT 1 FROM {table} WHERE id = %s FOR NO KEY UPDATE", [site_id])  # noqa: S608
-    elif connection.features.has_select_for_update:
-        list(Site.objects.select_for_update().filter(pk=site_id).values("pk"))
-
-
-def _duplicate_of(image: Image) -> tuple[str, Image | None]:
-    """What a unique constraint found, with the reason: the same pixels (the same instance
-    again, or a re-export of the film under new UIDs), else the same instance with other
-    pixels. One query, by the two unique indexes."""
-    same = Q(sop_instance_uid=image.sop_instance_uid)
-    if image.pixel_sha256:
-        same |= Q(pixel_sha256=image.pixel_sha256)
-    matches = list(
-        Image.objects.filter(same, site_id=image.site_id)
-        .order_by("pk")
-        .only("pk", "uuid", "sop_instance_uid", "pixel_sha256")
-    )
-    pixels = image.pixel_sha256
-    original = next((m for m in matches if pixels and m.pixel_sha256 == pixels), None)
-    if original is not None and original.sop_instance_uid != image.sop_instance_uid:
-        return f"same pixels as image {original.uuid}", original
-    original = original or next(iter(matches), None)
-    if original is not None:
-        return f"same instance (SOPInstanceUID) as image {original.uuid}", original
-    return DUPLICATE_REASON, None  # deleted meanwhile
-
-
-def _store(*, upload: Upload, name: FileRef, prepared: Prepared | Refused) -> UploadFile:
-    """Record the image and move its file into storage in one transaction; a duplicate is what
-    the insert's unique constraints refuse."""
-    if isinstance(prepared, Refused):
-        return _record(upload, name, Outcome.REJECTED, prepared.reason)
-    site = upload.site
-    tmp = Path(prepared.tmp_path)
-    try:
-        image = Image(
-            site=site,
-            upload=upload,
-            size_bytes=prepared.size_bytes,
-            sha256=prepared.sha256,
-            pixel_sha256=prepared.pixel_sha256,
-            sop_instance_uid=prepared.ids.sop_instance_uid,
-            study_instance_uid=prepared.ids.study_instance_uid,
-            series_instance_uid=prepared.ids.series_instance_uid,
-            patient_pseudonym=prepared.ids.patient_pseudonym,
-            sex=prepared.sex,
-            age_days=prepared.age.days,
-            age_source=prepared.age.source,
-            age_resolution_days=prepared.age.resolution_days,
-            **prepared.acquisition,
-        )
-        image.file = f"images/{site.slug}/{image.uuid}.dcm"
-        target = settings.DATA_DIR / image.file
-        target.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            with transaction.atomic():
-                _lock_site(site.pk)
-                # A duplicate is found by the unique constraints (site and pixels, site and
-                # remapped SOPInstanceUID): no lookup before the insert.
-                image.save(force_insert=True)
-                record = _record(upload, name, Outcome.ACCEPTED, image=image)
-                # Into place before the commit: once its row is visible, the file is there.
-                os.replace(tmp, target)
-        except IntegrityError:
-            target.unlink(missing_ok=True)  # there only if the commit itself failed
-            return _record(upload, name, Outcome.DUPLICATE, *_duplicate_of(image))
-        except DataError as exc:
-            # A value the database refuses (out of range, not valid JSON) is this file's fault.
-            target.unlink(missing_ok=True)
-            reason = f"its attributes cannot be recorded ({type(exc).__name__})"
-            return _record(upload, name, Outcome.REJECTED, reason)
-        except BaseException:
-            target.unlink(missing_ok=True)
-            raise
-        return record
-    finally:
-        tmp.unlink(missing_ok=True)

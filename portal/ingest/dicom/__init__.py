@@ -1,0 +1,79 @@
+"""Reading and checking one DICOM file: is it a radiograph we can use, and how old was the child?
+
+Pure functions over pydicom datasets, so that ingest, tests and benchmarks share them. Every
+rejection is a `Rejected` with a reason a site uploader can act on. Tag values may be PHI, so a
+reason quotes one only when it is a defined term of the standard (a modality, a photometric
+interpretation, a transfer syntax) or a number the check is about; any other value is described.
+
+`reading` parses a file, `checks` decides whether it is a usable radiograph, `pixels` whether its
+pixel data decode, `age` how old the child was; `errors` holds `Rejected`. Tunables
+(`reading.DEFER_BYTES`, `pixels.J2K_CHECK_PIXELS`) are read, and so patched, in their modules.
+"""
+
+from portal.ingest.dicom.age import (
+    DAYS_PER_MONTH,
+    DAYS_PER_YEAR,
+    MAX_AGE_YEARS,
+    Age,
+    compute_age,
+    format_patient_age,
+    normalise_sex,
+    parse_date,
+)
+from portal.ingest.dicom.checks import (
+    GRAYSCALE,
+    MODALITY_TERMS,
+    PHOTOMETRIC_TERMS,
+    RADIOGRAPH_MODALITIES,
+    Limits,
+    check_radiograph,
+    transfer_syntax,
+)
+from portal.ingest.dicom.errors import Rejected
+from portal.ingest.dicom.pixels import (
+    JPEG2000_SYNTAXES,
+    PIXEL_DATA,
+    CodestreamError,
+    check_j2k_codestream,
+    number_of_frames,
+    pixel_data_length,
+)
+from portal.ingest.dicom.reading import (
+    NATIVE_FREE_SYNTAXES,
+    NOT_DICOM,
+    may_need_native_decoder,
+    plausible_bare_data_set,
+    read_dataset,
+    read_dataset_from,
+)
+
+__all__ = [
+    "DAYS_PER_MONTH",
+    "DAYS_PER_YEAR",
+    "GRAYSCALE",
+    "JPEG2000_SYNTAXES",
+    "MAX_AGE_YEARS",
+    "MODALITY_TERMS",
+    "NATIVE_FREE_SYNTAXES",
+    "NOT_DICOM",
+    "PHOTOMETRIC_TERMS",
+    "PIXEL_DATA",
+    "RADIOGRAPH_MODALITIES",
+    "Age",
+    "CodestreamError",
+    "Limits",
+    "Rejected",
+    "check_j2k_codestream",
+    "check_radiograph",
+    "compute_age",
+    "format_patient_age",
+    "may_need_native_decoder",
+    "normalise_sex",
+    "number_of_frames",
+    "parse_date",
+    "pixel_data_length",
+    "plausible_bare_data_set",
+    "read_dataset",
+    "read_dataset_from",
+    "transfer_syntax",
+]

@@ -1,0 +1,98 @@
+"""Whether a data set is a radiograph that ingest can use: limits, defined terms, the checks."""
+
+from dataclasses import dataclass
+
+from pydicom.dataset import Dataset
+from pydicom.uid import UID
+
+from portal.ingest.dicom.errors import Rejected
+from portal.ingest.dicom.pixels import _check_pixels_decode, number_of_frames
+
+RADIOGRAPH_MODALITIES = {"CR", "DX"}
+GRAYSCALE = {"MONOCHROME1", "MONOCHROME2"}
+# Defined terms of Modality (PS3.3 C.7.3.1.1.1, current and retired) and of Photometric
+# Interpretation (PS3.3 C.7.6.3.1.2): only these are ever quoted in a reason.
+_MODALITY_TERMS = (
+    "ANN AR ASMT AU BDUS BI BMD CFM CR CT CTPROTOCOL DMS DG DOC DX ECG EEG EMG EOG EPS ES FID GM "
+    "HC HD IO IOL IVOCT IVUS KER KO LEN LS MG MR M3D NM OAM OCT OP OPM OPT OPTBSV OPTENF OPV OSS "
+    "OT PA PLAN POS PR PT PX REG RESP RF RG RTDOSE RTIMAGE RTINTENT RTPLAN RTRAD RTRECORD RTSEGANN "
+    "RTSTRUCT RWV SEG SM SMR SR SRF STAIN TEXTUREMAP TG US VA XA XAPROTOCOL XC "
+    "AS CD CF CP CS DD DF DM DS EC FA FS LP MA MS OPR ST VF"
+)
+MODALITY_TERMS = frozenset(_MODALITY_TERMS.split())
+PHOTOMETRIC_TERMS = frozenset(
+    {"MONOCHROME1", "MONOCHROME2", "PALETTE COLOR", "RGB", "HSV", "ARGB", "CMYK", "XYB"}
+    | {"YBR_FULL", "YBR_FULL_422", "YBR_PARTIAL_422", "YBR_PARTIAL_420", "YBR_ICT", "YBR_RCT"}
+)
+
+
+@dataclass(frozen=True)
+class Limits:
+    min_dimension: int = 64
+    max_dimension: int = 8192
+    max_aspect_ratio: float = 4.0
+
+
+def check_radiograph(ds: Dataset, limits: Limits) -> None:
+    """Raise Rejected unless `ds` is a single-frame grayscale CR/DX image whose pixels decode."""
+    modality = str(ds.get("Modality", "") or "").strip().upper()
+    if not modality:
+        raise Rejected("no Modality attribute; expected CR or DX")
+    if modality not in RADIOGRAPH_MODALITIES:
+        named = modality if modality in MODALITY_TERMS else "(not a defined term)"
+        raise Rejected(f"modality {named} is not a radiograph (expected CR or DX)")
+    if "SOPInstanceUID" not in ds or not str(ds.SOPInstanceUID).strip():
+        raise Rejected("no SOPInstanceUID")
+    if "PixelData" not in ds:
+        raise Rejected("no pixel data")
+    ts = transfer_syntax(ds)
+    if ts is not None and not ts.is_transfer_syntax:
+        raise Rejected("unknown transfer syntax (not one of the standard's); cannot decode it")
+    frames = number_of_frames(ds)
+    if frames > 1:
+        raise Rejected(f"multi-frame image ({frames} frames); only single-frame radiographs")
+    photometric = str(ds.get("PhotometricInterpretation", "") or "").strip().upper()
+    samples = _int(ds.get("SamplesPerPixel", 1), default=1)
+    if not photometric:
+        raise Rejected("no PhotometricInterpretation; expected MONOCHROME1 or MONOCHROME2")
+    if photometric not in PHOTOMETRIC_TERMS:
+        raise Rejected(
+            "PhotometricInterpretation is not a defined term; expected MONOCHROME1 or MONOCHROME2"
+        )
+    if samples != 1 or photometric not in GRAYSCALE:
+        raise Rejected(
+            f"colour image (PhotometricInterpretation {photometric}, "
+            f"{samples} samples per pixel); only MONOCHROME1 or MONOCHROME2"
+        )
+    bits_allocated = _int(ds.get("BitsAllocated"), default=0)
+    bits_stored = _int(ds.get("BitsStored", bits_allocated), default=bits_allocated)
+    if bits_allocated not in (8, 16) or not 8 <= bits_stored <= 16:
+        raise Rejected(
+            f"unsupported bit depth ({bits_stored} stored in {bits_allocated}); 8 to 16 bits only"
+        )
+    rows, cols = _int(ds.get("Rows"), default=0), _int(ds.get("Columns"), default=0)
+    ratio = max(rows, cols) / max(1, min(rows, cols))
+    if (
+        min(rows, cols) < limits.min_dimension
+        or max(rows, cols) > limits.max_dimension
+        or ratio > limits.max_aspect_ratio
+    ):
+        raise Rejected(
+            f"absurd dimensions {rows}x{cols} (each side {limits.min_dimension} to "
+            f"{limits.max_dimension} pixels, aspect ratio at most {limits.max_aspect_ratio:g})"
+        )
+    _check_pixels_decode(ds, ts, rows, cols, bits_allocated)
+
+
+def transfer_syntax(ds: Dataset) -> UID | None:
+    """The file's transfer syntax; None for a bare data set (no Part 10 header)."""
+    meta = getattr(ds, "file_meta", None)
+    ts = meta.get("TransferSyntaxUID") if meta is not None else None
+    return UID(str(ts).strip()) if ts else None
+
+
+def _int(value: object, *, default: int) -> int:
+    try:
+        return int(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return default
