@@ -52,8 +52,9 @@ def prediction_list(
     *, user, site: str | None = None, model: str | None = None
 ) -> QuerySet[Prediction]:
     """Predictions of the user's sites; the prediction's own site column keeps the filter on
-    one table."""
-    predictions = Prediction.objects.select_related("model_version", "image__site").filter(
+    one table. Image, site and model come by prefetch, for the page only: joined into the
+    list query, SQLite carried them through its sort of every row in scope (0.3 s at 128,000)."""
+    predictions = Prediction.objects.prefetch_related("model_version", "image__site").filter(
         site_scope(user=user)
     )
     if site:

@@ -60,3 +60,21 @@ def test_schema_documents_the_400_of_every_jobs_and_predictions_operation(api):
     ]:
         assert "400" in paths[path][method]["responses"], (path, method)
     assert {"404", "409"} <= set(paths["/api/jobs/"]["post"]["responses"])
+
+
+def test_prediction_list_costs_the_same_queries_for_any_page_size_and_keeps_its_fields(
+    api, django_assert_max_num_queries
+):
+    """Image, site and model come for the page in bulk (a join sorted every row in scope on
+    SQLite), never once per row."""
+    version = f.model_version()
+    sites = [f.site("north"), f.site("south")]
+    for i in range(12):
+        f.prediction(f.image(sites[i % 2], age_days=900 + i), version, age_days=1000 + i)
+    with django_assert_max_num_queries(8) as small:
+        api.get("/api/predictions/?limit=2")
+    with django_assert_max_num_queries(len(small.captured_queries)):
+        page = api.get("/api/predictions/?limit=12").json()["results"]
+    assert [p["site"] for p in page] == ["north", "south"] * 6
+    assert [p["recorded_age_days"] for p in page] == list(range(900, 912))
+    assert {p["model"] for p in page} == {version.name}
