@@ -24,13 +24,6 @@ def sex_tensor(sexes: list[str], device: torch.device | str = "cpu") -> Tensor:
     return torch.tensor([SEX_CODES.get(s, SEX_CODES["O"]) for s in sexes], device=device)
 
 
-class HSwish(nn.Module):
-    """h-swish(x) = x * ReLU6(x + 3) / 6 (Howard et al. 2019), as Hou et al. use it."""
-
-    def forward(self, x: Tensor) -> Tensor:
-        return F.hardswish(x)  # the same function in one pass
-
-
 class CoordAttention(nn.Module):
     """Pool along H and along W, concatenate, 1x1 conv to max(8, C // r) channels, BN, h-swish,
     split, one 1x1 conv + sigmoid per direction, multiply the input by both attention maps.
@@ -44,7 +37,7 @@ class CoordAttention(nn.Module):
         mid = max(8, channels // reduction)
         self.conv1 = nn.Conv2d(channels, mid, kernel_size=1)
         self.bn1 = nn.BatchNorm2d(mid)
-        self.act = HSwish()
+        self.act = nn.Hardswish()  # x * ReLU6(x + 3) / 6 (Howard et al. 2019), as Hou et al.
         self.conv_h = nn.Conv2d(mid, channels, kernel_size=1)
         self.conv_w = nn.Conv2d(mid, channels, kernel_size=1)
 

@@ -6,13 +6,13 @@ from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from portal.accounts import selectors, services
 from portal.accounts.models import Membership, Role
-from portal.core.pagination import CursorError, page_links, paginate_query
+from portal.core.pagination import view_page
 
 
 def _lead_sites(request: HttpRequest):
@@ -59,15 +59,9 @@ def team(request: HttpRequest) -> HttpResponse:
             request, f"{user.get_username()} is {data['role']} on {data['site'].slug}.{note}"
         )
         return redirect("accounts:team")
-    try:
-        page = paginate_query(
-            selectors.membership_list(user=request.user),
-            keys=selectors.MEMBERSHIP_ORDER,
-            query=request.GET,
-        )
-    except CursorError as exc:
-        raise Http404(str(exc)) from exc
-    next_url, previous_url = page_links(request, page)
+    page, next_url, previous_url = view_page(
+        request, selectors.membership_list(user=request.user), keys=selectors.MEMBERSHIP_ORDER
+    )
     return render(
         request,
         "accounts/team.html",

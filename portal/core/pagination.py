@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from urllib.parse import urlencode
 
 from django.db.models import Q, QuerySet
+from django.http import Http404
 
 from portal.core.numbers import whole_number
 
@@ -90,13 +91,6 @@ def parse_limit(raw: str | None) -> int:
     return min(limit, MAX_LIMIT)
 
 
-def paginate_query(queryset: QuerySet, *, keys: list[str], query) -> Page:
-    """The page a request's `cursor` and `limit` parameters ask for (`CursorError` if bad)."""
-    return paginate(
-        queryset, keys=keys, cursor=query.get("cursor"), limit=parse_limit(query.get("limit"))
-    )
-
-
 def page_links(request, page: Page) -> tuple[str | None, str | None]:
     """Absolute URLs of the next and previous pages, keeping the request's other parameters."""
 
@@ -108,3 +102,20 @@ def page_links(request, page: Page) -> tuple[str | None, str | None]:
         return request.build_absolute_uri(request.path) + "?" + urlencode(params)
 
     return link(page.next_cursor), link(page.previous_cursor)
+
+
+def view_page(
+    request, queryset: QuerySet, *, keys: list[str]
+) -> tuple[Page, str | None, str | None]:
+    """For a web page: the page of `queryset` that the request's `cursor` and `limit` ask for,
+    with its next and previous links; a cursor or limit that cannot be read is a 404."""
+    try:
+        page = paginate(
+            queryset,
+            keys=keys,
+            cursor=request.GET.get("cursor"),
+            limit=parse_limit(request.GET.get("limit")),
+        )
+    except CursorError as exc:
+        raise Http404(str(exc)) from exc
+    return page, *page_links(request, page)

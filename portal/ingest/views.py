@@ -2,11 +2,11 @@
 
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 
 from portal.accounts.models import UPLOAD_ROLES
-from portal.core.pagination import CursorError, page_links, paginate_query
+from portal.core.pagination import view_page
 from portal.ingest import selectors
 
 
@@ -27,13 +27,9 @@ def upload_detail(request: HttpRequest, upload_id: int) -> HttpResponse:
 @login_required
 def upload_list(request: HttpRequest) -> HttpResponse:
     """The user's uploads, newest first, a cursor page at a time."""
-    try:
-        page = paginate_query(
-            selectors.upload_list(user=request.user), keys=["-id"], query=request.GET
-        )
-    except CursorError as exc:
-        raise Http404(str(exc)) from exc
-    next_url, previous_url = page_links(request, page)
+    page, next_url, previous_url = view_page(
+        request, selectors.upload_list(user=request.user), keys=["-id"]
+    )
     return render(
         request,
         "ingest/upload_list.html",

@@ -13,21 +13,13 @@ from django.views.decorators.http import require_POST
 from portal.accounts.models import REVIEW_ROLES, Role
 from portal.accounts.selectors import audit_list, holds_role_anywhere, is_lead_anywhere
 from portal.core.numbers import whole_number
-from portal.core.pagination import CursorError, page_links, paginate_query
+from portal.core.pagination import view_page
 from portal.ingest.models import ReviewStatus
 from portal.ingest.selectors import site_list
 from portal.predictions.selectors import job_list, job_status
 from portal.review import selectors, services
 
 AGE_GROUPS = ["0-1", "1-3", "3-6", "6-12", "12-18"]
-
-
-def _paged(request: HttpRequest, queryset, keys: list[str]):
-    try:
-        page = paginate_query(queryset, keys=keys, query=request.GET)
-    except CursorError as exc:
-        raise Http404(str(exc)) from exc
-    return page, *page_links(request, page)
 
 
 def _require_reviewer(request: HttpRequest) -> None:
@@ -59,7 +51,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
 def image_list(request: HttpRequest) -> HttpResponse:
     filters = _filters(selectors.ImageFilters, request)
     images = selectors.image_list(user=request.user, filters=filters)
-    page, next_url, previous_url = _paged(request, images, ["id"])
+    page, next_url, previous_url = view_page(request, images, keys=["id"])
     return render(
         request,
         "review/image_list.html",
@@ -89,7 +81,7 @@ def queue_page(request: HttpRequest) -> HttpResponse:
     _require_reviewer(request)
     filters = _filters(selectors.QueueFilters, request)
     predictions = selectors.queue(user=request.user, filters=filters).select_related("image__site")
-    page, next_url, previous_url = _paged(request, predictions, ["-score", "-id"])
+    page, next_url, previous_url = view_page(request, predictions, keys=["-score", "-id"])
     return render(
         request,
         "review/queue.html",
@@ -134,7 +126,7 @@ def audit_page(request: HttpRequest) -> HttpResponse:
         action=request.GET.get("action") or None,
         actor=request.GET.get("actor") or None,
     )
-    page, next_url, previous_url = _paged(request, events, ["-id"])
+    page, next_url, previous_url = view_page(request, events, keys=["-id"])
     query = {k: request.GET.get(k, "") for k in ("site", "image", "action", "actor")}
     return render(
         request,

@@ -12,7 +12,7 @@ from django.views.decorators.http import require_POST
 
 from portal.accounts.models import LEAD_ROLES
 from portal.core.numbers import whole_number
-from portal.core.pagination import CursorError, page_links, paginate_query
+from portal.core.pagination import view_page
 from portal.ingest.selectors import site_list
 from portal.predictions.models import ModelVersion
 from portal.reports.models import Report
@@ -56,13 +56,9 @@ def set_list(request: HttpRequest) -> HttpResponse:
             messages.error(request, str(exc))
             return redirect("validation:list")
         return redirect("validation:detail", name=created.name)
-    try:
-        page = paginate_query(
-            selectors.validation_set_list(user=request.user), keys=["name"], query=request.GET
-        )
-    except CursorError as exc:
-        raise Http404(str(exc)) from exc
-    next_url, previous_url = page_links(request, page)
+    page, next_url, previous_url = view_page(
+        request, selectors.validation_set_list(user=request.user), keys=["name"]
+    )
     return render(
         request,
         "validation/list.html",
