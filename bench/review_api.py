@@ -32,10 +32,10 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from inference_worker.ages import AGE_GROUPS, REPORTED_SEXES, group_name  # noqa: E402
 
 DEFAULT_POSTGRES = "postgres://postgres@127.0.0.1:5432/bench_review"
 GOAL_P95_MS = 50.0
-MAX_AGE_DAYS = 6574  # 18 years
 SITES = 10
 # Expected absolute error of the model by age group and sex, in months (the card's
 # `expected_error_months`); the error grows with age, as in Li et al. 2025.
@@ -43,15 +43,9 @@ CARD = {
     "expected_error_months": {
         "overall": 8.5,
         **{
-            f"{group} {sex}": months * (0.95 if sex == "F" else 1.0)
-            for group, months in (
-                ("0-1", 1.6),
-                ("1-3", 3.8),
-                ("3-6", 6.5),
-                ("6-12", 10.0),
-                ("12-18", 13.5),
-            )
-            for sex in ("M", "F")
+            f"{group_name(*group)} {sex}": months * (0.95 if sex == "F" else 1.0)
+            for group, months in zip(AGE_GROUPS, (1.6, 3.8, 6.5, 10.0, 13.5), strict=True)
+            for sex in REPORTED_SEXES
         },
     }
 }
@@ -315,12 +309,12 @@ def seed(*, images: int, outliers: float, batch: int = 8000) -> World:
 
 def draw_cases(images: int, outliers: float) -> dict[str, list]:
     """Site, sex, recorded and predicted age and review status of every image."""
-    from inference_worker.metrics import DAYS_PER_MONTH, age_group
+    from inference_worker.ages import AGE_LIMIT_DAYS, DAYS_PER_MONTH, age_group
 
     rng = np.random.default_rng(2025)
     site = rng.integers(0, SITES, images)
     sex = rng.choice(np.array(["M", "F", "O"]), images, p=[0.51, 0.485, 0.005])
-    age = rng.integers(0, MAX_AGE_DAYS, images)
+    age = rng.integers(0, AGE_LIMIT_DAYS, images)
     expected = CARD["expected_error_months"]
     months = np.array(
         [
@@ -334,8 +328,8 @@ def draw_cases(images: int, outliers: float) -> dict[str, list]:
     errors = np.where(is_outlier, 2.1 + rng.exponential(1.2, images), rng.uniform(0, 1.9, images))
     size = errors * months * DAYS_PER_MONTH
     sign = rng.choice([-1, 1], images)
-    sign = np.where(age - size < 0, 1, np.where(age + size >= MAX_AGE_DAYS, -1, sign))
-    predicted = np.clip(age + sign * np.round(size), 0, MAX_AGE_DAYS - 1).astype(int)
+    sign = np.where(age - size < 0, 1, np.where(age + size >= AGE_LIMIT_DAYS, -1, sign))
+    predicted = np.clip(age + sign * np.round(size), 0, AGE_LIMIT_DAYS - 1).astype(int)
 
     status = np.full(images, "unreviewed", dtype=object)
     draw, low = rng.random(images), 0.0

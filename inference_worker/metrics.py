@@ -1,8 +1,8 @@
 """Age-prediction metrics, torch-free so that the portal's reports reuse them.
 
-Ages arrive in days and are reported in months (days / 30.4375). MAPE is undefined at age 0: it
-is computed over true ages of at least one month, and the count left out is reported. Every
-figure comes with its N.
+Ages arrive in days and are reported in months (days / `ages.DAYS_PER_MONTH`). MAPE is undefined
+at age 0: it is computed over true ages of at least one month, and the count left out is
+reported. Every figure comes with its N. Age groups are those of `ages` (`ages.group_days`).
 
 Confidence intervals are percentile bootstrap intervals (Efron & Tibshirani 1993, ch. 13): items
 are resampled with replacement, and each section's interval comes from resampling within that
@@ -18,11 +18,15 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-DAYS_PER_MONTH = 30.4375
-DAYS_PER_YEAR = 365.25
-# Default age groups in years, [low, high).
-AGE_GROUPS: tuple[tuple[float, float], ...] = ((0, 1), (1, 3), (3, 6), (6, 12), (12, 18))
-SEXES = ("M", "F", "O")
+from inference_worker.ages import (
+    AGE_GROUPS,
+    DAYS_PER_MONTH,
+    REPORTED_SEXES,
+    SEXES,
+    group_days,
+    group_name,
+)
+
 CONFIDENCE = 0.95
 # Overall MAE in months by sex, internal and external validation (Li et al., Insights into
 # Imaging 2025). The paper's per-age-group figures are not available here.
@@ -98,24 +102,13 @@ def compute(true_days: Sequence[float], predicted_days: Sequence[float]) -> Metr
     )
 
 
-def group_name(low: float, high: float) -> str:
-    return f"{low:g}-{high:g}"
-
-
-def age_group(days: float, groups: tuple[tuple[float, float], ...] = AGE_GROUPS) -> str | None:
-    years = days / DAYS_PER_YEAR
-    for low, high in groups:
-        if low <= years < high:
-            return group_name(low, high)
-    return None
-
-
 def _group_index(true: np.ndarray, groups: tuple[tuple[float, float], ...]) -> np.ndarray:
-    """`age_group` for a whole array: the index of the first group that holds each age, or -1."""
-    years = true / DAYS_PER_YEAR
+    """`ages.age_group` for a whole array: the index of the first group that holds each age, or
+    -1; the same boundary days (`ages.group_days`) as the queue and set filters."""
     index = np.full(len(true), -1)
     for i, (low, high) in enumerate(groups):
-        index[(index == -1) & (low <= years) & (years < high)] = i
+        first, end = group_days(low, high)
+        index[(index == -1) & (first <= true) & (true < end)] = i
     return index
 
 
@@ -138,7 +131,7 @@ def _sections(
         name = group_name(low, high)
         mask = index == i
         out["by_group"][name] = mask
-        for s in ("M", "F"):
+        for s in REPORTED_SEXES:
             out["by_group_sex"][f"{name} {s}"] = mask & (sex == s)
     for s in SEXES:
         mask = sex == s
@@ -348,7 +341,7 @@ def paper_table(
     cohorts: dict = {}
     for cohort, in_cohort in (("internal", internal), ("external", ~internal)):
         entry: dict = {"sites": sorted({str(s) for s in site[in_cohort]})}
-        for s in ("M", "F"):
+        for s in REPORTED_SEXES:
             mask = in_cohort & (sex == s)
             overall = _paper_cell(true[mask], pred[mask])
             published = PUBLISHED[cohort][s]
@@ -372,7 +365,7 @@ def paper_table(
             "Published figures: overall MAE (months) per sex and cohort only; the paper's "
             "per-age-group figures are not available here."
         ),
-        "left_out_other_sex": int((~np.isin(sex, ["M", "F"])).sum()),
+        "left_out_other_sex": int((~np.isin(sex, REPORTED_SEXES)).sum()),
     }
 
 

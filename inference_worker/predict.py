@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from inference_worker import checkpoint
+from inference_worker.ages import days_to_years_months
 from inference_worker.decoding import Item, decoded_chunks
 from inference_worker.heatmap import compact_heats, png_bytes, predict_with_cam
 from inference_worker.model import ResNet, sex_tensor
@@ -455,9 +456,9 @@ def main(argv: list[str] | None = None) -> int:
         elif result.error:
             print(f"{result.file}: {result.error}", file=sys.stderr)
         else:
-            years, months = divmod(result.age_days / 30.4375, 12)
+            years, months = days_to_years_months(result.age_days)
             print(
-                f"{result.file}: {result.age_days} days ({int(years)} y {int(months)} m)"
+                f"{result.file}: {result.age_days} days ({years} y {months} m)"
                 + (f", heatmap {result.heatmap}" if result.heatmap else "")
             )
     return 1 if failed else 0

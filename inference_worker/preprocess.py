@@ -22,6 +22,8 @@ from pydicom.pixels import apply_modality_lut, apply_voi_lut
 from torch import Tensor
 from torch.nn import functional as F  # noqa: N812
 
+from inference_worker.ages import normalise_sex
+
 pydicom_config.settings.reading_validation_mode = pydicom_config.IGNORE
 
 # Fixed normalisation recorded in every model card: input = (x - MEAN) / STD for x in [0, 1].
@@ -97,9 +99,8 @@ def preprocess(ds: Dataset, size: int = 512) -> tuple[Tensor, Geometry]:
 def preprocess_file(path: str | Path, size: int = 512) -> tuple[Tensor, Geometry, str]:
     """Tensor, geometry and sex (M, F or O) of one DICOM file."""
     ds = pydicom.dcmread(path)
-    sex = str(ds.get("PatientSex", "") or "").strip().upper()[:1]
     tensor, geometry = preprocess(ds, size)
-    return tensor, geometry, sex if sex in ("M", "F") else "O"
+    return tensor, geometry, normalise_sex(ds.get("PatientSex"))
 
 
 # A token that starts at a root (/srv, C:\, ~/) or holds two separators (images/site/a.dcm).
@@ -155,6 +156,5 @@ def decode_file(path: str, size: int, sex: str | None = None) -> Decoded:
     except Exception as exc:
         decoded.error, decoded.unreadable = f"cannot decode the pixel data: {describe(exc)}", True
     decoded.ms["preprocess"] = (time.perf_counter() - loaded) * 1000
-    given = (sex or str(ds.get("PatientSex", "") or "O")).strip().upper()[:1]
-    decoded.sex = given if given in ("M", "F") else "O"
+    decoded.sex = normalise_sex(sex or ds.get("PatientSex"))
     return decoded

@@ -35,6 +35,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from inference_worker import checkpoint, distributed, metrics
+from inference_worker.ages import normalise_sex
 from inference_worker.dataset import DTYPES, CachedImages, build_cache, collate, to_input
 from inference_worker.distributed import Ranks
 from inference_worker.model import build_model, sex_tensor
@@ -64,7 +65,7 @@ def read_manifest(path: Path, label_column: str = "recorded_age_days") -> list[S
                 Sample(
                     path=(path.parent / row["file"]).resolve(),
                     age_days=float(row[column]),
-                    sex=(row.get("sex") or "O").strip().upper()[:1] or "O",
+                    sex=normalise_sex(row.get("sex")),
                     patient=row.get("patient") or row["file"],
                     site=row.get("site") or "",
                 )

@@ -63,9 +63,11 @@ ALLOWED_HOSTS = [
 CSRF_TRUSTED_ORIGINS = [
     o.strip() for o in os.environ.get("DJANGO_CSRF_TRUSTED_ORIGINS", "").split(",") if o.strip()
 ]
+# Where `manage.py run_portal` (`make run`) serves: http://127.0.0.1:PORTAL_PORT/.
+PORTAL_PORT = _env_int("PORTAL_PORT", 8000)
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "portal.accounts.admin_config.PortalAdminConfig",  # django.contrib.admin, the portal's site
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -189,6 +191,9 @@ STAGING_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
 Path(FILE_UPLOAD_TEMP_DIR).mkdir(mode=0o700, exist_ok=True)
 DATA_UPLOAD_MAX_NUMBER_FILES = _env_int("PORTAL_MAX_FILES_PER_REQUEST", 20000)
 DATA_UPLOAD_MAX_NUMBER_FIELDS = _env_int("PORTAL_MAX_FIELDS_PER_REQUEST", 50000)
+# This portal's Ed25519 key, which signs its exports (portal.core.signing; made on first use,
+# owner-only). Unset: `signing_key.pem` in the data folder, wherever that is at the time.
+SIGNING_KEY_FILE = os.environ.get("PORTAL_SIGNING_KEY_FILE") or None
 
 # Ingest limits (see README, "What is accepted").
 INGEST = {
@@ -306,7 +311,19 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_TIME_LIMIT = TASK_HARD_LIMIT_S
 CELERY_TASK_SOFT_TIME_LIMIT = int(TASK_HARD_LIMIT_S * 0.9)
-CELERY_BROKER_TRANSPORT_OPTIONS = transport_options(TASK_HARD_LIMIT_S)
+# A send is a nudge (README, "When the broker is down"): with the broker down it fails within
+# about a second (connection refused) or a few (no answer), and the request answers as usual.
+CELERY_BROKER_CONNECTION_TIMEOUT = 2.0
+CELERY_TASK_PUBLISH_RETRY_POLICY = {
+    "max_retries": 2,
+    "interval_start": 0,
+    "interval_step": 0.2,
+    "interval_max": 0.2,
+}
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    **transport_options(TASK_HARD_LIMIT_S),
+    "socket_connect_timeout": CELERY_BROKER_CONNECTION_TIMEOUT,
+}
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 PREDICT_BATCH_SIZE = _env_int("PORTAL_PREDICT_BATCH_SIZE", 16)
@@ -316,9 +333,15 @@ PREDICT_BATCH_SIZE = _env_int("PORTAL_PREDICT_BATCH_SIZE", 16)
 PREDICT_DISPATCH_CHUNK = _env_int("PORTAL_DISPATCH_CHUNK_BATCHES", 200)
 JOB_STALL_MINUTES = _env_int("PORTAL_JOB_STALL_MINUTES", 10)
 JOB_MAX_DISPATCHES = max(1, _env_int("PORTAL_JOB_MAX_DISPATCHES", 3))
+# Uploads, exports and reports still waiting for a worker this long after their last send are
+# sent again by the sweeps below (README, "When the broker is down").
+RESEND_AFTER_S = _env_int("PORTAL_RESEND_AFTER_SECONDS", 300)
 # Periodic tasks, run by `celery -A portal beat` (started by `make run` and the compose file).
 CELERY_BEAT_SCHEDULE = {
     "predictions-sweep-stalled-jobs": {"task": "portal.predictions.sweep", "schedule": 60.0},
+    "ingest-resend-submitted-uploads": {"task": "portal.ingest.resend", "schedule": 60.0},
+    "validation-resend-queued-exports": {"task": "portal.validation.resend", "schedule": 60.0},
+    "reports-resend-waiting-reports": {"task": "portal.reports.resend", "schedule": 60.0},
     # Open uploads past PORTAL_UPLOAD_EXPIRY_HOURS expire with their staged files.
     "ingest-expire-open-uploads": {"task": "portal.ingest.upload_expire_stale", "schedule": 900.0},
 }

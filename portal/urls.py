@@ -28,5 +28,9 @@ urlpatterns = [
     # The split view serves its start-up script as a file: the CSP allows no inline script.
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="api-docs"),
 ]
-# JSON for an /api/ path that matches nothing (the schema documents 404 as JSON).
+# JSON for an /api/ path that matches nothing (the schema documents 404 as JSON), and for
+# the errors Django answers itself under /api/ (README, "When the broker is down").
+handler400 = "portal.core.views.bad_request"
+handler403 = "portal.core.views.permission_denied"
 handler404 = "portal.core.views.not_found"
+handler500 = "portal.core.views.server_error"

@@ -26,7 +26,6 @@ Torch-free (numpy and pydicom), so the portal may use it to seed demo data.
 
 from inference_worker.synthetic.generator import MANIFEST_FIELDS, generate, main
 from inference_worker.synthetic.growth import (
-    MAX_AGE_DAYS,
     cardiothoracic_ratio,
     rib_angle_deg,
     thorax_width_mm,
@@ -36,7 +35,6 @@ from inference_worker.synthetic.records import corrupt_age
 
 __all__ = [
     "MANIFEST_FIELDS",
-    "MAX_AGE_DAYS",
     "PROFILES",
     "SiteProfile",
     "cardiothoracic_ratio",

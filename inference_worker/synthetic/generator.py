@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from inference_worker.synthetic.growth import DAYS_PER_YEAR, MAX_AGE_DAYS
+from inference_worker.ages import AGE_LIMIT_DAYS, DAYS_PER_YEAR
 from inference_worker.synthetic.imaging import acquire, render
 from inference_worker.synthetic.profiles import PROFILES
 from inference_worker.synthetic.records import corrupt_age, make_child, make_dataset
@@ -64,11 +64,11 @@ def _make_one(job: Job, child_index: int, visit: int) -> dict:
     child = make_child(child_rng, child_index, profile.name)
     rng = np.random.default_rng([job.seed, child_index, visit, 7])
     # First visits cover 0-18 years evenly; return visits come 3 months to 3 years later.
-    first_days = int(child_rng.integers(0, MAX_AGE_DAYS + 1))
+    first_days = int(child_rng.integers(0, AGE_LIMIT_DAYS))
     intervals = np.random.default_rng([job.seed, child_index, 3]).integers(90, 1100, size=3)
     true_days = first_days + int(intervals[:visit].sum())
-    if true_days > MAX_AGE_DAYS:
-        true_days = int(rng.integers(0, MAX_AGE_DAYS + 1))
+    if true_days >= AGE_LIMIT_DAYS:
+        true_days = int(rng.integers(0, AGE_LIMIT_DAYS))
     years = true_days / DAYS_PER_YEAR
     pixels = acquire(render(child, years, profile, rng), profile, rng)
     corrupted = job.corrupt

@@ -4,9 +4,6 @@ import datetime as dt
 import math
 from dataclasses import dataclass
 
-DAYS_PER_YEAR = 365.25
-MAX_AGE_DAYS = int(18 * DAYS_PER_YEAR) - 1
-
 
 @dataclass(frozen=True)
 class Child:

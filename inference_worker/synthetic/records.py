@@ -8,7 +8,8 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from inference_worker.synthetic.growth import DAYS_PER_YEAR, MAX_AGE_DAYS, Child
+from inference_worker.ages import AGE_LIMIT_DAYS, MAX_AGE_YEARS, completed_months, year_days
+from inference_worker.synthetic.growth import Child
 from inference_worker.synthetic.profiles import SiteProfile
 
 _FIRST = [
@@ -88,13 +89,13 @@ def corrupt_age(true_days: int, birth: dt.date, rng: np.random.Generator) -> tup
                 continue
             recorded = (study - birth.replace(month=birth.day, day=birth.month)).days
         else:
-            months = int(true_days // 30.4375)
-            if not 1 <= months < 18:
+            months = completed_months(true_days)
+            if not 1 <= months < MAX_AGE_YEARS:
                 continue
-            recorded = int(round(months * DAYS_PER_YEAR))
-        if 0 <= recorded <= MAX_AGE_DAYS and abs(recorded - true_days) >= 60:
+            recorded = year_days(months)
+        if 0 <= recorded < AGE_LIMIT_DAYS and abs(recorded - true_days) >= 60:
             return recorded, str(kind)
-    recorded = true_days + 400 if true_days + 400 <= MAX_AGE_DAYS else true_days - 400
+    recorded = true_days + 400 if true_days + 400 < AGE_LIMIT_DAYS else true_days - 400
     return recorded, "wrong_year"
 
 

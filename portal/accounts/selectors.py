@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import F, Q, QuerySet
 
+from portal.accounts.audit import LEAD_VISIBLE_GLOBAL
 from portal.accounts.models import AuditEvent, Membership, Role
 
 User = AbstractBaseUser | AnonymousUser
@@ -76,10 +77,14 @@ def audit_list(
     action: str | None = None,
     actor: str | None = None,
 ) -> QuerySet[AuditEvent]:
-    """Audit events of the sites the user leads (events without a site: superusers only)."""
+    """Audit events of the sites the user leads, and the site-less events every lead sees
+    (`LEAD_VISIBLE_GLOBAL`: the active model); superusers see every event."""
     events = AuditEvent.objects.select_related("site")
     if not user.is_superuser:
-        events = events.filter(site_scope(user=user, roles=[Role.LEAD]))
+        visible = site_scope(user=user, roles=[Role.LEAD])
+        if is_lead_anywhere(user=user):
+            visible |= Q(site__isnull=True, action__in=list(LEAD_VISIBLE_GLOBAL))
+        events = events.filter(visible)
     if site:
         events = events.filter(site__slug=site)
     if image_id is not None:

@@ -39,6 +39,12 @@ class GrantForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.fields["site"].queryset = sites
 
+    def clean_username(self) -> str:
+        try:
+            return services.username_normalise(self.cleaned_data["username"])
+        except services.AccountsError as exc:
+            raise forms.ValidationError(str(exc)) from exc
+
 
 @login_required
 def team(request: HttpRequest) -> HttpResponse:
@@ -47,18 +53,22 @@ def team(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         exists = get_user_model().objects.filter(username=data["username"]).exists()
-        user, generated = services.user_add(
-            actor=request.user,
-            username=data["username"],
-            role=data["role"],
-            sites=[data["site"]],
-            password=None if exists else (data["password"] or None),
-        )
-        note = f" Their password (shown once): {generated}" if generated else ""
-        messages.success(
-            request, f"{user.get_username()} is {data['role']} on {data['site'].slug}.{note}"
-        )
-        return redirect("accounts:team")
+        try:
+            user, generated = services.user_add(
+                actor=request.user,
+                username=data["username"],
+                role=data["role"],
+                sites=[data["site"]],
+                password=None if exists else (data["password"] or None),
+            )
+        except services.AccountsError as exc:  # a password or name rule, a site's last lead
+            form.add_error(exc.field if exc.field in form.fields else None, str(exc))
+        else:
+            note = f" Their password (shown once): {generated}" if generated else ""
+            messages.success(
+                request, f"{user.get_username()} is {data['role']} on {data['site'].slug}.{note}"
+            )
+            return redirect("accounts:team")
     page, next_url, previous_url = view_page(
         request, selectors.membership_list(user=request.user), keys=selectors.MEMBERSHIP_ORDER
     )
@@ -81,8 +91,13 @@ def revoke(request: HttpRequest, membership_id: int) -> HttpResponse:
     membership = get_object_or_404(memberships.select_related("user", "site"), pk=membership_id)
     if not selectors.has_role(user=request.user, site_id=membership.site_id, roles=[Role.LEAD]):
         raise PermissionDenied("managing users is for the leads of the site")
-    services.membership_revoke(actor=request.user, membership=membership)
-    messages.success(
-        request, f"{membership.user.get_username()} no longer has a role on {membership.site.slug}."
-    )
+    try:
+        services.membership_revoke(actor=request.user, membership=membership)
+    except services.AccountsError as exc:  # the site's last lead
+        messages.error(request, str(exc))
+    else:
+        messages.success(
+            request,
+            f"{membership.user.get_username()} no longer has a role on {membership.site.slug}.",
+        )
     return redirect("accounts:team")

@@ -1,7 +1,10 @@
+from django import forms
 from django.contrib import admin, messages
 
-from portal.core.models import ApiToken
+from portal.core import signing
+from portal.core.models import ApiToken, TrustedPortal
 from portal.core.tokens import token_create, token_revoke
+from portal.core.trust import trusted_portal_add, trusted_portal_remove
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -42,3 +45,40 @@ class ApiTokenAdmin(admin.ModelAdmin):
     def delete_queryset(self, request, queryset) -> None:
         for token in queryset.select_related("user"):
             token_revoke(actor=request.user, token=token)
+
+
+class TrustedPortalForm(forms.ModelForm):
+    class Meta:
+        model = TrustedPortal
+        fields = ["name", "public_key"]
+
+    def clean_public_key(self) -> str:
+        try:
+            return signing.public_key_normalise(self.cleaned_data["public_key"])
+        except signing.SigningError as exc:
+            raise forms.ValidationError(str(exc)) from exc
+
+
+@admin.register(TrustedPortal)
+class TrustedPortalAdmin(admin.ModelAdmin):
+    """Added and removed through the trust services (each an audit event); never edited in
+    place: to change a key, remove the portal and add it again."""
+
+    form = TrustedPortalForm
+    list_display = ["name", "public_key", "added_by", "added_at"]
+    search_fields = ["name", "public_key"]
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def save_model(self, request, obj: TrustedPortal, form, change: bool) -> None:
+        # The form checked the name and the key for uniqueness already.
+        portal = trusted_portal_add(actor=request.user, name=obj.name, public_key=obj.public_key)
+        obj.pk, obj.added_at, obj.added_by = portal.pk, portal.added_at, portal.added_by
+
+    def delete_model(self, request, obj: TrustedPortal) -> None:
+        trusted_portal_remove(actor=request.user, portal=obj)
+
+    def delete_queryset(self, request, queryset) -> None:
+        for portal in queryset:
+            trusted_portal_remove(actor=request.user, portal=portal)

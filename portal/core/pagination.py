@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
+from django.core.exceptions import BadRequest
 from django.db.models import Q, QuerySet
 from django.http import Http404
 
@@ -108,14 +109,14 @@ def view_page(
     request, queryset: QuerySet, *, keys: list[str]
 ) -> tuple[Page, str | None, str | None]:
     """For a web page: the page of `queryset` that the request's `cursor` and `limit` ask for,
-    with its next and previous links; a cursor or limit that cannot be read is a 404."""
+    with its next and previous links; a limit that cannot be read is a 400 page naming it, a
+    cursor that cannot be read (no page of this list) a 404."""
     try:
-        page = paginate(
-            queryset,
-            keys=keys,
-            cursor=request.GET.get("cursor"),
-            limit=parse_limit(request.GET.get("limit")),
-        )
+        limit = parse_limit(request.GET.get("limit"))
+    except CursorError as exc:
+        raise BadRequest(str(exc)) from exc
+    try:
+        page = paginate(queryset, keys=keys, cursor=request.GET.get("cursor"), limit=limit)
     except CursorError as exc:
         raise Http404(str(exc)) from exc
     return page, *page_links(request, page)

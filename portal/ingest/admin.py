@@ -1,12 +1,31 @@
+"""Sites are made and changed here, through the services (each change on the record); uploads
+and images are looked at only: they change by ingest and review, never by hand."""
+
 from django.contrib import admin
 
+from portal.core.admin import ReadOnlyAdmin
+from portal.ingest import services
 from portal.ingest.models import Image, Site, Upload, UploadFile
 
 
 @admin.register(Site)
 class SiteAdmin(admin.ModelAdmin):
-    list_display = ["slug", "name", "keep_file_names", "created_at"]
+    list_display = ["slug", "name", "double_reading", "keep_file_names", "created_at"]
     search_fields = ["slug", "name"]
+    fields = list(services.SITE_FIELDS)
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False  # a site's images, reviews and audit events name it for good
+
+    def save_model(self, request, obj: Site, form, change: bool) -> None:
+        values = {field: form.cleaned_data[field] for field in form.changed_data}
+        if change:
+            saved = services.site_change(site=obj, user=request.user, **values)
+        else:
+            saved = services.site_create(
+                user=request.user, **{f: form.cleaned_data[f] for f in services.SITE_FIELDS}
+            )
+        obj.pk = saved.pk
 
 
 class UploadFileInline(admin.TabularInline):
@@ -19,7 +38,7 @@ class UploadFileInline(admin.TabularInline):
 
 
 @admin.register(Upload)
-class UploadAdmin(admin.ModelAdmin):
+class UploadAdmin(ReadOnlyAdmin):
     list_display = [
         "id",
         "site",
@@ -38,7 +57,7 @@ class UploadAdmin(admin.ModelAdmin):
 
 
 @admin.register(Image)
-class ImageAdmin(admin.ModelAdmin):
+class ImageAdmin(ReadOnlyAdmin):
     list_display = [
         "id",
         "site",

@@ -187,10 +187,10 @@ class UploadCreateApi(APIView):
                 site=site, source=data.validated_data["source"], user=request.user
             )
             upload = services.upload_receive_files(
-                upload=upload, files=_named_files(data.validated_data)
+                upload=upload, files=_named_files(data.validated_data), user=request.user
             )
             if data.validated_data["finish"]:
-                upload = services.upload_submit(upload=upload)
+                upload = services.upload_submit(upload=upload, user=request.user)
         return Response(selectors.upload_status(upload=upload), status=status.HTTP_201_CREATED)
 
 
@@ -237,7 +237,7 @@ class UploadFilesApi(APIView):
         data.is_valid(raise_exception=True)
         try:
             upload = services.upload_receive_files(
-                upload=upload, files=_named_files(data.validated_data)
+                upload=upload, files=_named_files(data.validated_data), user=request.user
             )
         except services.IngestError as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
@@ -245,8 +245,9 @@ class UploadFilesApi(APIView):
 
 
 class UploadSubmitApi(APIView):
-    """Close an upload to new files and start processing it. Submitting again is harmless:
-    it answers the upload's state and queues nothing."""
+    """Close an upload to new files and start processing it. Submitting a submitted upload
+    again sends its processing again (a broker that was down may have lost the first send);
+    it is processed once."""
 
     @extend_schema(
         request=None,
@@ -260,7 +261,7 @@ class UploadSubmitApi(APIView):
     def post(self, request: Request, upload_id: int) -> Response:
         upload = _upload(request, upload_id, to_change=True)
         try:
-            upload = services.upload_submit(upload=upload)
+            upload = services.upload_submit(upload=upload, user=request.user)
         except services.IngestError as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
         pending = upload.status in (Upload.Status.SUBMITTED, Upload.Status.PROCESSING)

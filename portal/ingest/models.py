@@ -78,6 +78,9 @@ class Upload(models.Model):
     # The last batch of files: an open upload expires a while after it (or after creation).
     last_received_at = models.DateTimeField(null=True, blank=True)
     submitted_at = models.DateTimeField(null=True, blank=True)
+    # The last time its processing task was sent (a submit, a resubmit or the sweep): a
+    # submitted upload whose task never came is sent again (README, "When the broker is down").
+    sent_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 

@@ -30,6 +30,7 @@ from pydicom.uid import (
 )
 from pydicom.valuerep import EXPLICIT_VR_LENGTH_32, STANDARD_VR
 
+from inference_worker.ages import normalise_sex
 from portal.ingest.deid import Deidentified, Pseudonyms, deidentify
 from portal.ingest.dicom import (
     Age,
@@ -37,7 +38,6 @@ from portal.ingest.dicom import (
     Rejected,
     check_radiograph,
     compute_age,
-    normalise_sex,
     read_dataset_from,
 )
 

@@ -1,10 +1,12 @@
 """Backups of a whole portal, and restoring one into a fresh database and data folder.
 
 A backup is a folder: `database.json` (every row, Django's dumpdata, so it restores into SQLite
-or PostgreSQL alike), `files/` (the stored images, heatmaps, model folders and exports) and
+or PostgreSQL alike), `files/` (the stored images, heatmaps, model folders and exports),
 `manifest.json` (each file's size and sha256, the row count of each model and the migrations
-the rows belong to). The rows and the list of files come from one database snapshot, so every
-file a row names is in the backup and no file that no row names is.
+the rows belong to), and `signing_key.pem`, the portal's private Ed25519 key, owner-only, so
+that a restored portal signs its exports as the same portal (when it has made one). The rows
+and the list of files come from one database snapshot, so every file a row names is in the
+backup and no file that no row names is.
 """
 
 import datetime as dt
@@ -23,6 +25,7 @@ from django.db import connection, transaction
 from django.db.migrations.loader import MigrationLoader
 from django.db.migrations.recorder import MigrationRecorder
 
+from portal.core import signing
 from portal.ingest.models import Image
 from portal.predictions.integrity import StorageReport, storage_verify
 from portal.predictions.models import Prediction
@@ -31,6 +34,7 @@ FORMAT = 1
 DATABASE_FILE = "database.json"
 MANIFEST_FILE = "manifest.json"
 FILES_DIR = "files"
+SIGNING_KEY_FILE = "signing_key.pem"
 # Folders whose files rows name (images, heatmaps) are copied file by file as the rows name
 # them; the others whole. tmp/, staging/ (identified files in flight), static/, the secret key
 # and the admin password file are never backed up.
@@ -88,13 +92,19 @@ def _named_files(root: Path) -> list[str]:
     return paths
 
 
-def _copy(source: Path, target: Path) -> tuple[int, str]:
-    """Copy in chunks (memory stays flat), through a hidden temporary name; size and sha256."""
+def _copy(source: Path, target: Path, *, private: bool = False) -> tuple[int, str]:
+    """Copy in chunks (memory stays flat), through a hidden temporary name; size and sha256.
+    A `private` file is owner-only (0600) from its first byte."""
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f".{target.name}.tmp")
+    partial.unlink(missing_ok=True)
     digest = hashlib.sha256()
     size = 0
-    with source.open("rb") as src, partial.open("wb") as dst:
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+    with (
+        source.open("rb") as src,
+        open(os.open(partial, flags, 0o600 if private else 0o666), "wb") as dst,
+    ):
         while chunk := src.read(CHUNK):
             digest.update(chunk)
             dst.write(chunk)
@@ -142,6 +152,11 @@ def backup_write(*, out: Path, progress: Progress | None = None) -> dict:
         files.append({"path": relative, "size": size, "sha256": sha256})
         if progress:
             progress(i, len(paths))
+    key = signing.key_path()
+    signing_key = None
+    if key.is_file():
+        _, sha256 = _copy(key, out / SIGNING_KEY_FILE, private=True)
+        signing_key = {"file": SIGNING_KEY_FILE, "sha256": sha256}
     manifest = {
         "format": FORMAT,
         "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -153,6 +168,7 @@ def backup_write(*, out: Path, progress: Progress | None = None) -> dict:
             "migrations": migrations,
         },
         "files": files,
+        "signing_key": signing_key,
     }
     (out / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1) + "\n")
     return manifest
@@ -173,6 +189,10 @@ def _check_backup(source: Path, manifest: dict, progress: Progress | None) -> No
     bad = []
     if _sha256(source / DATABASE_FILE) != manifest["database"]["sha256"]:
         bad.append(DATABASE_FILE)
+    if key := manifest.get("signing_key"):
+        path = source / SIGNING_KEY_FILE
+        if not path.is_file() or _sha256(path) != key["sha256"]:
+            bad.append(SIGNING_KEY_FILE)
     files = manifest["files"]
     for i, entry in enumerate(files, 1):
         relative = PurePosixPath(entry["path"])
@@ -215,6 +235,13 @@ def _check_target(manifest: dict) -> None:
     for folder in NAMED_FOLDERS + WHOLE_FOLDERS:
         if next(_files_under(root, folder), None):
             raise BackupError(f"{root / folder} is not empty: restore into a new data folder")
+    key = signing.key_path()
+    wanted = manifest.get("signing_key")
+    if wanted and key.exists() and _sha256(key) != wanted["sha256"]:
+        raise BackupError(
+            f"{key} holds another signing key: restore into a new data folder (a portal keeps "
+            "its key, so that the portals trusting it still do)"
+        )
 
 
 def restore_read(*, source: Path, progress: Progress | None = None) -> StorageReport:
@@ -241,4 +268,6 @@ def restore_read(*, source: Path, progress: Progress | None = None) -> StorageRe
     root = Path(settings.DATA_DIR)
     for entry in manifest["files"]:
         _copy(source / FILES_DIR / entry["path"], root / entry["path"])
+    if manifest.get("signing_key"):
+        _copy(source / SIGNING_KEY_FILE, signing.key_path(), private=True)
     return storage_verify()

@@ -3,6 +3,7 @@ import json
 from django.contrib import admin, messages
 from django.utils.html import format_html
 
+from portal.core.admin import ReadOnlyAdmin
 from portal.predictions import services
 from portal.predictions.models import ModelVersion, Prediction, PredictionJob
 
@@ -23,6 +24,17 @@ class ModelVersionAdmin(admin.ModelAdmin):
     exclude = ["card"]
     actions = ["activate"]
 
+    # Versions are registered by `model_register` (which checks the checkpoint) and kept:
+    # predictions name them. The one change made here is the `activate` action, on the record.
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
     @admin.display(description="model card")
     def model_card(self, obj: ModelVersion) -> str:
         return format_html("<pre>{}</pre>", json.dumps(obj.card, indent=2, sort_keys=True))
@@ -32,12 +44,12 @@ class ModelVersionAdmin(admin.ModelAdmin):
         if queryset.count() != 1:
             self.message_user(request, "Select exactly one version.", messages.ERROR)
             return
-        version = services.model_version_activate(version=queryset.get())
+        version = services.model_version_activate(version=queryset.get(), user=request.user)
         self.message_user(request, f"{version.name} is now the active model version.")
 
 
 @admin.register(PredictionJob)
-class PredictionJobAdmin(admin.ModelAdmin):
+class PredictionJobAdmin(ReadOnlyAdmin):
     list_display = [
         "id",
         "model_version",
@@ -54,7 +66,7 @@ class PredictionJobAdmin(admin.ModelAdmin):
 
 
 @admin.register(Prediction)
-class PredictionAdmin(admin.ModelAdmin):
+class PredictionAdmin(ReadOnlyAdmin):
     list_display = ["id", "image", "model_version", "age_days", "error", "created_at"]
     list_filter = ["model_version"]
     readonly_fields = [f.name for f in Prediction._meta.fields]

@@ -16,7 +16,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from portal.celery import app as celery_app
+from portal.core import outbox
 from portal.predictions import workers
 from portal.predictions.models import JobImage, PredictionJob
 from portal.predictions.services import (
@@ -63,9 +63,10 @@ def prediction_job_dispatch(*, job_id: int, round_: int) -> int:
                 for image_id, path, sex, uuid in batch
             ],
         }
-        celery_app.send_task(
+        if not outbox.send(
             PREDICT_TASK, args=[payload], queue=INFERENCE_QUEUE, headers={JOB_HEADER: job.pk}
-        )
+        ):
+            return sent  # the broker is down: the cursor stays, and the sweep sends the rest
         sent += 1
         PredictionJob.objects.filter(pk=job.pk, dispatches=round_).update(
             dispatch_cursor=batch[-1][0], batches=F("batches") + 1, progressed_at=timezone.now()

@@ -17,8 +17,10 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from inference_worker import card as checkpoint_card
-from inference_worker.metrics import DAYS_PER_MONTH, age_group
-from portal.celery import app as celery_app
+from inference_worker.ages import DAYS_PER_MONTH, age_group
+from portal.accounts.audit import AuditAction
+from portal.accounts.services import audit_record
+from portal.core import outbox
 from portal.ingest.models import Image, Site, Upload
 from portal.predictions.models import JobImage, ModelVersion, Prediction, PredictionJob
 from portal.predictions.paths import strip_server_paths
@@ -28,8 +30,10 @@ PREDICT_TASK = "inference_worker.predict_batch"
 STORE_TASK = "portal.predictions.store_results"
 DISPATCH_TASK = "portal.predictions.dispatch"
 SWEEP_TASK = "portal.predictions.sweep"
+# Sent when a job ends; the reports area (higher up: DESIGN.md, "Apps depend one way") runs it.
+JOB_FINISHED_TASK = "portal.reports.prediction_job_finished"
 INFERENCE_QUEUE = "inference"
-DEFAULT_QUEUE = "default"
+DEFAULT_QUEUE = outbox.DEFAULT_QUEUE
 # Every message the portal sends for a job carries its id here too, so that the sweep can tell
 # which jobs the queues still hold without decoding bodies.
 JOB_HEADER = "portal_job"
@@ -53,7 +57,7 @@ def _read_verified_card(folder: Path) -> dict:
 
 
 def model_version_register(
-    *, folder: Path, name: str | None = None, activate: bool = False
+    *, folder: Path, name: str | None = None, activate: bool = False, user=None
 ) -> ModelVersion:
     """Verify a checkpoint folder and copy it into storage (`models/<name>/`)."""
     card = _read_verified_card(folder)
@@ -73,23 +77,47 @@ def model_version_register(
         if target.exists():
             shutil.rmtree(target)
         staging.rename(target)
-        existing = ModelVersion.objects.create(
-            name=name,
-            architecture=card["architecture"],
-            input_size=card["input_size"],
-            path=relative,
-            sha256=card["sha256"],
-            card=card,
-        )
+        with transaction.atomic():
+            existing = ModelVersion.objects.create(
+                name=name,
+                architecture=card["architecture"],
+                input_size=card["input_size"],
+                path=relative,
+                sha256=card["sha256"],
+                card=card,
+            )
+            audit_record(
+                actor=user,
+                action=AuditAction.MODEL_REGISTER,
+                target=name,
+                after={"architecture": existing.architecture, "sha256": existing.sha256},
+            )
     if activate:
-        model_version_activate(version=existing)
+        model_version_activate(version=existing, user=user)
     return existing
 
 
-def model_version_activate(*, version: ModelVersion) -> ModelVersion:
+def model_version_activate(*, version: ModelVersion, user=None) -> ModelVersion:
+    """Make `version` the one model every site's queue is scored by (on the record, with the
+    version it replaces; activating the active version changes and records nothing)."""
     with transaction.atomic():
-        ModelVersion.objects.filter(is_active=True).exclude(pk=version.pk).update(is_active=False)
-        ModelVersion.objects.filter(pk=version.pk).update(is_active=True)
+        previous = list(
+            ModelVersion.objects.select_for_update()
+            .filter(is_active=True)
+            .values_list("name", flat=True)
+        )
+        if previous != [version.name]:
+            ModelVersion.objects.filter(is_active=True).exclude(pk=version.pk).update(
+                is_active=False
+            )
+            ModelVersion.objects.filter(pk=version.pk).update(is_active=True)
+            audit_record(
+                actor=user,
+                action=AuditAction.MODEL_ACTIVATE,
+                target=version.name,
+                before={"active": previous[0] if previous else None},
+                after={"active": version.name, "sha256": version.sha256},
+            )
     version.refresh_from_db()
     return version
 
@@ -137,6 +165,13 @@ def prediction_job_create(
         dispatches=1,
     )
     total = _job_rows_create(job=job, images=images)
+    audit_record(
+        actor=user,
+        action=AuditAction.JOB_CREATE,
+        site_id=job.site_id,
+        target=f"job {job.pk}",
+        after={"job": job.pk, "model": version.name, "images": total},
+    )
     if total:
         PredictionJob.objects.filter(pk=job.pk).update(total=total)
         job.total = total
@@ -162,15 +197,7 @@ def _job_rows_create(*, job: PredictionJob, images: QuerySet[Image]) -> int:
 
 def dispatch_enqueue(*, job_id: int, round_: int) -> None:
     """Send the dispatch task; a broker that is down leaves the job for the sweep to find."""
-    try:
-        celery_app.send_task(
-            DISPATCH_TASK,
-            args=[job_id, round_],
-            queue=DEFAULT_QUEUE,
-            headers={JOB_HEADER: job_id},
-        )
-    except Exception:  # the broker is down: the sweep re-dispatches once it is back
-        log.exception("job %s: could not enqueue its dispatch", job_id)
+    outbox.send(DISPATCH_TASK, args=[job_id, round_], headers={JOB_HEADER: job_id})
 
 
 def prediction_job_create_for_upload(*, upload: Upload) -> PredictionJob | None:
@@ -325,7 +352,9 @@ def _job_rows_settle(*, version: ModelVersion, done: list[int], failed: list[int
 
 
 def prediction_job_finish(*, job: PredictionJob, now, reason: str = "") -> None:
-    """Set the end state (not saved): failed with `reason`, or when every image failed."""
+    """Set the end state (not saved): failed with `reason`, or when every image failed. Once
+    the caller's transaction commits, whatever waits for the job (a report) is told."""
+    outbox.send_on_commit(JOB_FINISHED_TASK, args=[job.pk])
     all_failed = job.done_count == 0 and job.failed_count > 0
     failed = bool(reason) or all_failed
     job.state = PredictionJob.State.FAILED if failed else PredictionJob.State.DONE

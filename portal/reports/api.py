@@ -63,7 +63,7 @@ def report_request(*, user, values: dict) -> Report:
         if values.get("compare_model")
         else None
     )
-    groups = services.parse_age_groups(values.get("age_groups") or "0,1,3,6,12,18")
+    groups = services.parse_age_groups(values.get("age_groups") or services.DEFAULT_GROUPS_TEXT)
     with transaction.atomic():
         return services.report_create(
             version=version,
@@ -121,5 +121,6 @@ class ReportDownloadApi(APIView):
         response = HttpResponse(
             output.render(report=report, fmt=fmt), content_type=output.CONTENT_TYPES[fmt]
         )
+        services.report_download_record(user=request.user, report=report, fmt=fmt)
         response["Content-Disposition"] = f'attachment; filename="report-{report.pk}.{fmt}"'
         return response

@@ -9,19 +9,26 @@ and the report waits for them; the metric code is `inference_worker.metrics`, th
 import datetime as dt
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from inference_worker import metrics
-from portal.celery import app as celery_app
+from inference_worker.ages import AGE_GROUPS, MAX_AGE_YEARS
+from portal.accounts.audit import AuditAction
+from portal.accounts.services import audit_record_sites
+from portal.core import outbox
+from portal.core.numbers import finite_number
 from portal.predictions.models import ModelVersion, Prediction, PredictionJob
 from portal.predictions.services import prediction_job_create
 from portal.reports.models import Report
 from portal.validation.models import ValidationItem, ValidationSetVersion
 
 BUILD_TASK = "portal.reports.report_build"
-POLL_SECONDS = 3
-DEFAULT_GROUPS = [list(g) for g in metrics.AGE_GROUPS]
+RESEND_TASK = "portal.reports.resend"
+DEFAULT_GROUPS = [list(g) for g in AGE_GROUPS]
+# The default groups as the forms and the CLI write them: "0,1,3,6,12,18".
+DEFAULT_GROUPS_TEXT = ",".join(f"{b:g}" for b in [AGE_GROUPS[0][0], *(g[1] for g in AGE_GROUPS)])
 
 
 class ReportError(Exception):
@@ -29,13 +36,15 @@ class ReportError(Exception):
 
 
 def parse_age_groups(text: str) -> list[list[float]]:
-    """`0,1,3,6,12,18` -> [[0, 1], [1, 3], ...] (years, each group [low, high))."""
-    try:
-        bounds = [float(part) for part in text.split(",")]
-    except ValueError as exc:
-        raise ReportError(f"age groups {text!r}: expected numbers like 0,1,3,6,12,18") from exc
-    if len(bounds) < 2 or bounds != sorted(set(bounds)) or bounds[0] < 0:
-        raise ReportError(f"age groups {text!r}: expected increasing bounds from 0")
+    """`0,1,3,6,12,18` -> [[0, 1], [1, 3], ...]: years, each group [low, high) with the
+    boundary days of `ages.group_days` (as the queue and set filters); plain decimals from 0 to
+    18, increasing."""
+    bounds = [finite_number(part, low=0, high=MAX_AGE_YEARS) for part in text.split(",")]
+    if len(bounds) < 2 or None in bounds or bounds != sorted(set(bounds)):
+        raise ReportError(
+            f"age_groups {text!r}: expected increasing numbers of years from 0 to "
+            f"{MAX_AGE_YEARS}, e.g. {DEFAULT_GROUPS_TEXT}"
+        )
     return [[low, high] for low, high in zip(bounds, bounds[1:], strict=False)]
 
 
@@ -61,21 +70,58 @@ def report_create(
     (the CLI builds its own, in the foreground)."""
     if compare is not None and compare.pk == model.pk:
         raise ReportError("compare a model with another one")
-    report = Report.objects.create(
-        version=version,
-        model_version=model,
-        compare_version=compare,
-        age_groups=age_groups or DEFAULT_GROUPS,
-        internal_sites=sorted(internal_sites or []),
-        resamples=resamples,
-        seed=seed,
-        created_by=user,
-    )
-    if build:
-        transaction.on_commit(
-            lambda: celery_app.send_task(BUILD_TASK, args=[report.pk], queue="default")
+    with transaction.atomic():
+        report = Report.objects.create(
+            version=version,
+            model_version=model,
+            compare_version=compare,
+            age_groups=age_groups or DEFAULT_GROUPS,
+            internal_sites=sorted(internal_sites or []),
+            resamples=resamples,
+            seed=seed,
+            created_by=user,
         )
+        _report_audit(
+            user=user,
+            report=report,
+            action=AuditAction.REPORT_BUILD,
+            after={
+                "report": report.pk,
+                "model": model.name,
+                "compare_model": compare.name if compare else None,
+                "age_groups": report.age_groups,
+                "internal_sites": report.internal_sites,
+            },
+        )
+    if build:
+        _send(report, timezone.now())
     return report
+
+
+def _send(report: Report, now: dt.datetime) -> None:
+    Report.objects.filter(pk=report.pk).update(sent_at=now)
+    outbox.send_on_commit(BUILD_TASK, args=[report.pk])
+
+
+def _report_audit(*, user, report: Report, action: AuditAction, after: dict) -> None:
+    version = report.version
+    audit_record_sites(
+        site_ids=version.validation_set.sites.values_list("pk", flat=True),
+        actor=user,
+        action=action,
+        target=f"{version.validation_set.name}:{version.number}",
+        after=after,
+    )
+
+
+def report_download_record(*, user, report: Report, fmt: str) -> None:
+    """A report file handed to `user`, on the record."""
+    _report_audit(
+        user=user,
+        report=report,
+        action=AuditAction.REPORT_DOWNLOAD,
+        after={"report": report.pk, "format": fmt},
+    )
 
 
 def _models(report: Report) -> list[ModelVersion]:
@@ -95,8 +141,10 @@ def report_predict_missing(*, report: Report) -> list[int]:
 
 
 def report_build(*, report_id: int) -> Report:
-    """What the task runs, step by step: queue what is missing, wait for it (the task comes
-    back every few seconds rather than blocking a worker), then compute."""
+    """What the task runs, step by step: queue what is missing, then compute once it is in.
+    It never waits: the end of each prediction job it queued runs it again
+    (`reports_resume`), and the sweep (`report_resend`) catches a message a broker outage
+    lost. Running it again at any point does nothing twice."""
     report = Report.objects.select_related("version", "model_version", "compare_version").get(
         pk=report_id
     )
@@ -109,9 +157,45 @@ def report_build(*, report_id: int) -> Report:
             report.state = Report.State.PREDICTING
             report.save(update_fields=["jobs", "state"])
     if not report_predictions_finished(report=report):
-        celery_app.send_task(BUILD_TASK, args=[report.pk], queue="default", countdown=POLL_SECONDS)
         return report
     return report_finish(report=report)
+
+
+def reports_resume(*, job_id: int) -> list[int]:
+    """A prediction job ended: build the reports that waited for it and for nothing else.
+    Returns their ids."""
+    waiting = Report.objects.filter(state=Report.State.PREDICTING).order_by("pk")
+    resumed = []
+    for report in waiting.only("pk", "jobs"):
+        if job_id in report.jobs and report_predictions_finished(report=report):
+            report_build(report_id=report.pk)
+            resumed.append(report.pk)
+    return resumed
+
+
+def report_resend(*, sent_before: dt.datetime | None = None) -> int:
+    """Send again the build of every report whose last send is older than `sent_before`
+    (default: RESEND_AFTER_S ago) and that waits for it: still queued, or predicting with
+    every job it waited for ended. As beat does every minute and `run_portal` at start;
+    reports built in the foreground (the `report` command) are never sent. Returns how many
+    were sent."""
+    now = timezone.now()
+    cutoff = sent_before or now - dt.timedelta(seconds=settings.RESEND_AFTER_S)
+    waiting = Report.objects.filter(
+        state__in=[Report.State.QUEUED, Report.State.PREDICTING], sent_at__lt=cutoff
+    )
+    sent = 0
+    for report in waiting.order_by("pk").only("pk", "state", "jobs"):
+        if report.state == Report.State.PREDICTING and not report_predictions_finished(
+            report=report
+        ):
+            continue  # its jobs have their own sweep, and their end resumes it
+        with transaction.atomic():
+            locked = Report.objects.select_for_update().filter(pk=report.pk).first()
+            if locked is not None and locked.state == report.state:
+                _send(locked, now)
+                sent += 1
+    return sent
 
 
 def report_predictions_finished(*, report: Report) -> bool:
@@ -126,7 +210,20 @@ def report_finish(*, report: Report) -> Report:
     except ReportError as exc:
         report.state, report.failure_reason = Report.State.FAILED, str(exc)
     report.finished_at = timezone.now()
-    report.save(update_fields=["result", "state", "failure_reason", "finished_at"])
+    # Two runs may compute at once (a message sent again while the first ran): the first to
+    # store its figures wins, and the other leaves them alone.
+    stored = (
+        Report.objects.filter(pk=report.pk)
+        .exclude(state__in=[Report.State.DONE, Report.State.FAILED])
+        .update(
+            result=report.result,
+            state=report.state,
+            failure_reason=report.failure_reason,
+            finished_at=report.finished_at,
+        )
+    )
+    if not stored:
+        report.refresh_from_db()
     return report
 
 

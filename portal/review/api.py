@@ -1,7 +1,6 @@
 """REST endpoints of the review area: images (detail, files, list), the queue, decisions and
 the audit log. Every lookup goes through the user's site scope: another site's image is 404."""
 
-import csv
 import json
 
 from django.http import FileResponse, Http404, StreamingHttpResponse
@@ -19,6 +18,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from inference_worker.ages import AGE_LIMIT_DAYS, SEXES
+from portal.accounts.audit import AuditAction
 from portal.accounts.models import REVIEW_ROLES
 from portal.accounts.selectors import (
     audit_data,
@@ -36,12 +37,13 @@ from portal.core.api import (
     query_number,
     single_values,
 )
+from portal.core.csv_cells import SafeWriter
 from portal.core.files import stored_file_response
 from portal.ingest.models import Image, ReviewStatus
 from portal.predictions.models import Prediction
 from portal.predictions.selectors import latest_prediction
 from portal.review import selectors, services
-from portal.review.models import MAX_AGE_DAYS, Decision, ExclusionReason
+from portal.review.models import Decision, ExclusionReason
 from portal.review.rules import ReviewError, ReviewForbidden
 
 
@@ -78,7 +80,7 @@ _IMAGE_ROW = {
 }
 _IMAGE_FILTERS = [
     OpenApiParameter("site", str),
-    OpenApiParameter("sex", str, enum=list(selectors.SEXES)),
+    OpenApiParameter("sex", str, enum=list(SEXES)),
     OpenApiParameter("status", str, enum=ReviewStatus.values),
     OpenApiParameter("min_age_days", WHOLE_NUMBER),
     OpenApiParameter("max_age_days", WHOLE_NUMBER),
@@ -154,7 +156,7 @@ class ImageDetailApi(APIView):
     @extend_schema(responses=_IMAGE_DETAIL)
     def get(self, request: Request, image_id: int) -> Response:
         image = _image(request, image_id)
-        services.image_access_record(user=request.user, image=image, action="image.view")
+        services.image_access_record(user=request.user, image=image, action=AuditAction.IMAGE_VIEW)
         return Response(selectors.image_detail(user=request.user, image=image))
 
 
@@ -164,8 +166,9 @@ class ImageDicomApi(APIView):
     @extend_schema(responses={(200, "application/dicom"): bytes})
     def get(self, request: Request, image_id: int) -> FileResponse:
         image = _image(request, image_id)
-        services.image_access_record(user=request.user, image=image, action="image.dicom")
-        return stored_file_response(image.file, "application/dicom")
+        response = stored_file_response(image.file, "application/dicom")  # 404: no event
+        services.image_access_record(user=request.user, image=image, action=AuditAction.IMAGE_DICOM)
+        return response
 
 
 class ImageHeatmapApi(APIView):
@@ -186,14 +189,22 @@ class ImageHeatmapApi(APIView):
         )
         if prediction is None or not prediction.heatmap:
             raise Http404("no heatmap for this image")
-        services.image_access_record(user=request.user, image=image, action="image.heatmap")
-        return stored_file_response(prediction.heatmap, "image/png")
+        response = stored_file_response(prediction.heatmap, "image/png")
+        services.image_access_record(
+            user=request.user, image=image, action=AuditAction.IMAGE_HEATMAP
+        )
+        return response
 
 
 _QUEUE_FILTERS = [
     OpenApiParameter("site", str),
-    OpenApiParameter("sex", str, enum=list(selectors.SEXES)),
-    OpenApiParameter("age_group", str, description="recorded age in years, LOW-HIGH, e.g. 1-3"),
+    OpenApiParameter("sex", str, enum=list(SEXES)),
+    OpenApiParameter(
+        "age_group",
+        str,
+        description="recorded age in years, LOW-HIGH with 0 <= LOW < HIGH <= 18, e.g. 1-3: the "
+        "days [floor(LOW x 365.25), floor(HIGH x 365.25))",
+    ),
     OpenApiParameter("status", str, enum=[s.value for s in selectors.OPEN_STATUSES]),
 ]
 _QUEUE_ROW = {
@@ -286,7 +297,7 @@ class ImageReviewsApi(APIView):
             required=False,
             allow_null=True,
             min_value=0,
-            max_value=MAX_AGE_DAYS - 1,
+            max_value=AGE_LIMIT_DAYS - 1,
             help_text="the corrected age in days (correct only): 0 to under 18 years",
         )
         reason = serializers.ChoiceField(
@@ -446,7 +457,7 @@ class AuditExportApi(APIView):
     )
     def get(self, request: Request) -> StreamingHttpResponse:
         events = _lead_audit(request)
-        writer = csv.writer(_Echo())
+        writer = SafeWriter(_Echo())
 
         def rows():
             yield writer.writerow(CSV_COLUMNS)

@@ -3,10 +3,8 @@
 from django.conf import settings
 from django.db import models
 
+from portal.core.models import AppendOnlyModel
 from portal.ingest.models import Image
-
-# 18 years in days, the first age out of scope (DESIGN.md, Ages).
-MAX_AGE_DAYS = int(18 * 365.25)
 
 
 class Decision(models.TextChoices):
@@ -30,8 +28,9 @@ class Kind(models.TextChoices):
     ADJUDICATION = "adjudication"  # a lead settles a dispute or revises a settled image
 
 
-class Review(models.Model):
-    """One decision on one image, never changed: corrections are new reviews."""
+class Review(AppendOnlyModel):
+    """One decision on one image, never changed or deleted (at every layer, down to database
+    triggers): corrections are new reviews."""
 
     image = models.ForeignKey(Image, on_delete=models.PROTECT, related_name="reviews")
     reviewer = models.ForeignKey(
@@ -59,8 +58,3 @@ class Review(models.Model):
 
     def __str__(self) -> str:
         return f"{self.decision} of image {self.image_id} by {self.reviewer}"
-
-    def save(self, *args, **kwargs) -> None:
-        if not self._state.adding:
-            raise ValueError("reviews are immutable; record a new review instead")
-        super().save(*args, **kwargs)

@@ -8,10 +8,10 @@ from django.conf import settings
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
-from inference_worker.metrics import DAYS_PER_YEAR
+from inference_worker.ages import AGE_LIMIT_DAYS, MAX_AGE_YEARS, SEXES, group_days
 from portal.accounts.models import LEAD_ROLES, REVIEW_ROLES, AuditEvent
 from portal.accounts.selectors import has_role, holds_role_anywhere, role_on, site_scope
-from portal.core.numbers import whole_number
+from portal.core.numbers import finite_number, whole_number
 from portal.ingest.models import Image, ReviewStatus, Site
 from portal.predictions.models import ModelVersion, Prediction
 from portal.predictions.selectors import image_data, latest_prediction
@@ -23,15 +23,25 @@ OPEN_STATUSES = (ReviewStatus.UNREVIEWED, ReviewStatus.AWAITING_SECOND_READ, Rev
 
 
 class FilterError(ValueError):
-    """A filter value that cannot be understood (HTTP 400)."""
+    """A filter value that cannot be understood (HTTP 400); the message names the parameter."""
 
 
-SEXES = ("M", "F", "O")
+def age_group_days(text: str, parameter: str = "age_group") -> tuple[int, int]:
+    """`LOW-HIGH` in years (plain decimals, 0 <= LOW < HIGH <= 18) as the half-open interval
+    of whole days that `ages.group_days` gives: the boundaries reports and metrics use too."""
+    parts = text.split("-")
+    bounds = [finite_number(part, low=0, high=MAX_AGE_YEARS) for part in parts]
+    if len(bounds) != 2 or None in bounds or bounds[0] >= bounds[1]:
+        raise FilterError(
+            f"{parameter} {text!r}: expected LOW-HIGH in years with 0 <= LOW < HIGH <= "
+            f"{MAX_AGE_YEARS}, e.g. 1-3"
+        )
+    return group_days(*bounds)
 
 
 def _check_sex(sex: str | None) -> None:
     if sex and sex not in SEXES:
-        raise FilterError("sex must be M, F or O")
+        raise FilterError(f"sex must be {', '.join(SEXES[:-1])} or {SEXES[-1]}")
 
 
 @dataclass(frozen=True)
@@ -52,13 +62,7 @@ class QueueFilters:
         return filters
 
     def age_range_days(self) -> tuple[int, int] | None:
-        if not self.age_group:
-            return None
-        try:
-            low, high = (float(part) for part in self.age_group.split("-"))
-        except ValueError as exc:
-            raise FilterError(f"age_group {self.age_group!r}: expected LOW-HIGH in years") from exc
-        return round(low * DAYS_PER_YEAR), round(high * DAYS_PER_YEAR)
+        return age_group_days(self.age_group) if self.age_group else None
 
     def as_query(self) -> dict:
         return {k: v for k, v in self.__dict__.items() if v}
@@ -143,8 +147,10 @@ class ImageFilters:
             if raw in (None, ""):
                 return None
             days = whole_number(str(raw))
-            if days is None:
-                raise FilterError(f"{key} must be a whole number of days")
+            if days is None or days >= AGE_LIMIT_DAYS:
+                raise FilterError(
+                    f"{key} must be a whole number of days from 0 to {AGE_LIMIT_DAYS - 1}"
+                )
             return days
 
         has = query.get("has_prediction")
@@ -248,9 +254,14 @@ def review_data(review: Review) -> dict:
 
 
 def image_audit(*, user, image: Image) -> QuerySet[AuditEvent]:
+    """The image's events, newest first. A second reader sees none of the first reader's
+    events (decision, views, downloads, leases): who read first, when and how long they
+    looked would hint at the decision the blind read hides."""
     events = AuditEvent.objects.filter(image_id=image.pk).select_related("site")
     if not _sees_first_read(user=user, image=image):
         events = events.exclude(after__kind=Kind.FIRST_READ)
+        if image.first_reader_id is not None:
+            events = events.exclude(actor_id=image.first_reader_id)
     return events.order_by("-id")
 
 

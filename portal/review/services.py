@@ -13,6 +13,8 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from inference_worker.ages import DAYS_PER_MONTH
+from portal.accounts.audit import AuditAction
 from portal.accounts.services import audit_record
 from portal.ingest.models import Image, ReviewStatus
 from portal.review import selectors
@@ -41,7 +43,7 @@ def _settle_two_reads(first: Review, second: Review) -> tuple[str, int | None]:
     if first.decision != second.decision:
         return ReviewStatus.DISPUTED, None
     if first.decision == Decision.CORRECT:
-        tolerance = settings.REVIEW["DOUBLE_READ_TOLERANCE_MONTHS"] * 30.4375
+        tolerance = settings.REVIEW["DOUBLE_READ_TOLERANCE_MONTHS"] * DAYS_PER_MONTH
         if abs(first.age_days - second.age_days) > tolerance:
             return ReviewStatus.DISPUTED, None
         return ReviewStatus.CORRECTED, round((first.age_days + second.age_days) / 2)
@@ -132,7 +134,9 @@ def review_submit(
         )
         audit_record(
             actor=reviewer,
-            action="review.adjudicate" if kind == Kind.ADJUDICATION else f"review.{decision}",
+            action=AuditAction.REVIEW_ADJUDICATE
+            if kind == Kind.ADJUDICATION
+            else AuditAction(f"review.{decision}"),
             site_id=image.site_id,
             image_id=image.pk,
             before=before,
@@ -194,11 +198,14 @@ def queue_next(*, user, filters: selectors.QueueFilters) -> Claim | None:
             for old in Image.objects.filter(lease_holder=user).exclude(pk=candidate.image_id):
                 Image.objects.filter(pk=old.pk).update(lease_holder=None, lease_expires_at=None)
                 audit_record(
-                    actor=user, action="lease.release", site_id=old.site_id, image_id=old.pk
+                    actor=user,
+                    action=AuditAction.LEASE_RELEASE,
+                    site_id=old.site_id,
+                    image_id=old.pk,
                 )
             audit_record(
                 actor=user,
-                action="lease.take",
+                action=AuditAction.LEASE_TAKE,
                 site_id=Image.objects.values_list("site_id", flat=True).get(pk=candidate.image_id),
                 image_id=candidate.image_id,
                 after={"expires_at": expires.isoformat()},
@@ -207,6 +214,6 @@ def queue_next(*, user, filters: selectors.QueueFilters) -> Claim | None:
     return None
 
 
-def image_access_record(*, user, image: Image, action: str) -> None:
+def image_access_record(*, user, image: Image, action: AuditAction) -> None:
     """An image view, DICOM download or heatmap download, on the record."""
     audit_record(actor=user, action=action, site_id=image.site_id, image_id=image.pk)

@@ -5,21 +5,23 @@ from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpRequest, HttpResponse
+from django.core.exceptions import BadRequest, PermissionDenied
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
+from inference_worker.ages import AGE_GROUPS, MAX_AGE_YEARS, group_name
 from portal.accounts.models import REVIEW_ROLES, Role
 from portal.accounts.selectors import audit_list, holds_role_anywhere, is_lead_anywhere
-from portal.core.numbers import whole_number
+from portal.core.numbers import MAX_WHOLE, whole_number
 from portal.core.pagination import view_page
 from portal.ingest.models import ReviewStatus
 from portal.ingest.selectors import site_list
 from portal.predictions.selectors import job_list, job_status
 from portal.review import selectors, services
 
-AGE_GROUPS = ["0-1", "1-3", "3-6", "6-12", "12-18"]
+# The queue's age-group choices: the default groups, as `LOW-HIGH` in years.
+QUEUE_AGE_GROUPS = [group_name(low, high) for low, high in AGE_GROUPS]
 
 
 def _require_reviewer(request: HttpRequest) -> None:
@@ -31,7 +33,7 @@ def _filters(cls, request: HttpRequest):
     try:
         return cls.from_query(request.GET)
     except selectors.FilterError as exc:
-        raise Http404(str(exc)) from exc
+        raise BadRequest(str(exc)) from exc
 
 
 @login_required
@@ -73,7 +75,11 @@ def image_view(request: HttpRequest, image_id: int) -> HttpResponse:
     if request.GET.get("queue"):
         filters = _filters(selectors.QueueFilters, request)
         queue_query = urlencode({"queue": "1", **filters.as_query()})
-    return render(request, "review/image.html", {"image_id": image.pk, "queue_query": queue_query})
+    return render(
+        request,
+        "review/image.html",
+        {"image_id": image.pk, "queue_query": queue_query, "last_age_year": MAX_AGE_YEARS - 1},
+    )
 
 
 @login_required
@@ -93,7 +99,7 @@ def queue_page(request: HttpRequest) -> HttpResponse:
             "lease_minutes": round(services.lease_seconds() / 60, 1),
             "sites": site_list(user=request.user, roles=[Role.REVIEWER, Role.LEAD]),
             "statuses": [(s.value, s.label) for s in selectors.OPEN_STATUSES],
-            "age_groups": AGE_GROUPS,
+            "age_groups": QUEUE_AGE_GROUPS,
             "next_url": next_url,
             "previous_url": previous_url,
         },
@@ -119,10 +125,13 @@ def audit_page(request: HttpRequest) -> HttpResponse:
     if not is_lead_anywhere(user=request.user):
         raise PermissionDenied("the audit log is for leads")
     image = request.GET.get("image", "")
+    image_id = whole_number(image)
+    if image and image_id is None:
+        raise BadRequest(f"image must be a whole number from 0 to {MAX_WHOLE}")
     events = audit_list(
         user=request.user,
         site=request.GET.get("site") or None,
-        image_id=whole_number(image),
+        image_id=image_id,
         action=request.GET.get("action") or None,
         actor=request.GET.get("actor") or None,
     )

@@ -10,10 +10,12 @@ from drf_spectacular.utils import (
 )
 from rest_framework import serializers, status
 from rest_framework.exceptions import PermissionDenied, ValidationError
+from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from inference_worker.ages import AGE_LIMIT_DAYS, REPORTED_SEXES
 from portal.accounts.selectors import site_scope
 from portal.core.api import (
     CURSOR_PARAMETERS,
@@ -27,7 +29,7 @@ from portal.core.api import (
 from portal.core.files import stored_file_response
 from portal.core.numbers import whole_number
 from portal.ingest.models import ReviewStatus, Site
-from portal.validation import exports, selectors, services
+from portal.validation import exports, imports, selectors, services
 from portal.validation.models import ValidationExport, ValidationSet, ValidationSetVersion
 
 
@@ -71,6 +73,11 @@ _SET_FIELDS = {
     "definition": serializers.JSONField(),
     "created_at": serializers.DateTimeField(),
     "versions": serializers.JSONField(),
+    "imported": serializers.JSONField(
+        allow_null=True,
+        help_text="null for a set made here; else where it came from and its `signature`: "
+        '{"status": "signed", "signed_by", "public_key", "key_id"} or {"status": "unsigned"}',
+    ),
 }
 _SET = inline_serializer("ValidationSet", _SET_FIELDS)
 
@@ -89,9 +96,20 @@ class ValidationSetListCreateApi(APIView):
             ),
             required=False,
         )
-        sex = serializers.ChoiceField(choices=["M", "F"], required=False, allow_null=True)
-        min_age_days = serializers.IntegerField(required=False, allow_null=True, min_value=0)
-        max_age_days = serializers.IntegerField(required=False, allow_null=True, min_value=0)
+        sex = serializers.ChoiceField(choices=list(REPORTED_SEXES), required=False, allow_null=True)
+        min_age_days = serializers.IntegerField(
+            required=False, allow_null=True, min_value=0, max_value=AGE_LIMIT_DAYS - 1
+        )
+        max_age_days = serializers.IntegerField(
+            required=False, allow_null=True, min_value=0, max_value=AGE_LIMIT_DAYS - 1
+        )
+        age_group = serializers.CharField(
+            required=False,
+            allow_null=True,
+            trim_whitespace=False,
+            help_text="instead of min/max_age_days: LOW-HIGH in years, e.g. 1-3, the queue's "
+            "[low, high) boundaries",
+        )
         uploaded_after = serializers.DateField(required=False, allow_null=True)
         uploaded_before = serializers.DateField(required=False, allow_null=True)
 
@@ -120,6 +138,47 @@ class ValidationSetListCreateApi(APIView):
         except services.ValidationSetError as exc:
             raise _refused(exc) from exc
         return Response(selectors.validation_set_data(created), status=status.HTTP_201_CREATED)
+
+
+class ValidationSetImportApi(APIView):
+    """Import another portal's export (a ZIP): it must be signed by a portal this one trusts,
+    or be unsigned with `allow_unsigned`; otherwise 400 with the reason, and nothing is kept.
+    Leads of every target site (`site_prefix` + the export's sites); creating a site takes an
+    administrator (403)."""
+
+    parser_classes = [MultiPartParser]
+
+    @extend_schema_serializer(component_name="ValidationSetImportInput")
+    class InputSerializer(serializers.Serializer):
+        file = serializers.FileField(help_text="the export's ZIP")
+        site_prefix = serializers.CharField(required=False, allow_blank=True, max_length=40)
+        name = serializers.SlugField(required=False, max_length=100)
+        allow_unsigned = serializers.BooleanField(
+            default=False, help_text="accept an unsigned export (recorded as unsigned)"
+        )
+
+    @extend_schema(
+        request={"multipart/form-data": InputSerializer},
+        responses={201: _SET, **errors(400, 403)},
+    )
+    def post(self, request: Request) -> Response:
+        if not imports.may_import(user=request.user):
+            raise PermissionDenied("only leads and administrators import validation sets")
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        try:
+            version = imports.import_upload(
+                upload=values["file"],
+                site_prefix=values.get("site_prefix", ""),
+                name=values.get("name"),
+                user=request.user,
+                allow_unsigned=values["allow_unsigned"],
+            )
+        except services.ValidationSetError as exc:
+            raise _refused(exc) from exc
+        found = selectors.validation_set_get(user=request.user, name=version.validation_set.name)
+        return Response(selectors.validation_set_data(found), status=status.HTTP_201_CREATED)
 
 
 class ValidationSetDetailApi(APIView):
@@ -279,5 +338,6 @@ class ValidationSetExportDownloadApi(APIView):
         if export is None:
             raise Http404("not exported yet")
         response = stored_file_response(export.file, "application/zip")
+        exports.export_download_record(user=request.user, export=export)
         response["Content-Disposition"] = f'attachment; filename="{name}-v{number}.zip"'
         return response

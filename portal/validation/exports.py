@@ -6,12 +6,13 @@ ZIP layout (deflate):
     manifest.csv            file,image,site,sex,curated_age_days,sha256,pixel_sha256
     manifest.json           validation_set, version, manifest_sha256, items, files_sha256,
                             provenance, definition, frozen_at, exported_at, portal_version
+    manifest.sig            this portal's Ed25519 signature of manifest.json's exact bytes,
+                            with its public key (`portal.core.signing.sign`)
 
 Importing re-ingests the files with this portal's site keys, so UIDs, file bytes and image ids
 change; the pixels do not, which is why each row carries `pixel_sha256` (see `pixel_sha256`).
 """
 
-import csv
 import datetime as dt
 import hashlib
 import io
@@ -30,14 +31,19 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from portal.celery import app as celery_app
+from portal.accounts.audit import AuditAction
+from portal.accounts.services import audit_record_sites
+from portal.core import outbox, signing
+from portal.core.csv_cells import SafeWriter
 from portal.validation import services
 from portal.validation.models import ValidationExport, ValidationSetVersion
 from portal.validation.services import ValidationSetError
 
 log = logging.getLogger(__name__)
 EXPORT_TASK = "portal.validation.export_build"
+RESEND_TASK = "portal.validation.resend"
 CSV_FIELDS = ["file", "image", "site", "sex", "curated_age_days", "sha256", "pixel_sha256"]
+SIGNATURE_FILE = "manifest.sig"
 CHUNK = 1024 * 1024
 Progress = Callable[[int, int], None]
 
@@ -55,7 +61,7 @@ def pixel_sha256(path: Path) -> str:
 
 def _csv_line(values: list) -> bytes:
     buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\n").writerow(values)
+    SafeWriter(buffer, lineterminator="\n").writerow(values)
     return buffer.getvalue().encode()
 
 
@@ -141,7 +147,15 @@ def export_write(
                 "exported_at": exported_at.isoformat(),
                 "portal_version": services.portal_version(),
             }
-            zf.writestr(_member("manifest.json", exported_at), json.dumps(manifest, indent=2))
+            manifest_bytes = json.dumps(manifest, indent=2).encode()
+            zf.writestr(_member("manifest.json", exported_at), manifest_bytes)
+            # Signing manifest.json signs everything: it holds manifest.csv's sha256, whose rows
+            # hold each file's (README, "Signing and trust").
+            try:
+                signature = signing.sign(manifest_bytes)
+            except signing.SigningError as exc:
+                raise ValidationSetError(f"cannot sign the export: {exc}") from exc
+            zf.writestr(_member(SIGNATURE_FILE, exported_at), signature)
         digest = hashlib.sha256()
         with tmp.open("rb") as written:
             while chunk := written.read(CHUNK):
@@ -159,6 +173,7 @@ def export_write(
         "sha256": digest.hexdigest(),
         "manifest_sha256": version.manifest_sha256,
         "files_sha256": manifest["files_sha256"],
+        "signed_by_key": json.loads(signature)["public_key"],
     }
 
 
@@ -167,30 +182,111 @@ def export_start(*, version: ValidationSetVersion, user=None) -> ValidationExpor
     files to the same path, so an export of it that is done (its file still there), or queued
     or running within the task time limit, is returned instead of building a second one."""
     services.require_lead(user=user, sites=version.validation_set.sites.all())
-    recent = timezone.now() - dt.timedelta(seconds=settings.TASK_HARD_LIMIT_S)
-    State = ValidationExport.State
-    for existing in ValidationExport.objects.filter(version=version).filter(
-        Q(state=State.DONE) | Q(state__in=[State.QUEUED, State.RUNNING], created_at__gte=recent)
-    ):
-        if existing.state != State.DONE or (settings.DATA_DIR / existing.file).is_file():
-            return existing
-    export = ValidationExport.objects.create(
-        version=version, total=version.item_count, created_by=user
-    )
-    export_id = export.pk
-    transaction.on_commit(
-        lambda: celery_app.send_task(EXPORT_TASK, args=[export_id], queue="default")
-    )
+    with transaction.atomic():
+        export = _export_reuse(version=version)
+        reused = export is not None
+        if export is None:
+            export = ValidationExport.objects.create(
+                version=version, total=version.item_count, created_by=user
+            )
+        if export.state == ValidationExport.State.QUEUED:
+            # New, or asked for again while queued: the build is sent (again), since a broker
+            # that was down may have lost the last send; it is built once (`export_run`).
+            _export_send(export)
+        # Asked for is on the record even when an earlier build is handed back: it is the
+        # request to take every image of the set out of the portal.
+        _export_audit(
+            user=user,
+            export=export,
+            action=AuditAction.EXPORT_START,
+            after={"export": export.pk, "state": export.state, "reused": reused},
+        )
     return export
 
 
-def export_run(*, export_id: int) -> ValidationExport:
-    """What the task runs. A redelivered task leaves a done (or failed) export alone and
-    rebuilds one that a lost worker left running."""
+def _export_reuse(*, version: ValidationSetVersion) -> ValidationExport | None:
+    """A queued export is reused however old (its build is still to come: the sweep sends it
+    until a worker takes it), a running one within the task time limit."""
+    recent = timezone.now() - dt.timedelta(seconds=settings.TASK_HARD_LIMIT_S)
+    State = ValidationExport.State
+    for existing in ValidationExport.objects.filter(version=version).filter(
+        Q(state__in=[State.DONE, State.QUEUED]) | Q(state=State.RUNNING, created_at__gte=recent)
+    ):
+        if existing.state != State.DONE or (settings.DATA_DIR / existing.file).is_file():
+            return existing
+    return None
+
+
+def _export_audit(*, user, export: ValidationExport, action: AuditAction, after: dict) -> None:
+    version = export.version
+    audit_record_sites(
+        site_ids=version.validation_set.sites.values_list("pk", flat=True),
+        actor=user,
+        action=action,
+        target=f"{version.validation_set.name}:{version.number}",
+        after=after,
+    )
+
+
+def export_file_record(*, version: ValidationSetVersion, summary: dict) -> None:
+    """A ZIP written by `validation_set export` (the operator's copy), on the record."""
+    audit_record_sites(
+        site_ids=version.validation_set.sites.values_list("pk", flat=True),
+        actor=None,
+        action=AuditAction.EXPORT_DOWNLOAD,
+        target=f"{version.validation_set.name}:{version.number}",
+        after={
+            "to": "command line",
+            "sha256": summary["sha256"],
+            "size_bytes": summary["size_bytes"],
+        },
+    )
+
+
+def export_download_record(*, user, export: ValidationExport) -> None:
+    """The ZIP (every image of the version) handed to `user`, on the record."""
+    _export_audit(
+        user=user,
+        export=export,
+        action=AuditAction.EXPORT_DOWNLOAD,
+        after={"export": export.pk, "sha256": export.sha256, "size_bytes": export.size_bytes},
+    )
+
+
+def _export_send(export: ValidationExport) -> None:
+    ValidationExport.objects.filter(pk=export.pk).update(sent_at=timezone.now())
+    outbox.send_on_commit(EXPORT_TASK, args=[export.pk])
+
+
+def export_resend(*, sent_before: dt.datetime | None = None) -> int:
+    """Send again the build of every export still `queued` whose last send is older than
+    `sent_before` (default: RESEND_AFTER_S ago), as beat does every minute and `run_portal`
+    at start. Returns how many were sent."""
+    cutoff = sent_before or timezone.now() - dt.timedelta(seconds=settings.RESEND_AFTER_S)
+    State = ValidationExport.State
+    waiting = ValidationExport.objects.filter(state=State.QUEUED).filter(
+        Q(sent_at__lt=cutoff) | Q(sent_at__isnull=True)
+    )
+    sent = 0
+    for export_id in waiting.order_by("pk").values_list("pk", flat=True):
+        with transaction.atomic():
+            export = ValidationExport.objects.select_for_update().filter(pk=export_id).first()
+            if export is not None and export.state == State.QUEUED:
+                _export_send(export)
+                sent += 1
+    return sent
+
+
+def export_run(*, export_id: int, redelivered: bool = False) -> ValidationExport:
+    """What the task runs: a queued export is built once. A message for a done, failed or
+    running export does nothing, except one the broker hands back after its worker died
+    (`redelivered`), which rebuilds the running export that worker left."""
     State = ValidationExport.State
     with transaction.atomic():
         export = ValidationExport.objects.select_for_update().get(pk=export_id)
-        if export.state in (State.DONE, State.FAILED):
+        if export.state in (State.DONE, State.FAILED) or (
+            export.state == State.RUNNING and not redelivered
+        ):
             return export
         export.state, export.done = State.RUNNING, 0
         export.save(update_fields=["state", "done"])

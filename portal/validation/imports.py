@@ -7,7 +7,6 @@ import hashlib
 import io
 import json
 import logging
-import re
 import shutil
 import tempfile
 import zipfile
@@ -16,20 +15,29 @@ from pathlib import Path
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.files.uploadedfile import UploadedFile
 from django.core.validators import validate_slug
 from django.db import transaction
 
-from portal.accounts.services import audit_record
+from portal.accounts.audit import AuditAction
+from portal.accounts.selectors import is_lead_anywhere
+from portal.core.csv_cells import csv_text
 from portal.ingest.archive import Source
 from portal.ingest.models import Image, Site, Upload, UploadFile
 from portal.ingest.services import site_create, upload_create, upload_process
-from portal.validation import services
-from portal.validation.exports import CHUNK, CSV_FIELDS, Progress, pixel_sha256
+from portal.validation import import_checks, services
+from portal.validation.exports import (
+    CHUNK,
+    CSV_FIELDS,
+    SIGNATURE_FILE,
+    Progress,
+    pixel_sha256,
+)
 from portal.validation.models import ValidationSet, ValidationSetVersion
 from portal.validation.services import ValidationSetError
 
 log = logging.getLogger(__name__)
-_HEX64 = re.compile(r"[0-9a-f]{64}")
+_HEX64 = import_checks.HEX64
 _MANIFEST_JSON_MAX = 64 * 1024 * 1024
 
 
@@ -37,8 +45,10 @@ def _refuse(name: str, reason: str) -> ValidationSetError:
     return ValidationSetError(f"{name}: {reason}")
 
 
-def _read_manifests(zf: zipfile.ZipFile) -> tuple[dict, list[dict]]:
-    """manifest.json and the rows of manifest.csv, checked against each other."""
+def _read_manifests(zf: zipfile.ZipFile, *, allow_unsigned: bool) -> tuple[dict, list[dict], dict]:
+    """manifest.json, the rows of manifest.csv, checked against each other, and the
+    signature's provenance (`import_checks.signature_check`), which is checked first: nothing
+    of an export is believed before its signer is known and trusted."""
     try:
         info = zf.getinfo("manifest.json")
     except KeyError:
@@ -46,13 +56,15 @@ def _read_manifests(zf: zipfile.ZipFile) -> tuple[dict, list[dict]]:
     if info.file_size > _MANIFEST_JSON_MAX:
         raise _refuse("manifest.json", "too large")
     try:
-        manifest = json.loads(zf.read(info))
-        keys = {"validation_set", "version", "manifest_sha256", "items", "files_sha256"}
-        missing = sorted(keys - set(manifest.keys()))
-    except (ValueError, AttributeError, zipfile.BadZipFile) as exc:
+        raw = zf.read(info)
+    except (zipfile.BadZipFile, EOFError) as exc:
+        raise _refuse("manifest.json", f"corrupt in the ZIP ({type(exc).__name__})") from exc
+    signature = import_checks.signature_check(zf, raw, allow_unsigned=allow_unsigned)
+    try:
+        manifest = json.loads(raw)
+    except ValueError as exc:
         raise _refuse("manifest.json", f"unreadable ({type(exc).__name__})") from exc
-    if missing:
-        raise _refuse("manifest.json", f"lacks {', '.join(missing)}")
+    import_checks.manifest_check(manifest)
     try:
         with zf.open("manifest.csv") as fh:
             data = fh.read()
@@ -80,20 +92,23 @@ def _read_manifests(zf: zipfile.ZipFile) -> tuple[dict, list[dict]]:
         raise _refuse("manifest.csv", f"{len(rows)} rows for {manifest['items']} items")
     if services.manifest_sha256(rows) != manifest["manifest_sha256"]:
         raise _refuse("manifest.csv", "its items do not give manifest.json's manifest_sha256")
-    return manifest, rows
+    return manifest, rows, signature
 
 
 def _row(raw: dict, line: int) -> dict:
     where = f"manifest.csv line {line}"
-    name = raw["file"] or ""
+    if None in raw or any(raw[k] is None for k in CSV_FIELDS):  # too many or too few fields
+        raise _refuse(where, f"must have the {len(CSV_FIELDS)} fields {','.join(CSV_FIELDS)}")
+    name = raw["file"]
     if not name.startswith("images/") or ".." in name.split("/"):
         raise _refuse(where, f"file {name!r} is not under images/")
     try:
-        validate_slug(raw["site"])
+        site = csv_text(raw["site"])  # a slug such as "-x" is written "'-x" (csv_cells)
+        validate_slug(site)
         row = {
             "file": name,
             "image": int(raw["image"]),
-            "site": raw["site"],
+            "site": site,
             "sex": raw["sex"],
             "curated_age_days": int(raw["curated_age_days"]),
             "sha256": raw["sha256"],
@@ -101,8 +116,7 @@ def _row(raw: dict, line: int) -> dict:
         }
     except (ValidationError, ValueError, TypeError) as exc:
         raise _refuse(where, "malformed (image, site or age)") from exc
-    if row["sex"] not in Image.Sex.values or row["curated_age_days"] < 0:
-        raise _refuse(where, "malformed sex or age")
+    import_checks.row_values_check(row, where)
     if not (_HEX64.fullmatch(row["sha256"]) and _HEX64.fullmatch(row["pixel_sha256"])):
         raise _refuse(where, "malformed sha256")
     return row
@@ -171,7 +185,7 @@ def _verify_extract(
     if twice := sorted(n for n, c in counts.items() if c > 1):
         raise _refuse(twice[0], "stored twice in the ZIP")
     listed = {r["file"] for r in rows}
-    if extra := sorted(set(counts) - listed - {"manifest.json", "manifest.csv"}):
+    if extra := sorted(set(counts) - listed - {"manifest.json", "manifest.csv", SIGNATURE_FILE}):
         raise _refuse(extra[0], "in the ZIP but not listed in manifest.csv")
     if missing := [r["file"] for r in rows if r["file"] not in counts]:
         raise _refuse(missing[0], "listed in manifest.csv but missing from the ZIP")
@@ -215,24 +229,32 @@ def import_zip(
     site_prefix: str = "",
     name: str | None = None,
     user=None,
+    allow_unsigned: bool = False,
     progress: Progress | None = None,
+    label: str | None = None,
 ) -> ValidationSetVersion:
     """Import another portal's export as a new set with one frozen version, or nothing at all.
 
-    Everything is verified before anything is kept: manifests against each other, every file's
-    sha256 and pixel_sha256, no file missing or extra. The files then go through ingest (this
-    portal's de-identification and site keys) into sites `site_prefix + <site>`, created when
-    missing. A rejected or duplicate file, or any error, undoes the whole import: one outer
-    transaction for the rows, and the files ingest stored are removed. An export imported
-    before is refused with "already imported as NAME vN". `progress(done, total)` counts
-    verification, then ingest, over 2 x items.
+    Everything is verified before anything is kept: first the signature of manifest.json by
+    a trusted portal (an unsigned export only with `allow_unsigned`; a signature that does not
+    verify never), then the manifests' shape, each row's values (ages 0 to under 18 years, a
+    known sex) and the manifests against each other, every file's sha256 and pixel_sha256, no
+    file missing or extra. The version's provenance records who signed it
+    (`imported_from.signature`). The files then go through ingest (this portal's
+    de-identification and site keys) into sites `site_prefix + <site>`, created when missing.
+    A rejected or duplicate file, or any error, undoes the whole import: one outer transaction
+    for the rows, and the files ingest stored are removed. An export imported before is refused
+    with "already imported as NAME vN". `progress(done, total)` counts verification, then
+    ingest, over 2 x items.
     """
     try:
         zf = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as exc:
-        raise ValidationSetError(f"{path.name}: not a readable ZIP ({type(exc).__name__})") from exc
+        raise ValidationSetError(
+            f"{label or path.name}: not a readable ZIP ({type(exc).__name__})"
+        ) from exc
     with zf:
-        manifest, rows = _read_manifests(zf)
+        manifest, rows, signature = _read_manifests(zf, allow_unsigned=allow_unsigned)
         targets = _target_sites(rows, site_prefix)
         if user is not None and not user.is_superuser:
             # Importing creates images (and perhaps sites): leads of every target site only.
@@ -254,10 +276,38 @@ def import_zip(
                 targets=targets,
                 name=set_name,
                 user=user,
+                signature=signature,
                 progress=progress,
             )
         finally:
             shutil.rmtree(folder, ignore_errors=True)
+
+
+def may_import(*, user) -> bool:
+    """Who may try an import at all: administrators and leads of some site (the import itself
+    checks every site it lands in)."""
+    return user.is_superuser or is_lead_anywhere(user=user)
+
+
+def import_upload(*, upload: UploadedFile, **options) -> ValidationSetVersion:
+    """`import_zip` of a ZIP received by the page or the API. The staging upload handler
+    leaves it on disk (`temporary_file_path`), deleted at the end of the request; any other
+    upload is copied to a temporary file under `tmp/` first, and removed after."""
+    rejection = getattr(upload, "rejection", None)  # too large, not stored (a non-ZIP file)
+    if rejection:
+        raise ValidationSetError(f"{upload.name}: {rejection}")
+    if hasattr(upload, "temporary_file_path"):
+        return import_zip(path=Path(upload.temporary_file_path()), label=upload.name, **options)
+    tmp_root = settings.DATA_DIR / "tmp"
+    tmp_root.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix="import-", suffix=".zip", dir=tmp_root)
+    try:
+        with open(fd, "wb") as out:
+            for chunk in upload.chunks(CHUNK):
+                out.write(chunk)
+        return import_zip(path=Path(name), label=upload.name, **options)
+    finally:
+        Path(name).unlink(missing_ok=True)
 
 
 def _ingest_record(
@@ -268,6 +318,7 @@ def _ingest_record(
     targets: dict[str, str],
     name: str,
     user,
+    signature: dict,
     progress: Progress | None,
 ) -> ValidationSetVersion:
     stored: list[Path] = []  # files ingest moved into storage: removed if the import fails
@@ -290,7 +341,7 @@ def _ingest_record(
             for source_slug, slug in targets.items():
                 site = Site.objects.filter(slug=slug).first()
                 if site is None:
-                    site = site_create(slug=slug)
+                    site = site_create(slug=slug, user=user)
                     new_dirs.insert(0, images_root / slug)
                 sites[source_slug] = site
                 mine = [
@@ -328,7 +379,14 @@ def _ingest_record(
                             "sha256": record.image.sha256,
                         }
                     )
-            version = _record_set(manifest=manifest, items=items, sites=sites, name=name, user=user)
+            version = _record_set(
+                manifest=manifest,
+                items=items,
+                sites=sites,
+                name=name,
+                user=user,
+                signature=signature,
+            )
     except BaseException:
         for file in stored:
             file.unlink(missing_ok=True)
@@ -340,12 +398,19 @@ def _ingest_record(
 
 
 def _record_set(
-    *, manifest: dict, items: list[dict], sites: dict[str, Site], name: str, user
+    *,
+    manifest: dict,
+    items: list[dict],
+    sites: dict[str, Site],
+    name: str,
+    user,
+    signature: dict,
 ) -> ValidationSetVersion:
     definition = {k: v for k, v in (manifest.get("definition") or {}).items() if k != "sites"}
     keys = "validation_set version manifest_sha256 files_sha256 items frozen_at exported_at"
     summary = {key: manifest.get(key) for key in [*keys.split(), "portal_version"]}
     summary["sites"] = {source: site.slug for source, site in sites.items()}
+    summary["signature"] = signature
     created = ValidationSet.objects.create(
         name=name,
         description=(
@@ -358,10 +423,11 @@ def _record_set(
     )
     created.sites.set(sites.values())
     provenance = {**(manifest.get("provenance") or {}), "imported_from": summary}
-    version = services.version_record(
-        validation_set=created, items=items, user=user, provenance=provenance
+    return services.version_record(
+        validation_set=created,
+        items=items,
+        user=user,
+        provenance=provenance,
+        action=AuditAction.VALIDATION_SET_IMPORT,
+        audit_after={"imported_from": summary},
     )
-    audit_record(
-        actor=user, action="validation_set.import", target=f"{name}:{version.number}", after=summary
-    )
-    return version

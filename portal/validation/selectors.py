@@ -16,7 +16,10 @@ def validation_set_list(*, user) -> QuerySet[ValidationSet]:
     """The sets `user` sees; `None` is the operator at the command line, who sees them all."""
     if user is None:
         return ValidationSet.objects.prefetch_related("sites", "versions")
-    outside = Site.objects.exclude(site_scope(user=user, field="pk"))
+    # Negated as a subquery: `exclude()` of a superuser's scope (an empty `Q()`, every site)
+    # would hide every set from them.
+    inside = Site.objects.filter(site_scope(user=user, field="pk")).values("pk")
+    outside = Site.objects.exclude(pk__in=inside)
     return ValidationSet.objects.exclude(sites__in=outside).prefetch_related("sites", "versions")
 
 
@@ -64,7 +67,38 @@ def version_data(version: ValidationSetVersion) -> dict:
     }
 
 
+def import_provenance(version: ValidationSetVersion) -> dict | None:
+    """Where an imported version came from and who signed its export: `signature` is
+    `{"status": "signed", "signed_by", "public_key", "key_id"}` or `{"status": "unsigned"}`
+    (also for imports made before exports were signed). None for a version frozen here."""
+    origin = (version.provenance or {}).get("imported_from")
+    if not isinstance(origin, dict):
+        return None
+    return {
+        "validation_set": origin.get("validation_set"),
+        "version": origin.get("version"),
+        "exported_at": origin.get("exported_at"),
+        "signature": origin.get("signature") or {"status": "unsigned"},
+    }
+
+
+def signature_text(version: ValidationSetVersion) -> str:
+    """`signed by NAME (key ed25519:..., key id ...)`, `unsigned`, or "" when not imported."""
+    origin = import_provenance(version)
+    if origin is None:
+        return ""
+    signature = origin["signature"]
+    if signature.get("status") != "signed":
+        return "unsigned"
+    return (
+        f"signed by {signature.get('signed_by')} "
+        f"(key {signature.get('public_key')}, key id {signature.get('key_id')})"
+    )
+
+
 def validation_set_data(validation_set: ValidationSet) -> dict:
+    # Sorted here, so that a list's prefetched versions serve it (no query per set).
+    versions = sorted(validation_set.versions.all(), key=lambda v: -v.number)
     return {
         "name": validation_set.name,
         "description": validation_set.description,
@@ -78,7 +112,8 @@ def validation_set_data(validation_set: ValidationSet) -> dict:
                 "manifest_sha256": v.manifest_sha256,
                 "frozen_at": v.frozen_at,
             }
-            # Sorted here, so that a list's prefetched versions serve it (no query per set).
-            for v in sorted(validation_set.versions.all(), key=lambda v: -v.number)
+            for v in versions
         ],
+        # An imported set's first version is the import (None for sets made here).
+        "imported": import_provenance(versions[-1]) if versions else None,
     }

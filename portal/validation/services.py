@@ -9,12 +9,15 @@ from collections.abc import Iterable
 from django.db import transaction
 from django.db.models import Count, Q, QuerySet
 
+from inference_worker.ages import AGE_LIMIT_DAYS, REPORTED_SEXES
+from portal.accounts.audit import AuditAction
 from portal.accounts.models import LEAD_ROLES
 from portal.accounts.selectors import has_role
-from portal.accounts.services import audit_record
+from portal.accounts.services import audit_record_sites
 from portal.ingest.models import Image, ReviewStatus, Site
 from portal.predictions.models import Prediction
 from portal.review.models import Review
+from portal.review.selectors import FilterError, age_group_days
 from portal.validation.models import ValidationItem, ValidationSet, ValidationSetVersion
 
 # By default a set holds images whose settled decision confirms or corrects the age.
@@ -47,6 +50,7 @@ def _definition(
     max_age_days: int | None,
     uploaded_after: dt.date | None,
     uploaded_before: dt.date | None,
+    age_group: str | None = None,
 ) -> dict:
     statuses = list(statuses or DEFAULT_STATUSES)
     unknown = [s for s in statuses if s not in ELIGIBLE_STATUSES]
@@ -55,8 +59,19 @@ def _definition(
             f"status {', '.join(unknown)} is not a settled age "
             f"(choose from {', '.join(sorted(ELIGIBLE_STATUSES))})"
         )
-    if sex not in (None, "", "M", "F"):
-        raise ValidationSetError(f"sex {sex!r}: expected M or F")
+    if sex not in (None, "", *REPORTED_SEXES):
+        raise ValidationSetError(f"sex {sex!r}: expected {' or '.join(REPORTED_SEXES)}")
+    if age_group:
+        if (min_age_days, max_age_days) != (None, None):
+            raise ValidationSetError("give an age group or a minimum and maximum age, not both")
+        try:  # the queue's boundaries: [low, high) in days, so the last day is high - 1
+            min_age_days, end = age_group_days(age_group)
+        except FilterError as exc:
+            raise ValidationSetError(str(exc)) from exc
+        max_age_days = end - 1
+    for key, days in (("min_age_days", min_age_days), ("max_age_days", max_age_days)):
+        if days is not None and not (isinstance(days, int) and 0 <= days < AGE_LIMIT_DAYS):
+            raise ValidationSetError(f"{key} must be a whole number from 0 to {AGE_LIMIT_DAYS - 1}")
     if None not in (min_age_days, max_age_days) and min_age_days > max_age_days:
         raise ValidationSetError("the minimum age is above the maximum")
     return {
@@ -81,6 +96,7 @@ def validation_set_create(
     max_age_days: int | None = None,
     uploaded_after: dt.date | None = None,
     uploaded_before: dt.date | None = None,
+    age_group: str | None = None,
 ) -> ValidationSet:
     if not sites:
         raise ValidationSetError("a validation set needs at least one site")
@@ -94,15 +110,17 @@ def validation_set_create(
         max_age_days=max_age_days,
         uploaded_after=uploaded_after,
         uploaded_before=uploaded_before,
+        age_group=age_group,
     )
     with transaction.atomic():
         created = ValidationSet.objects.create(
             name=name, description=description, definition=definition, created_by=user
         )
         created.sites.set(sites)
-        audit_record(
+        audit_record_sites(
+            site_ids=[s.pk for s in sites],
             actor=user,
-            action="validation_set.create",
+            action=AuditAction.VALIDATION_SET_CREATE,
             target=name,
             after={**definition, "sites": sorted(s.slug for s in sites)},
         )
@@ -188,9 +206,12 @@ def version_record(
     items: list[dict],
     user=None,
     provenance: dict | None = None,
+    action: AuditAction = AuditAction.VALIDATION_SET_FREEZE,
+    audit_after: dict | None = None,
 ) -> ValidationSetVersion:
     """Write a new frozen version with exactly these items (each: image, site (slug), sex,
-    curated_age_days, sha256). Freezing and import both come through here."""
+    curated_age_days, sha256). Freezing and import both come through here, and each writes
+    its `action` (with `audit_after` added to what the event records) once per site."""
     if not items:
         raise ValidationSetError(f"{validation_set.name}: no image matches its definition")
     checksum = manifest_sha256(items)
@@ -221,11 +242,20 @@ def version_record(
             ],
             batch_size=2000,
         )
-        audit_record(
+        audit_record_sites(
+            site_ids=[s.pk for s in sites.values()],
             actor=user,
-            action="validation_set.freeze",
+            action=action,
             target=f"{validation_set.name}:{version.number}",
-            after={"items": len(items), "manifest_sha256": checksum},
+            before={"version": last.number, "manifest_sha256": last.manifest_sha256}
+            if last
+            else None,
+            after={
+                "version": version.number,
+                "items": len(items),
+                "manifest_sha256": checksum,
+                **(audit_after or {}),
+            },
         )
     return version
 
@@ -234,24 +264,29 @@ def validation_set_freeze(*, validation_set: ValidationSet, user=None) -> Valida
     """Snapshot what the definition selects now. Freezing again without a change returns the
     latest version instead of a copy of it."""
     require_lead(user=user, sites=validation_set.sites.all())
-    items = [
-        {
-            "image": image.pk,
-            "site": image.site.slug,
-            "sex": image.sex,
-            "curated_age_days": image.curated_age_days,
-            "sha256": image.sha256,
-        }
-        for image in eligible_images(validation_set=validation_set).select_related("site")
-    ]
-    last = validation_set.versions.order_by("-number").first()
-    if last is not None and items and last.manifest_sha256 == manifest_sha256(items):
-        return last
-    provenance = _provenance(items, [i["image"] for i in items])
-    provenance["uploads"] = _upload_dates(validation_set)
-    return version_record(
-        validation_set=validation_set, items=items, user=user, provenance=provenance
-    )
+    with transaction.atomic():
+        # Selected and compared with the latest version under the set's lock (SQLite: the write
+        # lock of BEGIN IMMEDIATE), so two freezes at once (a double click) queue here and the
+        # second finds the first's version unchanged instead of writing a copy of it.
+        validation_set = ValidationSet.objects.select_for_update().get(pk=validation_set.pk)
+        items = [
+            {
+                "image": image.pk,
+                "site": image.site.slug,
+                "sex": image.sex,
+                "curated_age_days": image.curated_age_days,
+                "sha256": image.sha256,
+            }
+            for image in eligible_images(validation_set=validation_set).select_related("site")
+        ]
+        last = validation_set.versions.order_by("-number").first()
+        if last is not None and items and last.manifest_sha256 == manifest_sha256(items):
+            return last
+        provenance = _provenance(items, [i["image"] for i in items])
+        provenance["uploads"] = _upload_dates(validation_set)
+        return version_record(
+            validation_set=validation_set, items=items, user=user, provenance=provenance
+        )
 
 
 def _upload_dates(validation_set: ValidationSet) -> dict:

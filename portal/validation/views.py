@@ -1,22 +1,25 @@
-"""Pages of validation sets: the list (a cursor page by name) with a form for leads, and one
-set with its versions, freezing, comparing, exporting and asking for reports."""
+"""Pages of validation sets: the list (a cursor page by name) with a form for leads, one set
+with its versions, freezing, comparing, exporting and asking for reports, and importing another
+portal's signed export."""
 
 import datetime as dt
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import BadRequest, PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
+from inference_worker.ages import AGE_GROUPS, AGE_LIMIT_DAYS, group_name
 from portal.accounts.models import LEAD_ROLES
 from portal.core.numbers import whole_number
 from portal.core.pagination import view_page
 from portal.ingest.selectors import site_list
 from portal.predictions.models import ModelVersion
 from portal.reports.models import Report
-from portal.validation import exports, selectors, services
+from portal.reports.services import DEFAULT_GROUPS_TEXT
+from portal.validation import exports, imports, selectors, services
 from portal.validation.models import ValidationSet
 
 
@@ -27,8 +30,14 @@ def _set(request: HttpRequest, name: str) -> ValidationSet:
         raise Http404(str(exc)) from exc
 
 
-def _int(value: str) -> int | None:
-    return whole_number(value.strip())
+def _days(request: HttpRequest, key: str) -> int | None:
+    """A bound in days: blank is none; anything but a whole number is refused, never read as
+    no bound (the service checks the range)."""
+    value = request.POST.get(key, "").strip()
+    days = whole_number(value)
+    if value and days is None:
+        raise services.ValidationSetError(f"{key} must be a whole number of days")
+    return days
 
 
 @login_required
@@ -47,8 +56,9 @@ def set_list(request: HttpRequest) -> HttpResponse:
                 description=request.POST.get("description", ""),
                 statuses=request.POST.getlist("statuses") or None,
                 sex=request.POST.get("sex") or None,
-                min_age_days=_int(request.POST.get("min_age_days", "")),
-                max_age_days=_int(request.POST.get("max_age_days", "")),
+                min_age_days=_days(request, "min_age_days"),
+                max_age_days=_days(request, "max_age_days"),
+                age_group=request.POST.get("age_group") or None,
                 uploaded_after=_date(request.POST.get("uploaded_after", "")),
                 uploaded_before=_date(request.POST.get("uploaded_before", "")),
             )
@@ -68,6 +78,8 @@ def set_list(request: HttpRequest) -> HttpResponse:
             "previous_url": previous_url,
             "lead_sites": lead_sites,
             "statuses": services.DEFAULT_STATUSES,
+            "age_groups": [group_name(low, high) for low, high in AGE_GROUPS],
+            "last_age_day": AGE_LIMIT_DAYS - 1,
         },
     )
 
@@ -86,12 +98,15 @@ def set_detail(request: HttpRequest, name: str) -> HttpResponse:
     exports = {v.pk: v.exports.order_by("-created_at").first() for v in versions}
     diff = None
     if request.GET.get("from") and request.GET.get("to"):
+        numbers = {k: whole_number(request.GET[k]) for k in ("from", "to")}
+        if None in numbers.values():
+            raise BadRequest("from and to must be version numbers (whole numbers)")
         try:
             old, new = (
-                selectors.version_get(user=request.user, name=name, number=int(request.GET[k]))
+                selectors.version_get(user=request.user, name=name, number=numbers[k])
                 for k in ("from", "to")
             )
-        except (selectors.NotFound, ValueError) as exc:
+        except selectors.NotFound as exc:
             raise Http404(str(exc)) from exc
         diff = services.version_diff(old=old, new=new)
     busy = any(e and e.state in ("queued", "running") for e in exports.values())
@@ -106,6 +121,7 @@ def set_detail(request: HttpRequest, name: str) -> HttpResponse:
             "diff": diff,
             "refresh": busy,
             "models": ModelVersion.objects.order_by("name"),
+            "default_age_groups": DEFAULT_GROUPS_TEXT,
             "reports": Report.objects.filter(version__validation_set=found).select_related(
                 "version", "model_version", "compare_version"
             )[:20],
@@ -142,3 +158,37 @@ def set_export(request: HttpRequest, name: str, number: int) -> HttpResponse:
         raise PermissionDenied(str(exc)) from exc
     exports.export_start(version=version, user=request.user)
     return redirect("validation:detail", name=name)
+
+
+@login_required
+def set_import(request: HttpRequest) -> HttpResponse:
+    """Import another portal's export: signed by a trusted portal, or unsigned when the box
+    is ticked; a refusal shows its reason and keeps nothing. For leads (of every site it
+    lands in, checked on import) and administrators."""
+    if not imports.may_import(user=request.user):
+        raise PermissionDenied("only leads and administrators import validation sets")
+    if request.method == "POST":
+        upload = request.FILES.get("file")
+        if upload is None:
+            messages.error(request, "choose the export's ZIP file")
+            return redirect("validation:import")
+        try:
+            version = imports.import_upload(
+                upload=upload,
+                site_prefix=request.POST.get("site_prefix", "").strip(),
+                name=request.POST.get("name", "").strip() or None,
+                user=request.user,
+                allow_unsigned=request.POST.get("allow_unsigned") == "on",
+            )
+        except services.ValidationSetForbidden as exc:
+            raise PermissionDenied(str(exc)) from exc
+        except services.ValidationSetError as exc:
+            messages.error(request, f"Import refused: {exc}")
+            return redirect("validation:import")
+        messages.success(
+            request,
+            f"Imported as {version.validation_set.name} v{version.number} "
+            f"({version.item_count} items, {selectors.signature_text(version)}).",
+        )
+        return redirect("validation:detail", name=version.validation_set.name)
+    return render(request, "validation/import.html")

@@ -14,6 +14,7 @@ from PIL import Image as PILImage
 from playwright.sync_api import Browser, Page, expect
 from pydicom.data import get_testdata_file
 
+from inference_worker.ages import years_months_to_days
 from portal.accounts.models import AuditEvent
 from portal.ingest.archive import Source
 from portal.ingest.models import Image, Upload
@@ -146,7 +147,7 @@ def test_reviewer_works_the_queue_in_the_viewer_and_corrects_an_age_by_keyboard(
     page.keyboard.type("2")
     page.keyboard.press("Enter")
     expect(page.locator("#case-status")).to_have_text("corrected")
-    expected_days = round(5 * 365.25 + 2 * 30.4375)
+    expected_days = years_months_to_days(5, 2)
     film.refresh_from_db()
     assert (film.status, film.curated_age_days, film.revision) == ("corrected", expected_days, 1)
     assert film.lease_holder is None

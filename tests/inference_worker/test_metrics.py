@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from scipy.stats import bootstrap, spearmanr
 
+from inference_worker.ages import AGE_GROUPS_DAYS, AGE_LIMIT_DAYS, age_group
 from inference_worker.metrics import (
-    age_group,
     compute,
     paired_difference,
     paper_table,
@@ -37,14 +37,21 @@ def test_spearman_averages_tied_ranks():
     assert spearman([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
 
 
-def test_age_groups_are_half_open_years():
-    assert [age_group(d) for d in (0, 364, 365.25, 1095.75, 6574)] == [
-        "0-1",
-        "0-1",
-        "1-3",
-        "3-6",
-        "12-18",
-    ]
+def test_report_groups_every_day_as_the_age_group_function_does():
+    days = np.arange(0, AGE_LIMIT_DAYS + 2)
+    rep = report(days, days, ["M"] * len(days))
+    counts = {name: m["n"] for name, m in rep["by_group"].items()}
+    expected = {}
+    for d in days:
+        if (name := age_group(int(d))) is not None:
+            expected[name] = expected.get(name, 0) + 1
+    assert counts == expected
+    assert counts == {
+        f"{a}-{b}": hi - lo
+        for (a, b), (lo, hi) in zip(
+            ((0, 1), (1, 3), (3, 6), (6, 12), (12, 18)), AGE_GROUPS_DAYS, strict=True
+        )
+    }
 
 
 def test_report_splits_by_age_group_and_sex_with_n():

@@ -7,8 +7,8 @@ import numpy as np
 import pydicom
 import pytest
 
+from inference_worker.ages import AGE_LIMIT_DAYS, DAYS_PER_YEAR
 from inference_worker.synthetic import (
-    MAX_AGE_DAYS,
     PROFILES,
     cardiothoracic_ratio,
     corrupt_age,
@@ -29,11 +29,11 @@ def test_ages_cover_zero_to_eighteen_years(phantoms):
     _, rows = phantoms
     ages = np.array([r["true_age_days"] for r in rows])
     assert ages.min() >= 0
-    assert ages.max() <= MAX_AGE_DAYS
-    assert ages.min() < 2 * 365.25
-    assert ages.max() > 14 * 365.25
+    assert ages.max() < AGE_LIMIT_DAYS
+    assert ages.min() < 2 * DAYS_PER_YEAR
+    assert ages.max() > 14 * DAYS_PER_YEAR
     # spread over the range, not clumped: every third of the range is used
-    thirds = np.histogram(ages, bins=3, range=(0, MAX_AGE_DAYS))[0]
+    thirds = np.histogram(ages, bins=3, range=(0, AGE_LIMIT_DAYS))[0]
     assert (thirds > 0).all()
 
 
@@ -84,9 +84,9 @@ def test_growth_rules_follow_a_childs_chest():
 
 def test_label_errors_are_plausible_and_stay_in_range():
     rng = np.random.default_rng(0)
-    for true_days in (20, 200, 400, 3000, MAX_AGE_DAYS - 10):
+    for true_days in (20, 200, 400, 3000, AGE_LIMIT_DAYS - 11):
         recorded, kind = corrupt_age(true_days, dt.date(2010, 3, 7), rng)
-        assert 0 <= recorded <= MAX_AGE_DAYS
+        assert 0 <= recorded < AGE_LIMIT_DAYS
         assert abs(recorded - true_days) >= 60
         assert kind in {"wrong_year", "swapped_day_month", "months_as_years"}
 

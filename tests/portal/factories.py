@@ -1,18 +1,24 @@
 """Small factories for site data: sites, users with roles, images (with a real DICOM file on
 disk), model versions and predictions scored the way the portal scores them."""
 
+import hashlib
 import itertools
 from pathlib import Path
 
 import numpy as np
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.db import transaction
 from PIL import Image as PILImage
 
 from portal.accounts.services import membership_grant
 from portal.ingest.models import Image, Site, Upload
 from portal.predictions.models import ModelVersion, Prediction
 from portal.predictions.services import outlier_score
+from portal.review.services import review_submit
+from portal.validation.exports import export_write
+from portal.validation.models import ValidationSetVersion
+from portal.validation.services import validation_set_create, validation_set_freeze
 from tests.dicom_files import make_dicom
 
 _seq = itertools.count(1)
@@ -93,3 +99,39 @@ def prediction(img: Image, version: ModelVersion, *, age_days: int, heatmap: boo
         ),
         heatmap=path,
     )
+
+
+def frozen_set(slug: str, *, reviewer) -> ValidationSetVersion:
+    """A new site with one confirmed image (a real DICOM file and its sha256), in a set
+    `set-<slug>` frozen as version 1."""
+    s = site(slug)
+    img = image(s, age_days=1500, dicom=True)
+    stored = (Path(settings.DATA_DIR) / img.file).read_bytes()
+    Image.objects.filter(pk=img.pk).update(sha256=hashlib.sha256(stored).hexdigest())
+    review_submit(
+        image=img,
+        reviewer=reviewer,
+        decision="confirm",
+        age_days=None,
+        reason="",
+        comment="",
+        expected_revision=0,
+    )
+    chosen = validation_set_create(name=f"set-{slug.strip('-_')}", sites=[s])
+    return validation_set_freeze(validation_set=chosen)
+
+
+class _Undo(Exception):
+    pass
+
+
+def foreign_export(out: Path, *, slug: str, reviewer) -> Path:
+    """A signed export (this portal's key) of a one-image set that this portal does not hold:
+    made here, then its rows rolled back (the ZIP stays), as another portal would send it."""
+    try:
+        with transaction.atomic():
+            export_write(version=frozen_set(slug, reviewer=reviewer), out=out)
+            raise _Undo
+    except _Undo:
+        pass
+    return out

@@ -40,6 +40,7 @@ def verify(data_dir, *args: str):
 
 def test_verify_storage_passes_when_every_file_matches_and_ignores_work_in_progress(site, data_dir):
     make_world(site, data_dir)
+    (data_dir / "tmp").mkdir()
     (data_dir / "tmp" / "ingest-1.dcm").write_bytes(b"half written")
     (data_dir / "staging" / "7").mkdir(parents=True)
     (data_dir / "staging" / "7" / "f-1").write_bytes(b"staged")

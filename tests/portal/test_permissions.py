@@ -1,8 +1,10 @@
 """The permission matrix, generated from the URL conf: every URL x anonymous / uploader /
-reviewer / lead x own site / other site. A URL without a rule here fails the build.
+reviewer / lead / superuser x own site / other site. A URL without a rule here fails the build.
 
 The users hold their role on `north`; `south` is another site with the same kinds of objects.
-Another site's object answers 404 (as if it did not exist); lists leave it out.
+Another site's object answers 404 (as if it did not exist); lists leave it out. The superuser
+holds no role anywhere and acts as a lead on every site: both sites' objects answer as the
+lead's own do, and lists show both sites.
 """
 
 from collections.abc import Callable
@@ -11,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import URLPattern, URLResolver, get_resolver
 from rest_framework.test import APIClient
@@ -25,7 +28,8 @@ from portal.validation.services import validation_set_create, validation_set_fre
 from tests.dicom_files import make_dicom
 from tests.portal import factories as f
 
-ROLES = ("anonymous", "uploader", "reviewer", "lead")
+ROLES = ("anonymous", "uploader", "reviewer", "lead", "superuser")
+SITE_ROLES = ("uploader", "reviewer", "lead")
 PUBLIC = {"login", "logout"}  # the only pages that need no login
 
 
@@ -59,7 +63,8 @@ class World:
 def build_world(tmp_path) -> World:
     north, south = f.site("north"), f.site("south")
     version = f.model_version(card={"expected_error_months": {"overall": 1.0}})
-    users = {role: f.user(role, role, north) for role in ROLES[1:]}
+    users = {role: f.user(role, role, north) for role in SITE_ROLES}
+    users["superuser"] = get_user_model().objects.create_superuser("superuser", password="x")
     world = World(sites={"own": north, "other": south}, users=users)
     for scope, site in world.sites.items():
         image = f.image(site, age_days=2000, dicom=True)
@@ -110,9 +115,10 @@ def _frozen_set(site, version) -> dict:
 
 @dataclass
 class Rule:
-    """Expected status per role on the own site; `other` is what the other site's object
-    gives (404) or "absent" for lists (the other site's data must not show) or "same" where
-    no site is involved."""
+    """Expected status per role on the own site (the superuser: the lead's, on both sites,
+    unless `expect` names it); `other` is what the other site's object gives (404) or
+    "absent" for lists (the other site's data must not show) or "same" where no site is
+    involved. `lists_sites`: the superuser's list shows both sites' data."""
 
     method: str
     path: Callable[[dict], str]
@@ -120,6 +126,7 @@ class Rule:
     other: int | str = 404
     body: Callable[[World], dict] | None = None
     multipart: bool = False
+    lists_sites: bool = True
 
 
 ANY = {"uploader": 200, "reviewer": 200, "lead": 200}
@@ -144,7 +151,8 @@ RULES: dict[str, list[Rule]] = {
     "ingest:upload-list": [Rule("get", lambda o: "/uploads/", ANY, "absent")],
     "ingest:upload-new": [Rule("get", lambda o: "/uploads/new/", UPLOADERS, "absent")],
     "ingest:upload-detail": [Rule("get", lambda o: f"/uploads/{o['upload'].pk}/", ANY)],
-    "predictions:job-list": [Rule("get", lambda o: "/jobs/", ANY, "absent")],
+    # The page's jobs come from the API (below); the page itself names no site.
+    "predictions:job-list": [Rule("get", lambda o: "/jobs/", ANY, "absent", lists_sites=False)],
     "review:image-list": [Rule("get", lambda o: "/images/", ANY, "absent")],
     "review:image": [Rule("get", lambda o: f"/images/{o['image'].pk}/", ANY)],
     "review:queue": [Rule("get", lambda o: "/review/", REVIEWERS, "absent")],
@@ -211,13 +219,14 @@ RULES: dict[str, list[Rule]] = {
     ],
     "api-image-audit": [Rule("get", lambda o: f"/api/images/{o['image'].pk}/audit/", ANY)],
     "api-review-queue": [Rule("get", lambda o: "/api/review/queue/", ANY, "absent")],
-    "api-review-queue-next": [
-        Rule("post", lambda o: "/api/review/queue/next/", REVIEWERS, "absent")
+    "api-review-queue-next": [  # one case, of any site the user reviews
+        Rule("post", lambda o: "/api/review/queue/next/", REVIEWERS, "absent", lists_sites=False)
     ],
     "api-audit": [Rule("get", lambda o: "/api/audit/", LEADS, "absent")],
     "api-audit-export": [Rule("get", lambda o: "/api/audit/export/", LEADS, "absent")],
     "validation:list": [Rule("get", lambda o: "/validation-sets/", ANY, "absent")],
     "validation:detail": [Rule("get", lambda o: f"/validation-sets/{o['set'].name}/", ANY)],
+    "validation:import": [Rule("get", lambda o: "/validation-sets/import/new/", LEADS, "same")],
     "validation:freeze": [
         Rule("post", lambda o: f"/validation-sets/{o['set'].name}/freeze/", _with(LEADS, lead=302))
     ],
@@ -248,6 +257,17 @@ RULES: dict[str, list[Rule]] = {
         ),
     ],
     "api-validation-set": [Rule("get", lambda o: f"/api/validation-sets/{o['set'].name}/", ANY)],
+    # Leads and administrators may try; an empty ZIP is then refused as no export (400).
+    "api-validation-set-import": [
+        Rule(
+            "post",
+            lambda o: "/api/validation-set-imports/",
+            _with(LEADS, lead=400),
+            "same",
+            body=lambda w: {"file": SimpleUploadedFile("x.zip", b"PK\x05\x06" + bytes(18))},
+            multipart=True,
+        )
+    ],
     "api-validation-set-freeze": [
         Rule(
             "post",
@@ -346,6 +366,15 @@ def test_permission_matrix(name, index, role, scope, tmp_path):
             assert response.status_code == 302
             assert "/accounts/login/" in response["Location"]
         return
+    if role == "superuser":
+        expected = rule.expect.get("superuser", rule.expect["lead"])
+        assert response.status_code == expected, (response.status_code, response.content[:300])
+        if rule.other == "absent" and rule.lists_sites and response.status_code == 200:
+            content = (
+                b"".join(response.streaming_content) if response.streaming else response.content
+            )
+            assert b"south" in content, "a superuser's list leaves another site out"
+        return
     if scope == "other" and rule.other == 404:
         assert response.status_code == 404, (response.status_code, response.content[:300])
         return
@@ -361,7 +390,8 @@ def test_permission_matrix(name, index, role, scope, tmp_path):
 @pytest.mark.django_db
 def test_the_admin_is_for_staff_only(tmp_path):
     world = build_world(tmp_path)
-    for role, user in world.users.items():
+    for role in SITE_ROLES:
+        user = world.users[role]
         client = APIClient()
         client.force_login(user)
         for path in ("/admin/", "/admin/accounts/auditevent/", "/admin/ingest/image/"):

@@ -11,6 +11,7 @@ import {
   type UploadStatus,
 } from "../api/client";
 import { describeJob } from "./jobs-format";
+import { formatAge } from "./review/format";
 
 const BATCH_FILES = 100;
 const BATCH_BYTES = 128 * 1024 * 1024;
@@ -22,12 +23,6 @@ function element<T extends HTMLElement>(id: string): T {
   const found = document.getElementById(id);
   if (!found) throw new Error(`missing #${id}`);
   return found as T;
-}
-
-function formatAge(days: number): string {
-  const years = Math.floor(days / 365.25);
-  const months = Math.floor((days - years * 365.25) / 30.4375);
-  return years > 0 ? `${years} y ${months} m` : `${months} m (${days} d)`;
 }
 
 function readEntries(reader: FileSystemDirectoryReader): Promise<FileSystemEntry[]> {

@@ -11,13 +11,9 @@ pixel data decode, `age` how old the child was; `errors` holds `Rejected`. Tunab
 """
 
 from portal.ingest.dicom.age import (
-    DAYS_PER_MONTH,
-    DAYS_PER_YEAR,
-    MAX_AGE_YEARS,
     Age,
     compute_age,
     format_patient_age,
-    normalise_sex,
     parse_date,
 )
 from portal.ingest.dicom.checks import (
@@ -48,11 +44,8 @@ from portal.ingest.dicom.reading import (
 )
 
 __all__ = [
-    "DAYS_PER_MONTH",
-    "DAYS_PER_YEAR",
     "GRAYSCALE",
     "JPEG2000_SYNTAXES",
-    "MAX_AGE_YEARS",
     "MODALITY_TERMS",
     "NATIVE_FREE_SYNTAXES",
     "NOT_DICOM",
@@ -68,7 +61,6 @@ __all__ = [
     "compute_age",
     "format_patient_age",
     "may_need_native_decoder",
-    "normalise_sex",
     "number_of_frames",
     "parse_date",
     "pixel_data_length",

@@ -6,11 +6,15 @@ from dataclasses import dataclass
 
 from pydicom.dataset import Dataset
 
+from inference_worker.ages import (
+    AGE_LIMIT_DAYS,
+    DAYS_PER_MONTH,
+    DAYS_PER_YEAR,
+    completed_months,
+    days_to_years_months,
+)
 from portal.ingest.dicom.errors import Rejected
 
-DAYS_PER_MONTH = 30.4375
-DAYS_PER_YEAR = 365.25
-MAX_AGE_YEARS = 18
 _PATIENT_AGE = re.compile(r"^\s*(\d{1,3})\s*([DWMY])\s*$", re.IGNORECASE)
 _AGE_UNIT_DAYS = {"D": 1, "W": 7, "M": DAYS_PER_MONTH, "Y": DAYS_PER_YEAR}
 _AGE_UNIT_RESOLUTION = {"D": 1, "W": 7, "M": 30, "Y": 365}
@@ -34,13 +38,6 @@ def parse_date(value: object) -> dt.date | None:
         return None
 
 
-def _add_years(day: dt.date, years: int) -> dt.date:
-    try:
-        return day.replace(year=day.year + years)
-    except ValueError:  # 29 February
-        return day.replace(year=day.year + years, day=28)
-
-
 def compute_age(ds: Dataset) -> Age:
     """Age at the examination: study (or acquisition) date minus birth date, else PatientAge."""
     birth_raw = ds.get("PatientBirthDate")
@@ -50,10 +47,10 @@ def compute_age(ds: Dataset) -> Age:
         days = (exam - birth).days
         if days < 0:
             raise Rejected("negative age: the study date is before the birth date")
-        if exam >= _add_years(birth, MAX_AGE_YEARS):
-            raise Rejected(
-                f"age {days / DAYS_PER_YEAR:.1f} years is out of scope (18 years or more)"
-            )
+        # One rule in days (inference_worker.ages): the limit is the fewest days 18 calendar
+        # years can span, so an 18th birthday is always out of scope.
+        if days >= AGE_LIMIT_DAYS:
+            raise Rejected(_out_of_scope(days))
         return Age(days=days, source="birthdate", resolution_days=1)
     age = _patient_age(ds.get("PatientAge"))
     if age is not None:
@@ -75,26 +72,22 @@ def _patient_age(value: object) -> Age | None:
         return None
     number, unit = int(match.group(1)), match.group(2).upper()
     exact_days = number * _AGE_UNIT_DAYS[unit]
-    # Compared before rounding, in the age's own unit: 216M is 6574.5 days, which rounds
-    # (half to even) to 6574, a day short of 18 years, though it is 18 years exactly.
-    if exact_days >= MAX_AGE_YEARS * DAYS_PER_YEAR:
-        raise Rejected(
-            f"age {exact_days / DAYS_PER_YEAR:.1f} years is out of scope (18 years or more)"
-        )
+    # The exact age and the whole days kept must both be in scope (216M is exactly 18 years).
     days = round(exact_days)
+    if max(exact_days, days) >= AGE_LIMIT_DAYS:
+        raise Rejected(_out_of_scope(exact_days))
     return Age(days=days, source="patient_age", resolution_days=_AGE_UNIT_RESOLUTION[unit])
 
 
-def normalise_sex(value: object) -> str:
-    sex = str(value or "").strip().upper()[:1]
-    return sex if sex in {"M", "F"} else "O"
+def _out_of_scope(days: float) -> str:
+    return f"age {days / DAYS_PER_YEAR:.1f} years is out of scope (18 years or more)"
 
 
 def format_patient_age(days: int) -> str:
     """The DICOM AS string closest to an age in days (nnnD up to 999 days, then months, years)."""
     if days < 1000:
         return f"{days:03d}D"
-    months = int(days // DAYS_PER_MONTH)
+    months = completed_months(days)
     if months < 1000:
         return f"{months:03d}M"
-    return f"{int(days // DAYS_PER_YEAR):03d}Y"
+    return f"{days_to_years_months(days)[0]:03d}Y"

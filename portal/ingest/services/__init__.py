@@ -19,12 +19,16 @@ from portal.ingest.services.store import DUPLICATE_REASON, FileRef, file_name_ha
 from portal.ingest.services.uploads import (
     EXPIRE_TASK,
     PROCESS_TASK,
+    RESEND_TASK,
+    SITE_FIELDS,
     IngestError,
+    site_change,
     site_create,
     upload_create,
     upload_expire,
     upload_expire_stale,
     upload_receive_files,
+    upload_resend,
     upload_submit,
 )
 
@@ -33,10 +37,13 @@ __all__ = [
     "DUPLICATE_REASON",
     "EXPIRE_TASK",
     "PROCESS_TASK",
+    "RESEND_TASK",
+    "SITE_FIELDS",
     "FileRef",
     "IngestError",
     "file_name_hash",
     "ingest_workers_start",
+    "site_change",
     "site_create",
     "upload_create",
     "upload_expire",
@@ -44,5 +51,6 @@ __all__ = [
     "upload_process",
     "upload_process_staged",
     "upload_receive_files",
+    "upload_resend",
     "upload_submit",
 ]

@@ -16,26 +16,28 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from portal.core.files import data_folder
 from portal.ingest import staging
 from portal.ingest.archive import Item, Source, ZipLimits, count_items, iter_items
 from portal.ingest.dicom import Limits, may_need_native_decoder
 from portal.ingest.models import Upload, UploadFile
 from portal.ingest.prepare import Prepared, Refused, prepare, prepare_many
 from portal.ingest.services.store import FileRef, _counters_refresh, _store
-from portal.ingest.services.uploads import _OPEN, IngestError, _fail, _lock
+from portal.ingest.services.uploads import _OPEN, IngestError, _fail, _lock, upload_claim
 from portal.predictions.services import prediction_job_create_for_upload
 
 # One logger for the package, whichever of its modules logs.
 log = logging.getLogger(__package__)
 
 
-def upload_process_staged(*, upload_id: int) -> Upload:
+def upload_process_staged(*, upload_id: int, redelivered: bool = False) -> Upload:
     """What the Celery task runs: ingest the staged files; the staging folder goes with the
-    end of processing. A redelivered task resumes a processing upload and leaves any other
-    state alone."""
-    upload = Upload.objects.select_related("site").get(pk=upload_id)
-    if upload.status not in (Upload.Status.SUBMITTED, Upload.Status.PROCESSING):
-        return upload
+    end of processing. A message the broker hands back after its worker died (`redelivered`)
+    resumes a processing upload; any other message for an upload that is not `submitted`
+    does nothing (see `upload_claim`)."""
+    upload = upload_claim(upload_id=upload_id, redelivered=redelivered)
+    if upload is None:
+        return Upload.objects.get(pk=upload_id)
     try:
         files = staging.staged_files(upload.uuid.hex, upload.received_files)
     except (staging.StagingError, OSError, ValueError, KeyError) as exc:
@@ -88,8 +90,7 @@ def upload_process(
     if on_total:
         on_total(total)
     key = upload.site.pseudonym_key.encode()
-    tmp_dir = settings.DATA_DIR / "tmp"  # de-identified output, on the storage's file system
-    tmp_dir.mkdir(parents=True, exist_ok=True)
+    tmp_dir = data_folder("tmp")  # de-identified output, on the storage's file system
     work_dir = staging.folder(upload.uuid.hex) / "work"  # identified archive entries
     work_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     pending: deque[tuple[Item, FileRef, _Ticket | None]] = deque()

@@ -4,12 +4,15 @@ import logging
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from portal.celery import app as celery_app
+from portal.accounts.audit import AuditAction
+from portal.accounts.services import audit_record
+from portal.core import outbox
 from portal.ingest import staging
 from portal.ingest.models import Site, Upload
 from portal.ingest.selectors import upload_expiry, upload_last_activity
@@ -20,18 +23,71 @@ log = logging.getLogger(__package__)
 
 PROCESS_TASK = "portal.ingest.upload_process"
 EXPIRE_TASK = "portal.ingest.upload_expire_stale"
+RESEND_TASK = "portal.ingest.resend"
 
 
 class IngestError(Exception):
     """A whole request that cannot be taken (not one bad file: those go in the report)."""
 
 
-def site_create(*, slug: str, name: str = "") -> Site:
-    return Site.objects.create(slug=slug, name=name or slug)
+# What an admin may change on a site (the pseudonym key never changes: it would split every
+# patient's pseudonym in two).
+SITE_FIELDS = ("slug", "name", "double_reading", "keep_file_names")
+
+
+def _site_state(site: Site) -> dict:
+    return {field: getattr(site, field) for field in SITE_FIELDS}
+
+
+def site_create(*, slug: str, name: str = "", user=None, **options) -> Site:
+    with transaction.atomic():
+        site = Site.objects.create(slug=slug, name=name or slug, **options)
+        audit_record(
+            actor=user,
+            action=AuditAction.SITE_CREATE,
+            site_id=site.pk,
+            target=slug,
+            after=_site_state(site),
+        )
+    return site
+
+
+def site_change(*, site: Site, user, **values) -> Site:
+    """Change a site's settings (`SITE_FIELDS`), with what changed on the record; a change of
+    nothing records nothing."""
+    unknown = set(values) - set(SITE_FIELDS)
+    if unknown:
+        raise IngestError(f"site settings {', '.join(sorted(unknown))} cannot be changed")
+    with transaction.atomic():
+        locked = Site.objects.select_for_update().get(pk=site.pk)
+        changed = [k for k, v in values.items() if getattr(locked, k) != v]
+        if changed:
+            before = {k: getattr(locked, k) for k in changed}
+            for key in changed:
+                setattr(locked, key, values[key])
+            locked.save(update_fields=changed)
+            audit_record(
+                actor=user,
+                action=AuditAction.SITE_CHANGE,
+                site_id=locked.pk,
+                target=locked.slug,
+                before=before,
+                after={k: values[k] for k in changed},
+            )
+    return locked
 
 
 def upload_create(*, site: Site, source: str, user=None) -> Upload:
-    return Upload.objects.create(site=site, source=source, created_by=user)
+    with transaction.atomic():
+        upload = Upload.objects.create(site=site, source=source, created_by=user)
+        audit_record(
+            actor=user,
+            action=AuditAction.UPLOAD_CREATE,
+            site_id=site.pk,
+            target=f"upload {upload.pk}",
+            after={"upload": upload.pk, "source": source},
+        )
+    return upload
 
 
 def _lock(upload: Upload) -> Upload:
@@ -51,7 +107,9 @@ def _closed(upload: Upload) -> IngestError:
     )
 
 
-def upload_receive_files(*, upload: Upload, files: Sequence[tuple[str, UploadedFile]]) -> Upload:
+def upload_receive_files(
+    *, upload: Upload, files: Sequence[tuple[str, UploadedFile]], user=None
+) -> Upload:
     """Stage a batch of received files (already on disk, in FILE_UPLOAD_TEMP_DIR) as the
     upload's next files; refused once the upload is submitted or expired. Returns the upload
     as it is after the batch."""
@@ -67,28 +125,90 @@ def upload_receive_files(*, upload: Upload, files: Sequence[tuple[str, UploadedF
             total_files=F("total_files") + len(files),
             last_received_at=timezone.now(),
         )
+        audit_record(
+            actor=user,
+            action=AuditAction.UPLOAD_FILES,
+            site_id=locked.site_id,
+            target=f"upload {locked.pk}",
+            before={"received_files": locked.received_files},
+            after={"received_files": locked.received_files + len(files)},
+        )
         locked.refresh_from_db()
     return locked
 
 
-def upload_submit(*, upload: Upload) -> Upload:
-    """Close the upload to new files and queue its processing on the `default` queue. A
-    second submit changes nothing and queues nothing; an expired upload cannot be submitted.
-    Returns the upload in its state after the submit."""
+def upload_submit(*, upload: Upload, user=None) -> Upload:
+    """Close the upload to new files and queue its processing on the `default` queue. The
+    `submitted` state is the intent: the message is only a nudge, so a broker that is down
+    delays the processing (the sweep sends it again) and a second submit of a submitted
+    upload sends it again too; the task processes it once. An expired upload cannot be
+    submitted. Returns the upload in its state after the submit."""
     with transaction.atomic():
         locked = _lock(upload)
         if locked.status == Upload.Status.EXPIRED:
             raise _closed(locked)
+        now = timezone.now()
         if locked.status == Upload.Status.RECEIVING:
             Upload.objects.filter(pk=locked.pk).update(
-                status=Upload.Status.SUBMITTED, submitted_at=timezone.now()
+                status=Upload.Status.SUBMITTED, submitted_at=now, sent_at=now
             )
-            upload_id = locked.pk
-            transaction.on_commit(
-                lambda: celery_app.send_task(PROCESS_TASK, args=[upload_id], queue="default")
+            outbox.send_on_commit(PROCESS_TASK, args=[locked.pk])
+            audit_record(
+                actor=user,
+                action=AuditAction.UPLOAD_SUBMIT,
+                site_id=locked.site_id,
+                target=f"upload {locked.pk}",
+                before={"status": locked.status},
+                after={"status": Upload.Status.SUBMITTED, "files": locked.total_files},
             )
             locked.refresh_from_db()
+        elif locked.status == Upload.Status.SUBMITTED:
+            _send(locked, now)
     return locked
+
+
+def _send(upload: Upload, now: datetime) -> None:
+    Upload.objects.filter(pk=upload.pk).update(sent_at=now)
+    outbox.send_on_commit(PROCESS_TASK, args=[upload.pk])
+
+
+def upload_resend(*, sent_before: datetime | None = None) -> int:
+    """Send again the processing of every upload still `submitted` whose last send is older
+    than `sent_before` (default: RESEND_AFTER_S ago), as beat does every minute and
+    `run_portal` at start. Returns how many were sent."""
+    now = timezone.now()
+    cutoff = sent_before or now - timedelta(seconds=settings.RESEND_AFTER_S)
+    waiting = Upload.objects.filter(status=Upload.Status.SUBMITTED).filter(
+        Q(sent_at__lt=cutoff) | Q(sent_at__isnull=True)
+    )
+    sent = 0
+    for upload_id in waiting.order_by("pk").values_list("pk", flat=True):
+        with transaction.atomic():
+            locked = Upload.objects.select_for_update(no_key=True).filter(pk=upload_id).first()
+            if locked is None or locked.status != Upload.Status.SUBMITTED:
+                continue  # taken up since the query
+            _send(locked, now)
+            sent += 1
+    return sent
+
+
+def upload_claim(*, upload_id: int, redelivered: bool) -> Upload | None:
+    """Take a submitted upload for processing (it becomes `processing`); None when this
+    message has nothing to do: the upload ended, or another task holds it (a message sent
+    again while the first one runs). A message the broker hands back (`redelivered`: its
+    worker died) resumes a processing upload."""
+    with transaction.atomic():
+        locked = Upload.objects.select_for_update(no_key=True).get(pk=upload_id)
+        if locked.status == Upload.Status.SUBMITTED:
+            Upload.objects.filter(pk=upload_id).update(
+                status=Upload.Status.PROCESSING, started_at=timezone.now()
+            )
+            locked.refresh_from_db()
+            return locked
+        if locked.status == Upload.Status.PROCESSING and redelivered:
+            return locked
+    log.info("upload %s is %s; this message has nothing to do", upload_id, locked.status)
+    return None
 
 
 def _fail(upload: Upload, reason: str) -> Upload:
@@ -125,7 +245,8 @@ def upload_expire(*, upload: Upload, now: datetime | None = None) -> bool:
 
 def upload_expire_stale(*, now: datetime | None = None) -> int:
     """What the periodic task runs: expire every upload left open too long, fail those
-    submitted that long ago whose processing never started (a lost message), and delete
+    submitted that long ago whose processing never started (no worker took it although the
+    sweep kept sending it: identified files do not wait in staging forever), and delete
     staging folders and incoming parts that belong to no open upload. Returns how many
     uploads it ended."""
     now = now or timezone.now()

@@ -6,7 +6,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from inference_worker.metrics import DAYS_PER_MONTH
+from inference_worker.ages import DAYS_PER_MONTH, REPORTED_SEXES, group_name
 from portal.reports.render.tables import _models, fmt
 
 PLOTS = {
@@ -180,11 +180,11 @@ def _bars(ax: Axes, labels: list[str], series: list[tuple[str, list[dict], dict]
 
 def _mae_by_group(report: dict) -> Figure:
     fig, ax = _figure(PLOTS["mae_by_group"])
-    groups = [f"{low:g}-{high:g}" for low, high in report.get("age_groups") or []]
+    groups = [group_name(low, high) for low, high in report.get("age_groups") or []]
     models = _models(report)
     series = []
     for k, (name, sections) in enumerate(models):
-        for sex in ("M", "F"):
+        for sex in REPORTED_SEXES:
             ms = [sections["by_group_sex"].get(f"{g} {sex}", {}) for g in groups]
             style = {"color": SEX_COLOURS[sex], "alpha": 0.85 if k == 0 else 0.45}
             if k:
@@ -193,7 +193,7 @@ def _mae_by_group(report: dict) -> Figure:
             series.append((label, ms, style))
     labels = []
     for g in groups:
-        n = [models[0][1]["by_group_sex"].get(f"{g} {s}", {}).get("n", 0) for s in ("M", "F")]
+        n = [models[0][1]["by_group_sex"].get(f"{g} {s}", {}).get("n", 0) for s in REPORTED_SEXES]
         labels.append(f"{g}\n{n[0]} / {n[1]}")
     any_ci = _bars(ax, labels, series)
     ax.set_xlabel("Age group (years); N male / female")

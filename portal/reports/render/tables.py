@@ -5,10 +5,12 @@ decimals, MAPE with 1, Spearman's rho with 3, an interval as "[low, high]". The 
 precision.
 """
 
-import csv
 import io
 import json
 from collections.abc import Iterable
+
+from inference_worker.ages import REPORTED_SEXES, group_name
+from portal.core.csv_cells import SafeDictWriter
 
 SECTIONS = ("overall", "by_sex", "by_group", "by_group_sex", "by_site")
 # The CSV: one row per (model, section, group). Paired rows (section "paired_<section>", model
@@ -47,6 +49,9 @@ DECIMALS = {
     "difference_ci_high_months": 2,
     "published_mae_months": 2,
 }
+
+# Cells of these columns are numbers ("-1.20" is a bias, not a formula); the rest is text.
+NUMERIC_COLUMNS = frozenset({"n", "mape_n", "mape_excluded", *DECIMALS})
 
 
 def fmt(value: float | None, decimals: int = 2) -> str:
@@ -105,7 +110,7 @@ def _csv_row(**values) -> dict:
 def _paper_rows(model: str, table: dict) -> list[dict]:
     rows = []
     for cohort, entry in table["cohorts"].items():
-        for sex in ("M", "F"):
+        for sex in REPORTED_SEXES:
             cells = [(f"{g} {sex}", entry[sex]["by_group"][g]) for g in table["groups"]]
             cells.append((f"overall {sex}", entry[sex]["overall"]))
             rows.extend(
@@ -139,7 +144,7 @@ def to_csv(report: dict) -> str:
     if report.get("paper_table"):
         rows.extend(_paper_rows(report["model"], report["paper_table"]))
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer = SafeDictWriter(out, CSV_COLUMNS, numeric=NUMERIC_COLUMNS, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
     return out.getvalue()
@@ -218,7 +223,7 @@ def _tables(report: dict) -> list[dict]:
             rows = []
             for group in [*table["groups"], "overall"]:
                 row = [group]
-                for sex in ("M", "F"):
+                for sex in REPORTED_SEXES:
                     by_sex = entry[sex]
                     cell = by_sex["overall"] if group == "overall" else by_sex["by_group"][group]
                     row += [str(cell["n"]), fmt(cell["mae_months"]), fmt(cell["mape_percent"], 1)]
@@ -264,7 +269,7 @@ def _meta(report: dict) -> list[tuple[str, str]]:
             ("Compare model", report["compare_model"]),
             ("Compare model sha256", report.get("compare_model_sha256") or ""),
         ]
-    groups = ", ".join(f"{low:g}-{high:g}" for low, high in report.get("age_groups") or [])
+    groups = ", ".join(group_name(low, high) for low, high in report.get("age_groups") or [])
     meta += [
         ("Created", report.get("created_at") or ""),
         ("Age groups (years)", groups),

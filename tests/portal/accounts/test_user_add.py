@@ -125,3 +125,33 @@ def test_leads_filter_and_export_the_audit_log_of_their_sites_as_csv():
     correction = next(r for r in rows if r["action"] == "review.correct")
     assert '"curated_age_days": 1200' in correction["after"]
     assert correction["at"].endswith("+00:00")  # UTC
+
+
+def test_user_add_refuses_weak_passwords_mixed_scripts_and_the_last_leads_downgrade(data_dir):
+    f.site("north")
+    weak = manage(
+        "user_add",
+        "nina",
+        "--role",
+        "reviewer",
+        "--site",
+        "north",
+        "--password",
+        "1234",
+        data_dir=data_dir,
+    )
+    assert weak.returncode == 1
+    assert "password: This password is too short" in weak.stderr
+    mixed = manage("user_add", "\u0430dmin", "--role", "lead", "--site", "north", data_dir=data_dir)
+    assert mixed.returncode == 1
+    assert "mixes scripts (Cyrillic, Latin)" in mixed.stderr
+    assert not get_user_model().objects.exists()
+
+    lead = manage("user_add", "lena", "--role", "lead", "--site", "north", data_dir=data_dir)
+    assert lead.returncode == 0, lead.stderr
+    downgrade = manage(
+        "user_add", "lena", "--role", "reviewer", "--site", "north", data_dir=data_dir
+    )
+    assert downgrade.returncode == 1
+    assert "north must keep a lead: lena is its last lead" in downgrade.stderr
+    assert Membership.objects.get(user__username="lena").role == "lead"

@@ -4,7 +4,7 @@
 import pytest
 from rest_framework.test import APIClient
 
-from portal.core.numbers import MAX_WHOLE, whole_number
+from portal.core.numbers import MAX_WHOLE, finite_number, whole_number
 
 pytestmark = pytest.mark.django_db
 
@@ -15,6 +15,14 @@ def test_whole_number_reads_ascii_digits_up_to_64_bits_only():
     assert [whole_number(t) for t in ["0", "42", str(MAX_WHOLE)]] == [0, 42, MAX_WHOLE]
     assert [whole_number(t) for t in [None, "", "²", "٣", "-1", "1.0", PAST_64_BITS]] == [None] * 7
     assert whole_number("1" * 5000) is None  # int() would refuse it past 4,300 digits
+
+
+def test_finite_number_reads_plain_ascii_decimals_within_bounds_only():
+    read = [finite_number(t, low=0, high=18) for t in ["0", "1", "1.5", "18", "07"]]
+    assert read == [0, 1, 1.5, 18, 7]
+    hostile = [None, "", "inf", "-inf", "nan", "1e309", "1e1", "-1", "18.5", "٣", " 1", "1 "]
+    hostile += ["0x1", "1_0", "+1", ".5", "1.", "1" * 400]
+    assert [finite_number(t, low=0, high=18) for t in hostile] == [None] * len(hostile)
 
 
 @pytest.mark.parametrize(
@@ -39,12 +47,16 @@ def test_an_unreadable_or_too_large_number_is_a_400_naming_it(admin_user, url, n
     assert named in response.json()
 
 
-def test_pages_answer_404_for_an_unreadable_limit_and_ignore_a_huge_image_filter(
-    admin_user, client
+@pytest.mark.parametrize(
+    ("url", "named"), [("/images/?limit=²", "limit"), (f"/audit/?image={PAST_64_BITS}", "image")]
+)
+def test_pages_answer_a_400_page_naming_an_unreadable_or_too_large_number(
+    admin_user, client, url, named
 ):
     client.force_login(admin_user)
-    assert client.get("/images/?limit=²").status_code == 404
-    assert client.get(f"/audit/?image={PAST_64_BITS}").status_code == 200
+    response = client.get(url)
+    assert response.status_code == 400
+    assert named in response.content.decode()
 
 
 @pytest.mark.django_db

@@ -13,7 +13,6 @@ from portal.ingest.dicom import (
     check_radiograph,
     compute_age,
     format_patient_age,
-    normalise_sex,
     number_of_frames,
 )
 
@@ -108,10 +107,6 @@ def test_negative_age_is_rejected():
 def test_missing_or_unparseable_age_is_rejected_with_the_reason(attrs, reason):
     with pytest.raises(Rejected, match=reason):
         compute_age(_ds(**attrs))
-
-
-def test_sex_is_normalised_to_m_f_or_o():
-    assert [normalise_sex(v) for v in ("M", "f ", "", None, "X")] == ["M", "F", "O", "O", "O"]
 
 
 def test_patient_age_string_uses_the_finest_unit_that_fits():

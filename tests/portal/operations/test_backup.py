@@ -5,6 +5,7 @@ folder, and a damaged backup or a used target is refused before anything is writ
 import contextlib
 import json
 import os
+import stat
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ import pytest
 from django.db import connection
 
 from portal.accounts.models import Role
+from portal.core import signing
 from portal.core.tokens import token_create
 from portal.predictions.integrity import file_sha256
 from portal.review.services import review_submit
@@ -86,6 +88,7 @@ def make_portal(data_dir: Path) -> int:
     chosen = validation.validation_set_create(name="holdout", sites=[north, south], user=lead)
     frozen = validation.validation_set_freeze(validation_set=chosen, user=lead)
     assert frozen.items.count() == 3
+    signing.own_public_key()  # the signing key, made on first use
     # Work in progress and secrets stay out of a backup.
     (data_dir / "staging" / "1").mkdir(parents=True)
     (data_dir / "staging" / "1" / "identified.dcm").write_bytes(b"PHI")
@@ -125,6 +128,13 @@ def test_backup_restores_into_a_new_database_and_data_folder_with_everything(
         assert verified.returncode == 0, verified.stdout
         assert json.loads(verified.stdout)["checked"] == named
         assert not (restored / "staging" / "1").exists()
+        # The same signing key, owner-only in the backup and after the restore.
+        key = data_dir / "signing_key.pem"
+        for copy in (out / "signing_key.pem", restored / "signing_key.pem"):
+            assert copy.read_bytes() == key.read_bytes()
+            assert stat.S_IMODE(copy.stat().st_mode) == 0o600
+        printed = run("signing_key", data_dir=restored, database_url=url)
+        assert printed.stdout.strip().splitlines()[-1] == signing.own_public_key()
 
         # A second restore into the same, now used, database is refused.
         again = run("restore", str(out), data_dir=tmp_path / "other", database_url=url)
@@ -157,3 +167,20 @@ def test_backup_refuses_a_folder_that_is_not_empty(data_dir: Path, tmp_path: Pat
     result = run("backup", str(out), data_dir=data_dir, database_url=_database_url())
     assert result.returncode == 1
     assert "not empty" in result.stderr
+
+
+def test_restore_refuses_a_data_folder_holding_another_signing_key(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    make_portal(data_dir)
+    out = tmp_path / "backup"
+    assert run("backup", str(out), data_dir=data_dir, database_url=_database_url()).returncode == 0
+    restored = tmp_path / "restored"
+    assert run("signing_key", data_dir=restored, database_url="sqlite://").returncode == 0
+
+    with fresh_database(tmp_path) as url:
+        result = run("restore", str(out), data_dir=restored, database_url=url)
+
+    assert result.returncode == 1
+    assert "holds another signing key: restore into a new data folder" in result.stderr
+    assert not (restored / "images").exists()

@@ -209,3 +209,21 @@ def test_numbers_are_formatted_consistently():
     assert render.fmt(None) == ""
     assert render.fmt_ci(5.9, 6.351) == "[5.90, 6.35]"
     assert render.fmt_ci(None, None) == ""
+
+
+def test_csv_neutralises_formula_text_and_keeps_negative_numbers():
+    points = _points(200, seed=3)
+    points["predicted_days"] = [t - 60 for t in points["true_days"]]  # bias about -2 months
+    points["site"] = [
+        '=HYPERLINK("http://x")' if s == "north" else "-south" for s in points["site"]
+    ]
+    report = {**_report(points), "model": "@model"}
+    rows = _rows(render.to_csv(report))
+    overall = next(r for r in rows if r["section"] == "overall")
+    assert overall["model"] == "'@model"
+    assert float(overall["bias_months"]) < -1.5  # a number, as written: "-1.97", not "'-1.97"
+    assert overall["bias_months"].startswith("-")
+    assert {r["group"] for r in rows if r["section"] == "by_site"} == {
+        '\'=HYPERLINK("http://x")',
+        "'-south",
+    }

@@ -6,10 +6,11 @@ from django.db import connection, transaction
 from django.db.utils import DatabaseError
 from rest_framework.test import APIClient
 
+from inference_worker.ages import AGE_LIMIT_DAYS
 from portal.accounts.models import AuditEvent
 from portal.core.models import AppendOnlyError
 from portal.ingest.models import Image
-from portal.review.models import MAX_AGE_DAYS, Review
+from portal.review.models import Review
 from tests.portal import factories as f
 
 pytestmark = pytest.mark.django_db
@@ -77,7 +78,7 @@ def test_a_stale_revision_is_refused_with_409_and_the_current_state(north):
 @pytest.mark.parametrize(
     ("body", "field"),
     [
-        ({"decision": "correct", "age_days": MAX_AGE_DAYS}, "age_days"),
+        ({"decision": "correct", "age_days": AGE_LIMIT_DAYS}, "age_days"),
         ({"decision": "correct", "age_days": -1}, "age_days"),
         ({"decision": "correct"}, "age_days"),
         ({"decision": "exclude"}, "reason"),
@@ -172,7 +173,7 @@ def test_reviews_and_audit_events_cannot_be_altered(north):
     decide(alice, img, 0, decision="confirm")
     review, event = Review.objects.get(), AuditEvent.objects.get(action="review.confirm")
 
-    with pytest.raises(ValueError, match="immutable"):
+    with pytest.raises(AppendOnlyError):
         review.save()
     with pytest.raises(AppendOnlyError):
         event.save()
@@ -185,9 +186,8 @@ def test_reviews_and_audit_events_cannot_be_altered(north):
     # Below the ORM, the database refuses too.
     with pytest.raises(DatabaseError), transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("UPDATE accounts_auditevent SET action = 'x'")
-    if connection.vendor == "postgresql":
-        with pytest.raises(DatabaseError), transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute("DELETE FROM accounts_auditevent")
+    with pytest.raises(DatabaseError), transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("DELETE FROM accounts_auditevent")
     assert AuditEvent.objects.get(pk=event.pk).action == "review.confirm"
     assert Image.objects.get(pk=img.pk).status == "confirmed"
 

@@ -7,11 +7,6 @@ import csv
 import hashlib
 import io
 import json
-import os
-import shutil
-import sqlite3
-import subprocess
-import sys
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,9 +27,10 @@ from portal.validation.services import (
     validation_set_create,
     validation_set_freeze,
 )
-from tests.conftest import ROOT, wait_for
+from tests.conftest import wait_for
 from tests.dicom_files import make_dicom
 from tests.portal import factories as f
+from tests.portal.validation.portals import import_into, query, snapshot
 
 STUDY = "20200115"
 # name, site, sex, birth date, decision (None: confirm), extra make_dicom arguments
@@ -103,74 +99,7 @@ def source_items(version: ValidationSetVersion, prefix: str = "") -> dict[str, t
     }
 
 
-# The second portal ------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def migrated_portal(tmp_path_factory) -> Path:
-    """An empty, migrated portal data folder (SQLite), copied by each test that needs one."""
-    folder = tmp_path_factory.mktemp("portal2-template")
-    result = run_portal(folder, "migrate", "--noinput", "-v0")
-    assert result.returncode == 0, result.stderr
-    return folder
-
-
-@pytest.fixture
-def portal2(migrated_portal: Path, tmp_path: Path) -> Path:
-    folder = tmp_path / "portal2"
-    shutil.copytree(migrated_portal, folder)
-    return folder
-
-
-def run_portal(folder: Path, command: str, *args: str) -> subprocess.CompletedProcess:
-    """`manage.py` of the second portal: its own data folder and SQLite database. The system
-    checks (every URLconf and view) are the web's business, not the import's."""
-    env = dict(
-        os.environ,
-        PORTAL_DATA_DIR=str(folder),
-        DATABASE_URL=f"sqlite:///{folder / 'db.sqlite3'}",
-    )
-    return subprocess.run(
-        [sys.executable, str(ROOT / "manage.py"), command, "--skip-checks", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
-def import_into(folder: Path, zip_path: Path, *extra: str) -> subprocess.CompletedProcess:
-    return run_portal(folder, "validation_set", "import", str(zip_path), *extra)
-
-
-def query(folder: Path, sql: str, *params) -> list[tuple]:
-    with sqlite3.connect(folder / "db.sqlite3") as db:
-        return db.execute(sql, params).fetchall()
-
-
-TABLES = [
-    "ingest_site",
-    "ingest_upload",
-    "ingest_uploadfile",
-    "ingest_image",
-    "validation_validationset",
-    "validation_validationsetversion",
-    "validation_validationitem",
-    "accounts_auditevent",
-]
-
-
-def snapshot(folder: Path) -> tuple:
-    """Row counts and every file of the portal but its database (folders that work creates
-    empty, such as `tmp/`, do not count)."""
-    counts = {t: query(folder, f"SELECT count(*) FROM {t}")[0][0] for t in TABLES}  # noqa: S608
-    files = sorted(
-        str(p.relative_to(folder))
-        for p in folder.rglob("*")
-        if not p.name.startswith("db.sqlite3") and (p.is_file() or any(p.iterdir()))
-    )
-    return counts, files
+# The second portal: helpers in `portals`, fixtures in conftest.py --------------------------
 
 
 def imported_items(folder: Path, set_name: str) -> dict[str, tuple]:
@@ -218,7 +147,9 @@ def test_round_trip_into_an_empty_portal_keeps_ages_sexes_sites_and_pixels(tmp_p
     assert summary["sha256"] == hashlib.sha256(zip_path.read_bytes()).hexdigest()
     result = import_into(portal2, zip_path, "--site-prefix", "ext-")
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == f"imported cxr-val v1: {len(FILES)} items"
+    assert result.stdout.strip().startswith(
+        f"imported cxr-val v1: {len(FILES)} items (signed by portal1 (key ed25519:"
+    )
     assert imported_items(portal2, "cxr-val") == source_items(world.version, prefix="ext-")
     # Ingest de-identified again with the new sites' keys: new bytes, same pixels.
     new_hashes = {row[0] for row in query(portal2, "SELECT sha256 FROM ingest_image")}
@@ -232,6 +163,10 @@ def test_round_trip_into_an_empty_portal_keeps_ages_sexes_sites_and_pixels(tmp_p
     origin = json.loads(provenance)["imported_from"]
     assert (origin["validation_set"], origin["version"]) == ("cxr-val", 1)
     assert origin["sites"] == {"north": "ext-north", "south": "ext-south"}
+    assert (origin["signature"]["status"], origin["signature"]["signed_by"]) == (
+        "signed",
+        "portal1",
+    )
 
     before = snapshot(portal2)
     again = import_into(portal2, zip_path, "--site-prefix", "other-")

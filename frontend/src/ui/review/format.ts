@@ -1,25 +1,13 @@
 // Text for the review screen: ages, residuals, what changed between two versions of a case.
+import { DAYS_PER_MONTH, daysToYearsMonths } from "../../ages";
 import type { AuditRecord, ExcludeReason, ImageDetail, ReviewRecord } from "../../api/client";
 
-const DAYS_PER_YEAR = 365.25;
-const DAYS_PER_MONTH = 30.4375;
-
-export function splitAge(days: number): { years: number; months: number } {
-  const years = Math.floor(days / DAYS_PER_YEAR);
-  const months = Math.floor((days - years * DAYS_PER_YEAR) / DAYS_PER_MONTH);
-  return { years, months };
-}
-
-/** "5 y 3 m"; under a year also the days, which matter for infants. */
+/** "5 y 3 m" (completed years and months, as ages.ts shows them); under a year also the
+ * days, which matter for infants. */
 export function formatAge(days: number | null | undefined): string {
   if (days === null || days === undefined) return "—";
-  const { years, months } = splitAge(days);
+  const { years, months } = daysToYearsMonths(days);
   return years > 0 ? `${years} y ${months} m` : `${months} m (${days} d)`;
-}
-
-/** The corrected age the form asks for, in whole days. */
-export function ageDays(years: number, months: number): number {
-  return Math.round(years * DAYS_PER_YEAR + months * DAYS_PER_MONTH);
 }
 
 /** Signed months, one decimal: "+10.8 months" means the model says older than recorded. */

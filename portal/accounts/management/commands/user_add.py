@@ -3,7 +3,8 @@
 
 Grants the role on each site named (run again to add sites or change the role there). A new
 user without `--password` gets a generated one, printed once. Exit status 2 for usage errors
-(an unknown site).
+(an unknown site), 1 for what the accounts rules refuse (a name, a password, a site's last
+lead), with the reason.
 """
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -27,9 +28,12 @@ class Command(BaseCommand):
         unknown = sorted(set(site) - {s.slug for s in sites})
         if unknown:
             raise CommandError(f"no such site: {', '.join(unknown)}", returncode=2)
-        user, generated = services.user_add(
-            actor=None, username=username, role=role, sites=sites, password=options["password"]
-        )
+        try:
+            user, generated = services.user_add(
+                actor=None, username=username, role=role, sites=sites, password=options["password"]
+            )
+        except services.AccountsError as exc:  # a name or password rule, a site's last lead
+            raise CommandError(str(exc)) from exc
         slugs = ", ".join(sorted(s.slug for s in sites))
         self.stdout.write(f"{user.get_username()} is {role} on {slugs}")
         if generated:

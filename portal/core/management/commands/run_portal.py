@@ -12,11 +12,17 @@ from contextlib import ExitStack
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
+from django.utils import timezone
 
 from portal.celery import app as celery_app
-from portal.core.processes import beat_command, local_redis
+from portal.core.files import data_folder
+from portal.core.processes import beat_command, local_redis, stop_process_groups
 from portal.ingest.models import Image, Site
+from portal.ingest.services import upload_resend
 from portal.predictions import services
+from portal.predictions.dispatch import prediction_jobs_sweep
+from portal.reports.services import report_resend
+from portal.validation.exports import export_resend
 
 DEMO_VERSION = "demo-ca-resnet18-phantoms"
 
@@ -26,7 +32,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--host", default="127.0.0.1")
-        parser.add_argument("--port", type=int, default=8000)
+        parser.add_argument(
+            "--port", type=int, default=settings.PORTAL_PORT, help="default: PORTAL_PORT or 8000"
+        )
         parser.add_argument("--web-workers", type=int, default=2)
         parser.add_argument(
             "--skip-demo-model", action="store_true", help="do not train the demo model"
@@ -43,7 +51,9 @@ class Command(BaseCommand):
                 )
                 # This process queues prediction jobs too.
                 celery_app.conf.broker_url = env["REDIS_URL"]
-                self.stdout.write(f"Redis: {env['REDIS_URL']} (local, data in var/redis)")
+                self.stdout.write(
+                    f"Redis: {env['REDIS_URL']} (local, data in {settings.DATA_DIR / 'redis'})"
+                )
             bin_dir = os.path.dirname(sys.executable)
             commands = {
                 "worker": [
@@ -99,7 +109,10 @@ class Command(BaseCommand):
             procs: dict[str, subprocess.Popen] = {}
             stack.callback(self._stop, procs)  # whatever started is stopped, even on a failure
             for name, cmd in commands.items():
-                procs[name] = subprocess.Popen(cmd, env=env)
+                # A group of its own: Ctrl-C reaches this process, which stops each child
+                # and everything the child started (see stop_process_groups).
+                procs[name] = subprocess.Popen(cmd, env=env, process_group=0)
+            self._resend_waiting_work()
             trainer = None if skip_demo_model else self._train_demo_model(env)
             if trainer:
                 stack.callback(self._stop, {"demo": trainer})
@@ -116,10 +129,24 @@ class Command(BaseCommand):
             except KeyboardInterrupt:
                 self.stdout.write("Stopping…")
 
+    def _resend_waiting_work(self) -> None:
+        """Work recorded while the portal or its broker was down starts now: every upload,
+        export and report still waiting for its task is sent again, and stalled prediction
+        jobs are re-dispatched (README, "When the broker is down"). The tasks do nothing twice,
+        whatever the queues still held."""
+        now = timezone.now()
+        uploads = upload_resend(sent_before=now)
+        built = export_resend(sent_before=now)
+        reports = report_resend(sent_before=now)
+        jobs = prediction_jobs_sweep(now=now)
+        self.stdout.write(
+            f"Waiting work sent again: {uploads} uploads, {built} exports, {reports} reports, "
+            f"{sum(o == 'redispatched' for o in jobs.values())} prediction jobs"
+        )
+
     def _train_demo_model(self, env: dict) -> subprocess.Popen:
         """Train (or reuse) the demo model in the background; the portal shows its progress."""
-        out = settings.DATA_DIR / "models" / "demo"
-        out.mkdir(parents=True, exist_ok=True)
+        out = data_folder("models/demo")
         log = out / "training.log"
         self.stdout.write(f"Demo model: checking or training in {out} (log: {log})")
         with log.open("ab") as fh:
@@ -128,6 +155,7 @@ class Command(BaseCommand):
                 env=env,
                 stdout=fh,
                 stderr=subprocess.STDOUT,
+                process_group=0,
             )
 
     def _use_demo_model(self, returncode: int) -> None:
@@ -155,11 +183,4 @@ class Command(BaseCommand):
 
     @staticmethod
     def _stop(procs: dict[str, subprocess.Popen]) -> None:
-        for proc in procs.values():
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in procs.values():
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_process_groups(procs.values())

@@ -6,11 +6,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-from django.conf import settings
 from django.core.management.base import BaseCommand
 from tqdm import tqdm
 
 from inference_worker import synthetic
+from portal.core.files import data_folder
 from portal.ingest import services
 from portal.ingest.archive import Source
 from portal.ingest.models import Site, Upload
@@ -35,7 +35,7 @@ class Command(BaseCommand):
                 self.stdout.write(f"demo site {slug}: {site.images.count()} images already")
                 continue
             site = site or services.site_create(slug=slug, name=name)
-            with tempfile.TemporaryDirectory(dir=settings.DATA_DIR / "tmp") as tmp:
+            with tempfile.TemporaryDirectory(dir=data_folder("tmp")) as tmp:
                 self.stdout.write(f"demo site {slug}: making {count} '{profile}' phantoms")
                 synthetic.generate(
                     Path(tmp),

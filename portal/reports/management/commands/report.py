@@ -27,7 +27,7 @@ class Command(BaseCommand):
         parser.add_argument("--compare-model", metavar="NAME")
         parser.add_argument("--format", required=True, choices=output.FORMATS)
         parser.add_argument("--out", required=True, type=Path)
-        parser.add_argument("--age-groups", default="0,1,3,6,12,18", metavar="B,B,...")
+        parser.add_argument("--age-groups", default=services.DEFAULT_GROUPS_TEXT, metavar="B,B,...")
         parser.add_argument(
             "--internal-site",
             action="append",

@@ -1,15 +1,18 @@
 """`manage.py validation_set create|freeze|list|diff|export|import`
 
     validation_set create NAME --site SLUG [--site ...] [--status S ...] [--sex M|F]
-        [--min-age-days N] [--max-age-days N] [--uploaded-after DATE] [--uploaded-before DATE]
+        [--min-age-days N] [--max-age-days N] [--age-group LOW-HIGH]
+        [--uploaded-after DATE] [--uploaded-before DATE]
     validation_set freeze NAME
     validation_set list
     validation_set diff NAME V1 V2
     validation_set export NAME[:VERSION] --out FILE.zip
-    validation_set import FILE.zip [--site-prefix P]
+    validation_set import FILE.zip [--site-prefix P] [--allow-unsigned]
 
 `NAME` alone means its latest frozen version. Exit status 0 on success, 1 when the request is
-refused (e.g. a tampered import), 2 for usage errors (unknown set, site or version).
+refused (e.g. a tampered import), 2 for usage errors (unknown set, site or version). An import
+must be signed by a trusted portal (`manage.py trusted_portal`); `--allow-unsigned` lets an
+unsigned one in, recorded as unsigned, never one whose signature does not verify.
 """
 
 import datetime as dt
@@ -19,6 +22,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
+from inference_worker.ages import REPORTED_SEXES
 from portal.ingest.models import Site
 from portal.validation import exports, imports, selectors, services
 from portal.validation.models import ValidationSet
@@ -45,9 +49,12 @@ class Command(BaseCommand):
             metavar="S",
             help="confirmed, corrected, adjudicated (default: all three)",
         )
-        create.add_argument("--sex", choices=["M", "F"])
+        create.add_argument("--sex", choices=REPORTED_SEXES)
         create.add_argument("--min-age-days", type=int)
         create.add_argument("--max-age-days", type=int)
+        create.add_argument(
+            "--age-group", metavar="LOW-HIGH", help="years, e.g. 1-3 (instead of the days)"
+        )
         create.add_argument("--uploaded-after", type=_date, metavar="DATE")
         create.add_argument("--uploaded-before", type=_date, metavar="DATE")
         create.add_argument("--description", default="")
@@ -65,6 +72,11 @@ class Command(BaseCommand):
         imp = sub.add_parser("import", help="import another portal's export, verified first")
         imp.add_argument("zip", type=Path, metavar="FILE.zip")
         imp.add_argument("--site-prefix", default="")
+        imp.add_argument(
+            "--allow-unsigned",
+            action="store_true",
+            help="accept an export without a signature (its provenance says unsigned)",
+        )
 
     def handle(self, *args, action: str, **options) -> None:
         try:
@@ -91,6 +103,7 @@ class Command(BaseCommand):
             sex=o["sex"],
             min_age_days=o["min_age_days"],
             max_age_days=o["max_age_days"],
+            age_group=o["age_group"],
             uploaded_after=o["uploaded_after"],
             uploaded_before=o["uploaded_before"],
         )
@@ -126,12 +139,16 @@ class Command(BaseCommand):
             summary = exports.export_write(
                 version=version, out=out, progress=lambda done, total: bar.update(done - bar.n)
             )
+        exports.export_file_record(version=version, summary=summary)
         self.stdout.write(json.dumps(summary, default=str))
 
-    def do_import(self, *, zip: Path, site_prefix: str, **o) -> None:
+    def do_import(self, *, zip: Path, site_prefix: str, allow_unsigned: bool, **o) -> None:
         if not zip.is_file():
             raise CommandError(f"no such file: {zip}", returncode=2)
-        version = imports.import_zip(path=zip, site_prefix=site_prefix)
+        version = imports.import_zip(
+            path=zip, site_prefix=site_prefix, allow_unsigned=allow_unsigned
+        )
         self.stdout.write(
             f"imported {version.validation_set.name} v{version.number}: {version.item_count} items"
+            f" ({selectors.signature_text(version)})"
         )

@@ -1,0 +1,45 @@
+"""Sending background work as a nudge (DESIGN.md, "Intent before messages").
+
+Every piece of background work is a row whose state says what must happen; the Celery message
+only wakes a worker up. So a send that fails (the broker is down or unreachable) is logged and
+forgotten: the row still says what to do, and the sweeps re-send it once the broker is back.
+Every portal sender goes through here; the broker timeouts that keep a failed send short are in
+settings (CELERY_BROKER_CONNECTION_TIMEOUT, CELERY_TASK_PUBLISH_RETRY_POLICY).
+"""
+
+import logging
+from collections.abc import Sequence
+
+from django.db import transaction
+
+from portal.celery import app as celery_app
+
+log = logging.getLogger(__name__)
+DEFAULT_QUEUE = "default"
+
+
+def send(
+    name: str, *, args: Sequence = (), queue: str = DEFAULT_QUEUE, headers: dict | None = None
+) -> bool:
+    """Send task `name` now; True when the broker took it. False, logged with the task's name
+    and arguments (ids, never PHI), when it did not: the caller's row keeps the intent."""
+    try:
+        celery_app.send_task(name, args=list(args), queue=queue, headers=headers)
+    except Exception as exc:  # kombu, redis and socket errors alike: a nudge never fails its caller
+        log.warning(
+            "could not send %s%s to the broker (%s: %s); the sweep re-sends it",
+            name,
+            tuple(args) if all(isinstance(a, int) for a in args) else "",
+            type(exc).__name__,
+            exc,
+        )
+        return False
+    return True
+
+
+def send_on_commit(
+    name: str, *, args: Sequence = (), queue: str = DEFAULT_QUEUE, headers: dict | None = None
+) -> None:
+    """`send` once the current transaction commits (at once outside one), so that the worker
+    finds the row the message is about."""
+    transaction.on_commit(lambda: send(name, args=args, queue=queue, headers=headers))
