@@ -9,8 +9,10 @@ from portal.accounts.selectors import is_lead_anywhere
 
 
 def navigation(request: HttpRequest) -> dict:
-    """Leads see the audit log and their team in the menu."""
-    return {"nav_is_lead": is_lead_anywhere(user=request.user)}
+    """Leads see the audit log and their team in the menu. An error page for a request refused
+    before authentication (a bad Host header) has no user: no lead menu."""
+    user = getattr(request, "user", None)
+    return {"nav_is_lead": user is not None and is_lead_anywhere(user=user)}
 
 
 def demo_model(request: HttpRequest) -> dict:
