@@ -18,7 +18,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from inference_worker.ages import AGE_LIMIT_DAYS, SEXES
+from inference_worker.ages import AGE_LIMIT_DAYS, DAYS_PER_YEAR, MAX_AGE_YEARS, SEXES
 from portal.accounts.audit import AuditAction
 from portal.accounts.models import REVIEW_ROLES
 from portal.accounts.selectors import (
@@ -202,8 +202,8 @@ _QUEUE_FILTERS = [
     OpenApiParameter(
         "age_group",
         str,
-        description="recorded age in years, LOW-HIGH with 0 <= LOW < HIGH <= 18, e.g. 1-3: the "
-        "days [floor(LOW x 365.25), floor(HIGH x 365.25))",
+        description=f"recorded age in years, LOW-HIGH with 0 <= LOW < HIGH <= {MAX_AGE_YEARS}, "
+        f"e.g. 1-3: the days [floor(LOW x {DAYS_PER_YEAR}), floor(HIGH x {DAYS_PER_YEAR}))",
     ),
     OpenApiParameter("status", str, enum=[s.value for s in selectors.OPEN_STATUSES]),
 ]
