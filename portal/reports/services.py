@@ -16,13 +16,13 @@ from django.utils import timezone
 from inference_worker import metrics
 from inference_worker.ages import AGE_GROUPS, MAX_AGE_YEARS
 from portal.accounts.audit import AuditAction
-from portal.accounts.services import audit_record_sites
 from portal.core import outbox
 from portal.core.numbers import finite_number
 from portal.predictions.models import ModelVersion, Prediction, PredictionJob
 from portal.predictions.services import prediction_job_create
 from portal.reports.models import Report
 from portal.validation.models import ValidationItem, ValidationSetVersion
+from portal.validation.services import version_audit
 
 BUILD_TASK = "portal.reports.report_build"
 RESEND_TASK = "portal.reports.resend"
@@ -81,9 +81,9 @@ def report_create(
             seed=seed,
             created_by=user,
         )
-        _report_audit(
+        version_audit(
             user=user,
-            report=report,
+            version=report.version,
             action=AuditAction.REPORT_BUILD,
             after={
                 "report": report.pk,
@@ -103,22 +103,11 @@ def _send(report: Report, now: dt.datetime) -> None:
     outbox.send_on_commit(BUILD_TASK, args=[report.pk])
 
 
-def _report_audit(*, user, report: Report, action: AuditAction, after: dict) -> None:
-    version = report.version
-    audit_record_sites(
-        site_ids=version.validation_set.sites.values_list("pk", flat=True),
-        actor=user,
-        action=action,
-        target=f"{version.validation_set.name}:{version.number}",
-        after=after,
-    )
-
-
 def report_download_record(*, user, report: Report, fmt: str) -> None:
     """A report file handed to `user`, on the record."""
-    _report_audit(
+    version_audit(
         user=user,
-        report=report,
+        version=report.version,
         action=AuditAction.REPORT_DOWNLOAD,
         after={"report": report.pk, "format": fmt},
     )

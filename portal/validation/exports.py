@@ -32,7 +32,6 @@ from django.db.models import Q
 from django.utils import timezone
 
 from portal.accounts.audit import AuditAction
-from portal.accounts.services import audit_record_sites
 from portal.core import outbox, signing
 from portal.core.csv_cells import SafeWriter
 from portal.validation import services
@@ -195,9 +194,9 @@ def export_start(*, version: ValidationSetVersion, user=None) -> ValidationExpor
             _export_send(export)
         # Asked for is on the record even when an earlier build is handed back: it is the
         # request to take every image of the set out of the portal.
-        _export_audit(
+        services.version_audit(
             user=user,
-            export=export,
+            version=export.version,
             action=AuditAction.EXPORT_START,
             after={"export": export.pk, "state": export.state, "reused": reused},
         )
@@ -217,24 +216,12 @@ def _export_reuse(*, version: ValidationSetVersion) -> ValidationExport | None:
     return None
 
 
-def _export_audit(*, user, export: ValidationExport, action: AuditAction, after: dict) -> None:
-    version = export.version
-    audit_record_sites(
-        site_ids=version.validation_set.sites.values_list("pk", flat=True),
-        actor=user,
-        action=action,
-        target=f"{version.validation_set.name}:{version.number}",
-        after=after,
-    )
-
-
 def export_file_record(*, version: ValidationSetVersion, summary: dict) -> None:
     """A ZIP written by `validation_set export` (the operator's copy), on the record."""
-    audit_record_sites(
-        site_ids=version.validation_set.sites.values_list("pk", flat=True),
-        actor=None,
+    services.version_audit(
+        user=None,
+        version=version,
         action=AuditAction.EXPORT_DOWNLOAD,
-        target=f"{version.validation_set.name}:{version.number}",
         after={
             "to": "command line",
             "sha256": summary["sha256"],
@@ -245,9 +232,9 @@ def export_file_record(*, version: ValidationSetVersion, summary: dict) -> None:
 
 def export_download_record(*, user, export: ValidationExport) -> None:
     """The ZIP (every image of the version) handed to `user`, on the record."""
-    _export_audit(
+    services.version_audit(
         user=user,
-        export=export,
+        version=export.version,
         action=AuditAction.EXPORT_DOWNLOAD,
         after={"export": export.pk, "sha256": export.sha256, "size_bytes": export.size_bytes},
     )

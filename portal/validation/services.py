@@ -34,6 +34,17 @@ class ValidationSetForbidden(ValidationSetError):
     """The user does not lead every site of the set."""
 
 
+def version_audit(*, user, version: ValidationSetVersion, action: AuditAction, after: dict) -> None:
+    """An event about one frozen version (its export, its reports), once per site of the set."""
+    audit_record_sites(
+        site_ids=version.validation_set.sites.values_list("pk", flat=True),
+        actor=user,
+        action=action,
+        target=f"{version.validation_set.name}:{version.number}",
+        after=after,
+    )
+
+
 def require_lead(*, user, sites: Iterable[Site]) -> None:
     if user is None:  # management commands act as the operator
         return
