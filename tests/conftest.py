@@ -254,6 +254,17 @@ def at_once(*calls: Callable[[], object], timeout_s: float = 60) -> list:
     return results
 
 
+def run_portal(port: int, env: dict) -> subprocess.Popen:
+    """`manage.py run_portal` (no demo model) in a real subprocess, its output piped."""
+    return subprocess.Popen(
+        [sys.executable, "manage.py", "run_portal", "--port", str(port), "--skip-demo-model"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+
+
 def wait_for(predicate, *, timeout_s: float = 60, interval_s: float = 0.2, what: str = "") -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -277,9 +288,13 @@ def pytest_report_header(config) -> str:
     return f"database: {django_settings.DATABASES['default']['ENGINE']}"
 
 
-def manage(*args: str, data_dir: Path, **kwargs) -> subprocess.CompletedProcess:
-    """Run `manage.py` in a real subprocess against the test database."""
-    env = dict(os.environ, PORTAL_DATA_DIR=str(data_dir), DATABASE_URL=_database_url())
+def manage(
+    *args: str, data_dir: Path, database_url: str | None = None, **kwargs
+) -> subprocess.CompletedProcess:
+    """Run `manage.py` in a real subprocess against the test database (or `database_url`)."""
+    env = dict(
+        os.environ, PORTAL_DATA_DIR=str(data_dir), DATABASE_URL=database_url or _database_url()
+    )
     return subprocess.run(
         [sys.executable, str(ROOT / "manage.py"), *args],
         cwd=ROOT,

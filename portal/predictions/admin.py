@@ -9,7 +9,10 @@ from portal.predictions.models import ModelVersion, Prediction, PredictionJob
 
 
 @admin.register(ModelVersion)
-class ModelVersionAdmin(admin.ModelAdmin):
+class ModelVersionAdmin(ReadOnlyAdmin):
+    """Versions are registered by `model_register` (which checks the checkpoint) and kept:
+    predictions name them. The one change made here is the `activate` action, on the record."""
+
     list_display = ["name", "architecture", "input_size", "is_active", "created_at"]
     readonly_fields = [
         "name",
@@ -23,17 +26,6 @@ class ModelVersionAdmin(admin.ModelAdmin):
     ]
     exclude = ["card"]
     actions = ["activate"]
-
-    # Versions are registered by `model_register` (which checks the checkpoint) and kept:
-    # predictions name them. The one change made here is the `activate` action, on the record.
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
     @admin.display(description="model card")
     def model_card(self, obj: ModelVersion) -> str:

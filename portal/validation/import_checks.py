@@ -7,7 +7,7 @@ import datetime as dt
 import re
 import zipfile
 
-from inference_worker.ages import AGE_LIMIT_DAYS, SEXES
+from inference_worker.ages import AGE_LIMIT_DAYS, REPORTED_SEXES, SEXES
 from portal.core import signing
 from portal.core.trust import trusted_portal_for_key
 from portal.ingest.models import ReviewStatus
@@ -122,8 +122,8 @@ def definition_check(definition) -> None:
                     f"{where}.statuses: {status!r} is not a settled age "
                     f"(expected {', '.join(sorted(ELIGIBLE_STATUSES))})"
                 )
-    if definition.get("sex") not in (None, "", "M", "F"):
-        raise ValidationSetError(f"{where}.sex must be M, F or null")
+    if definition.get("sex") not in (None, "", *REPORTED_SEXES):
+        raise ValidationSetError(f"{where}.sex must be {', '.join(REPORTED_SEXES)} or null")
     bounds = []
     for field in ("min_age_days", "max_age_days"):
         value = definition.get(field)

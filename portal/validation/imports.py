@@ -22,6 +22,7 @@ from django.db import transaction
 from portal.accounts.audit import AuditAction
 from portal.accounts.selectors import is_lead_anywhere
 from portal.core.csv_cells import csv_text
+from portal.core.files import data_folder
 from portal.ingest.archive import Source
 from portal.ingest.models import Image, Site, Upload, UploadFile
 from portal.ingest.services import site_create, upload_create, upload_process
@@ -37,7 +38,6 @@ from portal.validation.models import ValidationSet, ValidationSetVersion
 from portal.validation.services import ValidationSetError
 
 log = logging.getLogger(__name__)
-_HEX64 = import_checks.HEX64
 _MANIFEST_JSON_MAX = 64 * 1024 * 1024
 
 
@@ -117,7 +117,8 @@ def _row(raw: dict, line: int) -> dict:
     except (ValidationError, ValueError, TypeError) as exc:
         raise _refuse(where, "malformed (image, site or age)") from exc
     import_checks.row_values_check(row, where)
-    if not (_HEX64.fullmatch(row["sha256"]) and _HEX64.fullmatch(row["pixel_sha256"])):
+    hex64 = import_checks.HEX64
+    if not (hex64.fullmatch(row["sha256"]) and hex64.fullmatch(row["pixel_sha256"])):
         raise _refuse(where, "malformed sha256")
     return row
 
@@ -264,9 +265,7 @@ def import_zip(
             services.require_lead(user=user, sites=existing)
         _refuse_known(manifest, rows, targets)
         set_name = _set_name(name, str(manifest["validation_set"]))
-        tmp_root = settings.DATA_DIR / "tmp"
-        tmp_root.mkdir(parents=True, exist_ok=True)
-        folder = Path(tempfile.mkdtemp(prefix="import-", dir=tmp_root))
+        folder = Path(tempfile.mkdtemp(prefix="import-", dir=data_folder("tmp")))
         try:
             extracted = _verify_extract(zf, rows, folder, progress)
             return _ingest_record(
@@ -298,9 +297,7 @@ def import_upload(*, upload: UploadedFile, **options) -> ValidationSetVersion:
         raise ValidationSetError(f"{upload.name}: {rejection}")
     if hasattr(upload, "temporary_file_path"):
         return import_zip(path=Path(upload.temporary_file_path()), label=upload.name, **options)
-    tmp_root = settings.DATA_DIR / "tmp"
-    tmp_root.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix="import-", suffix=".zip", dir=tmp_root)
+    fd, name = tempfile.mkstemp(prefix="import-", suffix=".zip", dir=data_folder("tmp"))
     try:
         with open(fd, "wb") as out:
             for chunk in upload.chunks(CHUNK):

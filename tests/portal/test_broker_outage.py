@@ -8,7 +8,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -30,7 +29,7 @@ from portal.predictions import services as predictions
 from portal.reports.models import Report
 from portal.validation.exports import EXPORT_TASK
 from portal.validation.models import ValidationExport
-from tests.conftest import ROOT, Worker, _database_url, wait_for
+from tests.conftest import Worker, _database_url, run_portal, wait_for
 from tests.dicom_files import make_dicom
 from tests.portal import factories as f
 from tests.portal.validation.test_transfer import build_world
@@ -240,13 +239,7 @@ def test_run_portal_sends_at_start_the_work_a_broker_outage_left_waiting(
         # them here is run_portal's start.
         PORTAL_RESEND_AFTER_SECONDS="3600",
     )
-    proc = subprocess.Popen(
-        [sys.executable, "manage.py", "run_portal", "--port", str(port), "--skip-demo-model"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
+    proc = run_portal(port, env)
     try:
 
         def finished() -> bool:

@@ -77,15 +77,18 @@ def site_change(*, site: Site, user, **values) -> Site:
     return locked
 
 
+def _upload_audit(upload: Upload, user, action: AuditAction, **change) -> None:
+    """One event on an upload (`change`: its `before` and `after`), in the caller's transaction."""
+    audit_record(
+        actor=user, action=action, site_id=upload.site_id, target=f"upload {upload.pk}", **change
+    )
+
+
 def upload_create(*, site: Site, source: str, user=None) -> Upload:
     with transaction.atomic():
         upload = Upload.objects.create(site=site, source=source, created_by=user)
-        audit_record(
-            actor=user,
-            action=AuditAction.UPLOAD_CREATE,
-            site_id=site.pk,
-            target=f"upload {upload.pk}",
-            after={"upload": upload.pk, "source": source},
+        _upload_audit(
+            upload, user, AuditAction.UPLOAD_CREATE, after={"upload": upload.pk, "source": source}
         )
     return upload
 
@@ -125,11 +128,10 @@ def upload_receive_files(
             total_files=F("total_files") + len(files),
             last_received_at=timezone.now(),
         )
-        audit_record(
-            actor=user,
-            action=AuditAction.UPLOAD_FILES,
-            site_id=locked.site_id,
-            target=f"upload {locked.pk}",
+        _upload_audit(
+            locked,
+            user,
+            AuditAction.UPLOAD_FILES,
             before={"received_files": locked.received_files},
             after={"received_files": locked.received_files + len(files)},
         )
@@ -153,11 +155,10 @@ def upload_submit(*, upload: Upload, user=None) -> Upload:
                 status=Upload.Status.SUBMITTED, submitted_at=now, sent_at=now
             )
             outbox.send_on_commit(PROCESS_TASK, args=[locked.pk])
-            audit_record(
-                actor=user,
-                action=AuditAction.UPLOAD_SUBMIT,
-                site_id=locked.site_id,
-                target=f"upload {locked.pk}",
+            _upload_audit(
+                locked,
+                user,
+                AuditAction.UPLOAD_SUBMIT,
                 before={"status": locked.status},
                 after={"status": Upload.Status.SUBMITTED, "files": locked.total_files},
             )

@@ -1,10 +1,7 @@
 """Reviews and the audit log refuse change and deletion at every layer: the model, the queryset,
 the admin, the API and the database (triggers, tried on SQLite and PostgreSQL in one run)."""
 
-import os
 import sqlite3
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 
@@ -24,7 +21,7 @@ from portal.review.models import Review
 from portal.review.services import review_submit
 from portal.validation import services as sets
 from portal.validation.models import ValidationSetVersion
-from tests.conftest import ROOT
+from tests.conftest import manage
 from tests.portal import factories as f
 
 pytestmark = pytest.mark.django_db
@@ -232,22 +229,10 @@ def append_only_tables() -> list[str]:
 def migrate_and_seed(database_url: str, data_dir: Path) -> None:
     """`manage.py migrate` into a new database, then rows in every append-only table; then
     `manage.py flush`, which the triggers refuse (the rows are counted afterwards)."""
-    env = dict(os.environ, DATABASE_URL=database_url, PORTAL_DATA_DIR=str(data_dir))
-
-    def manage(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [sys.executable, str(ROOT / "manage.py"), *args],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-
     for args in (["migrate", "--no-input", "-v", "0"], ["shell", "-c", SEED]):
-        done = manage(*args)
+        done = manage(*args, data_dir=data_dir, database_url=database_url)
         assert done.returncode == 0, done.stderr
-    flush = manage("flush", "--no-input")
+    flush = manage("flush", "--no-input", data_dir=data_dir, database_url=database_url)
     assert flush.returncode == 1
     assert "couldn't be flushed" in flush.stderr  # Django's words; the triggers' are chained
 

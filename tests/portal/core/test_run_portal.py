@@ -12,7 +12,7 @@ import psutil
 import pytest
 
 from portal.core.processes import free_port
-from tests.conftest import ROOT, wait_for
+from tests.conftest import ROOT, run_portal, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -22,13 +22,7 @@ def test_run_portal_serves_the_login_page_and_stops_everything_on_ctrl_c(tmp_pat
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL")}
     env["PORTAL_DATA_DIR"] = str(tmp_path)
     subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
-    proc = subprocess.Popen(
-        [sys.executable, "manage.py", "run_portal", "--port", str(port), "--skip-demo-model"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
+    proc = run_portal(port, env)
     try:
 
         def login_page_is_up() -> bool:
