@@ -127,8 +127,10 @@ def definition_check(definition) -> None:
     bounds = []
     for field in ("min_age_days", "max_age_days"):
         value = definition.get(field)
-        if value is not None and not (_int(value) and value >= 0):
-            raise ValidationSetError(f"{where}.{field} must be a whole number of days from 0")
+        if value is not None and not (_int(value) and 0 <= value < AGE_LIMIT_DAYS):
+            raise ValidationSetError(
+                f"{where}.{field} must be a whole number of days from 0 to {AGE_LIMIT_DAYS - 1}"
+            )
         bounds.append(value)
     if None not in bounds and bounds[0] > bounds[1]:
         raise ValidationSetError(f"{where}: min_age_days is above max_age_days")

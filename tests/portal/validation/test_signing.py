@@ -356,7 +356,12 @@ REFUSALS = {
     "definition of wrong types": (
         {"manifest": update_definition(min_age_days="10"), "sign": _resign_here},
         (),
-        "manifest.json: definition.min_age_days must be a whole number of days from 0",
+        "manifest.json: definition.min_age_days must be a whole number of days from 0 to 6573",
+    ),
+    "definition bound out of scope": (
+        {"manifest": update_definition(max_age_days=99999999), "sign": _resign_here},
+        (),
+        "manifest.json: definition.max_age_days must be a whole number of days from 0 to 6573",
     ),
     "provenance a list": (
         {"manifest": lambda d: d.update(provenance=[1]), "sign": _resign_here},
