@@ -145,6 +145,8 @@ def train(args: argparse.Namespace) -> dict:
 
 
 def _loader(data: CachedImages, batch_size: int, workers: int, device, sampler=None):
+    """Worker processes start from a fork server, never by forking this process: a fork of a
+    threaded process (a Celery worker, pytest) can inherit a held lock and hang."""
     return DataLoader(
         data,
         batch_size=batch_size,
@@ -153,6 +155,7 @@ def _loader(data: CachedImages, batch_size: int, workers: int, device, sampler=N
         collate_fn=collate,
         pin_memory=device.type == "cuda",
         persistent_workers=workers > 0,
+        multiprocessing_context="forkserver" if workers > 0 else None,
     )
 
 

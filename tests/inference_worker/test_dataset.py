@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from torch.utils.data import DataLoader
 
 from inference_worker.dataset import (
     DONE,
@@ -20,12 +19,11 @@ from inference_worker.dataset import (
     CachedImages,
     _open_partial,
     build_cache,
-    collate,
     to_input,
 )
 from inference_worker.preprocess import STD, preprocess_file
 from inference_worker.synthetic import generate
-from inference_worker.train import augment
+from inference_worker.train import _loader, augment
 from tests.dicom_files import make_dicom
 
 SIZE = 48
@@ -46,9 +44,7 @@ def _dataset(folder: Path, count: int) -> CachedImages:
 
 def test_streaming_dataset_gives_the_tensors_preprocess_file_gives(phantoms, tmp_path):
     folder = build_cache(phantoms, SIZE, tmp_path, workers=2, progress=False)
-    loader = DataLoader(
-        _dataset(folder, len(phantoms)), batch_size=3, num_workers=2, collate_fn=collate
-    )
+    loader = _loader(_dataset(folder, len(phantoms)), 3, 2, torch.device("cpu"))
     seen = []
     for batch in loader:
         x = to_input(batch.pixels, torch.device("cpu"))
