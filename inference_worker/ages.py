@@ -79,6 +79,12 @@ def days_to_years_months(days: float) -> tuple[int, int]:
     return years, months
 
 
+def years_months_text(days: float) -> str:
+    """An age in days as a person reads it: "1 y 0 m" (completed years and months)."""
+    years, months = days_to_years_months(days)
+    return f"{years} y {months} m"
+
+
 def check_group(low: float, high: float) -> None:
     """An age group in years must be finite, from 0, no later than 18 years, and not empty."""
     if not (math.isfinite(low) and math.isfinite(high)):

@@ -11,9 +11,12 @@ from pathlib import Path
 
 from celery import Celery
 
+from inference_worker import quiet_pydicom
 from inference_worker.broker import transport_options
 
 os.umask(0o077)  # heatmaps readable by the service user alone, as the portal's own files
+# Before Celery sets up its logging: pydicom's messages (they quote paths) reach no log.
+quiet_pydicom.install()
 
 HARD_LIMIT_S = int(os.environ.get("TASK_HARD_LIMIT_S", 6 * 3600))
 DATA_DIR = Path(

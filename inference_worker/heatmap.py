@@ -1,9 +1,15 @@
-"""Grad-CAM of the scalar age output on the last stage, computed in the prediction's own pass.
+"""A signed Grad-CAM of the scalar age output on the last stage, computed in the prediction's own
+pass.
 
 The head pools the last stage globally, so d(age)/d(A[k, i, j]) = d(age)/d(pooled[k]) / (h w):
 Grad-CAM's channel weights (Selvaraju et al. 2017, Eq. 1) are the head's gradient with respect
 to the pooled features. Only the head needs a backward pass; the backbone runs once, without
 gradients, and its feature map serves both the prediction and the heatmap.
+
+The map is signed (issue 17): each cell's value, sum_k w_k A[k, i, j] / (h w), is that cell's
+first-order contribution to the predicted age, positive where the region pushes the age up and
+negative where it pushes it down. Classification Grad-CAM keeps only the positive part (a ReLU);
+for a regression that blanked every map whose evidence pointed younger (21% of them).
 
 Precision: the backbone may run under bf16 autocast; the head, its gradient (the Grad-CAM
 weights) and the map run in fp32 with autocast off, so a GPU and a CPU give the same age from
@@ -11,6 +17,8 @@ the same features (issue 9: bf16 in the head moved ages by up to two weeks).
 
 Stored heatmaps are compact: 8-bit single-channel PNGs covering the image's full extent, at most
 128 px on the long side, coloured where they are shown (the viewer; `colourise` is the same map).
+A stored level v means (v - ZERO_LEVEL) / SIGNED_RANGE of the map's largest |value|: 128 is no
+contribution, 255 the strongest push up, 1 the strongest push down (0 is not used).
 """
 
 import struct
@@ -30,11 +38,18 @@ from inference_worker.preprocess import Geometry
 # full-size map (0.003 at 256 px), in a quarter of the pixels, so a third of the encoding time.
 LONG_SIDE = 128
 
+# The stored level of a zero contribution and the levels either side of it (signed maps).
+ZERO_LEVEL = 128
+SIGNED_RANGE = 127
+# Written with the prediction (`heatmap_scale`); the portal reads a missing one as "positive",
+# the 0..255 ReLU maps of workers before issue 17.
+SCALE = "signed"
+
 
 @dataclass
 class Output:
     age: Tensor  # N, on the model's normalised scale, fp32
-    cam: Tensor  # N x h x w, non-negative, on the last stage's grid, fp32
+    cam: Tensor  # N x h x w, signed, on the last stage's grid, fp32 (normalised age per cell)
 
 
 def head_with_cam_weights(model: ResNet, features: Tensor, sex: Tensor) -> tuple[Tensor, Tensor]:
@@ -61,7 +76,7 @@ def cam_from_features(model: ResNet, features: Tensor, sex: Tensor) -> Output:
     with torch.autocast(features.device.type, enabled=False), torch.no_grad():
         features = features.float()
         h, w = features.shape[2:]
-        cam = F.relu(torch.einsum("nc,nchw->nhw", weights / (h * w), features))
+        cam = torch.einsum("nc,nchw->nhw", weights / (h * w), features)
     return Output(age=age, cam=cam)
 
 
@@ -73,7 +88,8 @@ def compact_shape(rows: int, columns: int, long_side: int = LONG_SIDE) -> tuple[
 
 def heat_on_grid(cams: Tensor, geometry: Geometry, rows: int, columns: int) -> Tensor:
     """CAMs of images that share one geometry (N x h x w) onto a rows x columns grid covering the
-    original image: upsample to the square input, cut the padding, resize; each map 0..1."""
+    original image: upsample to the square input, cut the padding, resize; each map divided by
+    its largest |value|, so -1..1 (a map that is zero everywhere stays zero)."""
     g = geometry
     with torch.no_grad():
         square = F.interpolate(
@@ -82,12 +98,12 @@ def heat_on_grid(cams: Tensor, geometry: Geometry, rows: int, columns: int) -> T
         inner = square[:, :, g.top : g.top + g.scaled_rows, g.left : g.left + g.scaled_columns]
         grid = F.interpolate(inner, size=(rows, columns), mode="bilinear", align_corners=False)
         grid = grid[:, 0]
-        peak = grid.amax(dim=(1, 2), keepdim=True)
-        return torch.where(peak > 0, grid / peak.clamp_min(1e-30), 0.0).clamp(0, 1)
+        peak = grid.abs().amax(dim=(1, 2), keepdim=True)
+        return torch.where(peak > 0, grid / peak.clamp_min(1e-30), 0.0).clamp(-1, 1)
 
 
 def to_original_grid(cam: Tensor, geometry: Geometry) -> np.ndarray:
-    """One CAM at the DICOM's full rows x columns, 0..1 (the reference for the compact map)."""
+    """One CAM at the DICOM's full rows x columns, -1..1 (the reference for the compact map)."""
     return heat_on_grid(cam[None], geometry, geometry.rows, geometry.columns)[0].cpu().numpy()
 
 
@@ -102,9 +118,20 @@ def compact_heats(cams: Tensor, geometries: list[Geometry]) -> list[Tensor]:
         # Device-side selection: an index list would be a host-to-device copy mid-pipeline.
         chosen = cams if len(members) == len(cams) else torch.stack([cams[k] for k in members])
         heat = heat_on_grid(chosen, geometry, rows, columns)
-        for k, one in zip(members, (heat * 255).round_().to(torch.uint8), strict=True):
+        levels = (heat * SIGNED_RANGE).round_().add_(ZERO_LEVEL).to(torch.uint8)
+        for k, one in zip(members, levels, strict=True):
             out[k] = one
     return out  # type: ignore[return-value]
+
+
+def is_blank(heat: np.ndarray) -> bool:
+    """The one definition of a blank heatmap: no pixel of the stored 8-bit map is off the zero
+    level, so the viewer would draw nothing (every |value| below half a level, 1/254, after the
+    division by the largest |value|). That division puts the peak at +-1, so a map is blank only
+    when the model's gradient-weighted features are zero everywhere (e.g. every hidden unit of
+    the head is off): then the prediction says so (`heatmap_blank`) and the viewer shows a
+    message instead of an empty overlay."""
+    return not bool(np.any(heat != ZERO_LEVEL))
 
 
 def _chunk(tag: bytes, data: bytes) -> bytes:
@@ -133,21 +160,46 @@ def png_bytes(heat: np.ndarray) -> bytes:
     )
 
 
-# Anchors of a perceptually ordered colour map (dark blue -> cyan -> yellow -> red); the viewer
-# (frontend/src/viewer/heatmap.ts) colours stored maps with the same anchors and alpha.
+# Anchors of the diverging colour map over -1..1: cool (blue, cyan) where the region pushes the
+# predicted age down, warm (yellow, red) where it pushes it up; the opacity grows with |value|, so
+# no contribution is transparent. The viewer (frontend/src/viewer/heatmap-colours.ts) colours
+# stored maps with the same anchors and alpha, and draws its legend from them.
 _ANCHORS = np.array(
-    [[0.0, 0.0, 0.5], [0.0, 0.3, 1.0], [0.0, 0.9, 0.9], [1.0, 0.9, 0.0], [1.0, 0.1, 0.0]]
+    [[0.0, 0.25, 1.0], [0.0, 0.85, 1.0], [1.0, 1.0, 1.0], [1.0, 0.85, 0.0], [1.0, 0.1, 0.0]]
 )
+MAX_ALPHA = 0.6
 
 
-def colourise(heat: np.ndarray, max_alpha: float = 0.6) -> np.ndarray:
-    """RGBA uint8 overlay of a 0..1 map (or a stored uint8 one): colour by heat, transparent
-    where the model did not look."""
+def colourise(heat: np.ndarray, max_alpha: float = MAX_ALPHA) -> np.ndarray:
+    """RGBA uint8 overlay of a -1..1 map (or a stored uint8 one): warm where the region pushes
+    the age up, cool where it pushes it down, transparent where it does neither."""
     if heat.dtype == np.uint8:
-        heat = heat / 255.0
-    position = np.clip(heat, 0, 1) * (len(_ANCHORS) - 1)
+        heat = (heat.astype(np.float64) - ZERO_LEVEL) / SIGNED_RANGE
+    heat = np.clip(heat, -1, 1)
+    position = (heat + 1) / 2 * (len(_ANCHORS) - 1)
     low = np.floor(position).astype(int).clip(0, len(_ANCHORS) - 2)
     frac = (position - low)[..., None]
     rgb = _ANCHORS[low] * (1 - frac) + _ANCHORS[low + 1] * frac
-    alpha = np.clip(heat, 0, 1) * max_alpha
+    alpha = np.abs(heat) * max_alpha
     return (np.dstack([rgb, alpha]) * 255).round().astype(np.uint8)
+
+
+def table() -> dict:
+    """The stored levels' meaning as data, for the viewer's twin (heatmap-colours.test.ts reads
+    `frontend/src/viewer/heatmap.expected.json`)."""
+    levels = np.arange(256, dtype=np.uint8)
+    return {
+        "zero_level": ZERO_LEVEL,
+        "signed_range": SIGNED_RANGE,
+        "max_alpha": MAX_ALPHA,
+        "signed_rgba": colourise(levels[None])[0].tolist(),
+        "blank": [[levels[k : k + 3].tolist(), is_blank(levels[k : k + 3])] for k in (0, 126, 253)]
+        + [[[ZERO_LEVEL] * 3, is_blank(np.full(3, ZERO_LEVEL, np.uint8))]],
+    }
+
+
+if __name__ == "__main__":
+    # python -m inference_worker.heatmap > frontend/src/viewer/heatmap.expected.json
+    import json
+
+    print(json.dumps(table(), separators=(",", ":")))

@@ -142,6 +142,13 @@ def _sections(
         out["by_site"] = {
             str(name): site == name for name in sorted({v for v in site if v not in (None, "")})
         }
+        # Every site present x every group (empty cells too), keyed "<site> <group>" like
+        # "<group> <sex>": the reports' site x age-group table.
+        out["by_site_group"] = {
+            f"{name} {group_name(low, high)}": mask & (index == i)
+            for name, mask in out["by_site"].items()
+            for i, (low, high) in enumerate(groups)
+        }
     return out
 
 
@@ -247,7 +254,8 @@ def report(
     resamples: int = 0,
     seed: int = 0,
 ) -> dict:
-    """Overall, per age group, per sex, per age group x sex, and (given `sites`) per site.
+    """Overall, per age group, per sex, per age group x sex, and (given `sites`) per site and
+    per site x age group (`by_site_group`, keyed "<site> <group>": every site x every group).
 
     With `resamples` > 0 every metrics dict gains `mae_ci_low_months` and `mae_ci_high_months`:
     the 95 % percentile bootstrap interval of its MAE (see the module's docstring)."""

@@ -3,10 +3,11 @@
     python -m inference_worker.predict FILE [FILE ...] --model DIR [--heatmaps DIR] [--json]
         [--batch-size N] [--workers N] [--compile]
 
-With --json, one JSON object per file and line: `{"file", "age_days", "sex", "heatmap", "model",
-"ms": {"load", "preprocess", "predict", "heatmap", "encode"}}`, or `{"file", "error",
-"unreadable"}` for a file that failed. The pipeline has named stages and records each stage's
-milliseconds per image; the network is loaded once per process and cached.
+With --json, one JSON object per file and line: `{"file", "age_days", "sex", "heatmap",
+"heatmap_blank", "model", "ms": {"load", "preprocess", "predict", "heatmap", "encode"}}`, or
+`{"file", "error", "unreadable"}` for a file that failed (`heatmap_blank`: the map is zero
+everywhere, see `heatmap.is_blank`; null without a heatmap). The pipeline has named stages and
+records each stage's milliseconds per image; the network is loaded once per process and cached.
 
 One pipeline serves the CLI and the Celery worker (`run_batch`): decoding and preprocessing run
 ahead of the model in worker processes (CLI: a DataLoader, its tensors in shared memory) or
@@ -34,7 +35,7 @@ import torch
 from inference_worker import checkpoint
 from inference_worker.ages import days_to_years_months
 from inference_worker.decoding import Item, decoded_chunks
-from inference_worker.heatmap import compact_heats, png_bytes, predict_with_cam
+from inference_worker.heatmap import SCALE, compact_heats, is_blank, png_bytes, predict_with_cam
 from inference_worker.model import ResNet, sex_tensor
 from inference_worker.preprocess import describe
 
@@ -76,6 +77,7 @@ class Result:
     sex: str | None = None
     heatmap: str | None = None
     heatmap_sha256: str | None = None
+    heatmap_blank: bool | None = None  # `heatmap.is_blank` of the written map
     error: str | None = None
     unreadable: bool = False
     ms: dict[str, float] = field(default_factory=dict)
@@ -88,6 +90,7 @@ class Result:
             "age_days": self.age_days,
             "sex": self.sex,
             "heatmap": self.heatmap,
+            "heatmap_blank": self.heatmap_blank,
             "model": model,
             "ms": {k: round(v, 3) for k, v in self.ms.items()},
         }
@@ -215,13 +218,8 @@ class _Run:
 
     def _fail(self, i: int, reason: str, unreadable: bool = False) -> None:
         r = self.results[i]
-        r.error, r.unreadable, r.age_days, r.heatmap, r.heatmap_sha256 = (
-            reason,
-            unreadable,
-            None,
-            None,
-            None,
-        )
+        r.error, r.unreadable, r.age_days = reason, unreadable, None
+        r.heatmap = r.heatmap_sha256 = r.heatmap_blank = None
 
     def _launch(self, items: list[Item]) -> _Launched | None:
         try:
@@ -344,6 +342,7 @@ class _Run:
             return
         r = self.results[i]
         r.heatmap, r.heatmap_sha256 = str(path), hashlib.sha256(png).hexdigest()
+        r.heatmap_blank = is_blank(heat)
         r.ms["encode"] = (time.perf_counter() - start) * 1000
 
 
@@ -377,8 +376,9 @@ def failure_answer(payload: dict, reason: str, *, unreadable: bool = False) -> d
 def run_batch(payload: dict, data_dir: Path, settings: Settings | None = None) -> dict:
     """A portal batch (`{"job", "model": {"name", "path", "sha256"}, "images": [{"id", "path",
     "sex", "heatmap"}]}`, paths relative to the shared storage) -> the answer for the portal:
-    one result per image, an age and a heatmap (with its sha256), or `{"image", "error",
-    "unreadable"}`. Never raises: whatever fails, the portal hears about every image."""
+    one result per image, an age and a heatmap (with its sha256, its scale and whether it is
+    blank), or `{"image", "error", "unreadable"}`. Never raises: whatever fails, the portal
+    hears about every image."""
     settings = settings or Settings.from_env()
     model, images = payload["model"], payload["images"]
     try:
@@ -409,6 +409,8 @@ def run_batch(payload: dict, data_dir: Path, settings: Settings | None = None) -
                     "age_days": result.age_days,
                     "heatmap": image["heatmap"],
                     "heatmap_sha256": result.heatmap_sha256,
+                    "heatmap_scale": SCALE,
+                    "heatmap_blank": result.heatmap_blank,
                     "ms": result.ms,
                 }
             )
@@ -460,6 +462,7 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"{result.file}: {result.age_days} days ({years} y {months} m)"
                 + (f", heatmap {result.heatmap}" if result.heatmap else "")
+                + (" (blank: the model's gradient is zero)" if result.heatmap_blank else "")
             )
     return 1 if failed else 0
 

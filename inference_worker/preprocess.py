@@ -22,9 +22,13 @@ from pydicom.pixels import apply_modality_lut, apply_voi_lut
 from torch import Tensor
 from torch.nn import functional as F  # noqa: N812
 
+from inference_worker import quiet_pydicom
 from inference_worker.ages import normalise_sex
 
 pydicom_config.settings.reading_validation_mode = pydicom_config.IGNORE
+# pydicom's warnings quote the stored file's path: none reaches stderr or a log, in the worker
+# and in the command-line tools (predict, train, evaluate, demo) that read DICOM through here.
+quiet_pydicom.install()
 
 # Fixed normalisation recorded in every model card: input = (x - MEAN) / STD for x in [0, 1].
 MEAN, STD = 0.5, 0.25

@@ -8,6 +8,7 @@ cookies, HSTS and the redirect to HTTPS behind a proxy (see README, "Production"
 import os
 import secrets
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -65,6 +66,13 @@ CSRF_TRUSTED_ORIGINS = [
 ]
 # Where `manage.py run_portal` (`make run`) serves: http://127.0.0.1:PORTAL_PORT/.
 PORTAL_PORT = _env_int("PORTAL_PORT", 8000)
+# The web server (`manage.py serve_web`, portal.core.webserver): a client that sends or reads
+# nothing for PORTAL_CLIENT_TIMEOUT_S seconds is disconnected; request bodies are received
+# whole before one of PORTAL_WEB_THREADS threads runs the request, so a slow client holds a
+# connection (at most PORTAL_WEB_CONNECTIONS), never a thread.
+PORTAL_CLIENT_TIMEOUT_S = max(1, _env_int("PORTAL_CLIENT_TIMEOUT_S", 60))
+PORTAL_WEB_THREADS = max(1, _env_int("PORTAL_WEB_THREADS", 8))
+PORTAL_WEB_CONNECTIONS = max(10, _env_int("PORTAL_WEB_CONNECTIONS", 1000))
 
 INSTALLED_APPS = [
     "portal.accounts.admin_config.PortalAdminConfig",  # django.contrib.admin, the portal's site
@@ -89,6 +97,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # /healthz, before the host check and the HTTPS redirect (container health checks).
     "portal.core.health.HealthCheckMiddleware",
+    "portal.core.proxies.UntrustedForwardedHeadersMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "portal.core.query.RefuseNulCharacters",
     # Before WhiteNoise, so that static files (the viewer's worker scripts) carry the policy too.
@@ -151,11 +160,20 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 # Every password check counts failures (portal.core.login_throttle).
 AUTHENTICATION_BACKENDS = ["portal.core.authentication.ThrottledModelBackend"]
+# Per (address, name) small, per name larger, per address much larger: one person's typos
+# lock out that person only, not everyone behind the same NAT (portal.core.login_throttle).
 LOGIN_THROTTLE = {
-    "MAX_FAILURES": _env_int("PORTAL_LOGIN_MAX_FAILURES", 5),
-    "MAX_FAILURES_PER_ADDRESS": _env_int("PORTAL_LOGIN_MAX_FAILURES_PER_ADDRESS", 20),
+    "MAX_FAILURES_PER_ADDRESS_USER": _env_int("PORTAL_LOGIN_MAX_FAILURES_PER_ADDRESS_USER", 5),
+    "MAX_FAILURES": _env_int("PORTAL_LOGIN_MAX_FAILURES", 50),
+    "MAX_FAILURES_PER_ADDRESS": _env_int("PORTAL_LOGIN_MAX_FAILURES_PER_ADDRESS", 200),
     "WINDOW_SECONDS": _env_int("PORTAL_LOGIN_WINDOW_SECONDS", 900),
 }
+# X-Forwarded-For is believed only from these networks (portal.core.proxies); none by default.
+PORTAL_TRUSTED_PROXIES = [
+    p.strip() for p in os.environ.get("PORTAL_TRUSTED_PROXIES", "").split(",") if p.strip()
+]
+# Optional cap on the X-Forwarded-For entries read from a trusted proxy (0: no cap).
+PORTAL_NUM_PROXIES = _env_int("PORTAL_NUM_PROXIES", 0)
 SESSION_COOKIE_AGE = _env_int("PORTAL_SESSION_SECONDS", 8 * 3600)
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
@@ -210,10 +228,26 @@ INGEST = {
     "UPLOAD_EXPIRY_HOURS": float(os.environ.get("PORTAL_UPLOAD_EXPIRY_HOURS", "24")),
 }
 
-# Login failures and API throttles are counted in this cache; in production every web worker
-# must share it (Redis), or each would keep its own count.
+# Login failures and API throttles are counted in this cache; every web process must share it
+# (Redis), or each would keep its own count: Redis whenever a REDIS_URL is given (`make run`
+# passes its own Redis to the web server) or in production; per-process memory only for a lone
+# process without one (`manage.py runserver`, tests).
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-_CACHE_URL = os.environ.get("PORTAL_CACHE_URL", REDIS_URL if PRODUCTION else "")
+
+
+def _next_database(url: str) -> str:
+    """The broker's Redis with the next database number: clearing the cache (FLUSHDB) must
+    never drop queued tasks."""
+    parts = urlsplit(url)
+    number = parts.path.strip("/")
+    following = (int(number) + 1) % 16 if number.isdigit() else 1
+    return urlunsplit(parts._replace(path=f"/{following}"))
+
+
+_CACHE_URL = os.environ.get(
+    "PORTAL_CACHE_URL",
+    _next_database(REDIS_URL) if PRODUCTION or "REDIS_URL" in os.environ else "",
+)
 CACHES = {
     "default": (
         {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": _CACHE_URL}
@@ -241,13 +275,12 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # Counted by portal.core.proxies.client_address (PORTAL_TRUSTED_PROXIES), not NUM_PROXIES.
     "DEFAULT_THROTTLE_CLASSES": [
-        "rest_framework.throttling.AnonRateThrottle",
-        "rest_framework.throttling.UserRateThrottle",
+        "portal.core.throttles.AnonThrottle",
+        "portal.core.throttles.UserThrottle",
     ],
     "DEFAULT_THROTTLE_RATES": _throttle_rates(),
-    # Proxies in front of the portal whose X-Forwarded-For is trusted for the client address.
-    "NUM_PROXIES": _env_int("PORTAL_NUM_PROXIES", 1 if PRODUCTION else 0),
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }
 SPECTACULAR_SETTINGS = {
@@ -358,12 +391,19 @@ REVIEW = {
 
 # Logs never carry PHI: ingest logs upload ids and file positions (#3), never names or tag
 # values.
+# pydicom's warnings and log messages (they quote the file's path and tag values) reach no log
+# and no stderr in any process that loads these settings (web, manage.py, Celery worker and
+# beat): `quiet_pydicom` configures the "pydicom" logger and Python's warnings after LOGGING.
+LOGGING_CONFIG = "inference_worker.quiet_pydicom.configure_logging"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("PORTAL_LOG_LEVEL", "INFO")},
-    # pydicom's messages may quote tag values; only its errors pass, and those carry none.
-    "loggers": {"pydicom": {"level": "ERROR"}},
+    # WeasyPrint (the report PDF) logs every layout step and fontTools every glyph at INFO.
+    "loggers": {
+        "weasyprint": {"level": "WARNING"},
+        "fontTools": {"level": "WARNING"},
+    },
 }

@@ -1,4 +1,4 @@
-"""WSGI entry point for gunicorn and friends."""
+"""WSGI entry point for any WSGI server (the portal's own: `manage.py serve_web`)."""
 
 import os
 

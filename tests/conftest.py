@@ -16,6 +16,7 @@ from django.conf import settings as django_settings
 from django.core.cache import cache
 from django.db import connection, connections, transaction
 from django.db.backends.base.operations import BaseDatabaseOperations
+from django.test import override_settings
 
 from portal.celery import app as celery_app
 from portal.core.processes import local_redis
@@ -51,8 +52,18 @@ def fast_passwords(settings) -> None:
     ]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def memory_cache() -> Iterator[None]:
+    """This process counts login failures and API rates in its own memory, whatever REDIS_URL
+    the shell has (settings would pick it, and `cache.clear()` flushes the Redis it names);
+    the servers the tests start count in the tests' own Redis (REDIS_URL, below)."""
+    locmem = {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "KEY_PREFIX": "portal"}
+    with override_settings(CACHES={"default": locmem}):
+        yield
+
+
 @pytest.fixture(autouse=True)
-def empty_cache() -> Iterator[None]:
+def empty_cache(memory_cache) -> Iterator[None]:
     """Login failures and API throttles are counted in the cache: none carry over."""
     cache.clear()
     yield

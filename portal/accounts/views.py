@@ -77,6 +77,7 @@ def team(request: HttpRequest) -> HttpResponse:
         "accounts/team.html",
         {
             "form": form,
+            "lead_sites": sites.order_by("slug"),
             "memberships": page.items,
             "next_url": next_url,
             "previous_url": previous_url,

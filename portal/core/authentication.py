@@ -37,7 +37,7 @@ class ThrottledModelBackend(ModelBackend):
         if user is None:
             login_failure_record(request=request, username=username)
         else:
-            login_success_record(username=username)
+            login_success_record(request=request, username=username)
         return user
 
 

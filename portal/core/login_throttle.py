@@ -1,30 +1,50 @@
-"""Failed-login counting in Django's cache: per user name and per client address, in a fixed
-window from the first failure (settings.LOGIN_THROTTLE). Every way in (the login form, the admin,
-HTTP basic auth, API tokens) counts against the same numbers."""
+"""Failed-login counting in Django's cache, in a fixed window from the first failure
+(settings.LOGIN_THROTTLE), with three counters:
+
+- per (client address, user name), small: one person's typos lock out that name from that
+  address only, never the colleagues behind the same hospital NAT;
+- per user name from every address, larger: guessing one name from many addresses;
+- per client address, much larger still: guessing many names from one address.
+
+Every way in (the login form, the admin, HTTP basic auth, API tokens) counts against the same
+numbers. The cache must be shared by every web process (settings.CACHES: Redis whenever a
+REDIS_URL is given), or each process would keep a count of its own."""
 
 import hashlib
+import ipaddress
 import time
 
 from django.conf import settings
 from django.core.cache import cache
 from django.http import HttpRequest
-from rest_framework.throttling import BaseThrottle
+
+from portal.core.proxies import client_address
 
 
-def client_address(request: HttpRequest) -> str:
-    """The caller's address; behind `NUM_PROXIES` proxies, read from X-Forwarded-For as DRF does."""
-    return BaseThrottle().get_ident(request)
+def _address_key(address: str) -> str:
+    """An IPv6 client holds a whole /64 (its host bits are its own to pick): count the /64."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return address
 
 
 def _keys(*, request: HttpRequest | None, username: str | None) -> list[tuple[str, int]]:
     """(cache key, allowed failures) for each counter this attempt falls under. User names are
     hashed: keys stay short and the cache holds no names."""
     limits = settings.LOGIN_THROTTLE
+    address = _address_key(client_address(request)) if request is not None else ""
     keys = []
     if username:
         digest = hashlib.sha256(username.strip().lower().encode()).hexdigest()[:32]
         keys.append((f"login-fail:user:{digest}", limits["MAX_FAILURES"]))
-    if request is not None and (address := client_address(request)):
+        if address:
+            per_pair = limits.get("MAX_FAILURES_PER_ADDRESS_USER", limits["MAX_FAILURES"])
+            keys.append((f"login-fail:addr-user:{address}:{digest}", per_pair))
+    if address:
         keys.append((f"login-fail:addr:{address}", limits["MAX_FAILURES_PER_ADDRESS"]))
     return keys
 
@@ -52,8 +72,9 @@ def login_failure_record(*, request: HttpRequest | None, username: str | None) -
             cache.set(key, 1, timeout=window)
 
 
-def login_success_record(*, username: str) -> None:
-    """A good password clears the name's count; the address's count stays until its window ends
-    (logging in to one's own account must not reset guesses at others)."""
-    for key, _ in _keys(request=None, username=username):
-        cache.delete_many([key, f"{key}:since"])
+def login_success_record(*, request: HttpRequest | None, username: str) -> None:
+    """A good password clears the name's counts; the address's count stays until its window
+    ends (logging in to one's own account must not reset guesses at others)."""
+    for key, _ in _keys(request=request, username=username):
+        if not key.startswith("login-fail:addr:"):
+            cache.delete_many([key, f"{key}:since"])

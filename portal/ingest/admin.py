@@ -10,7 +10,14 @@ from portal.ingest.models import Image, Site, Upload, UploadFile
 
 @admin.register(Site)
 class SiteAdmin(admin.ModelAdmin):
-    list_display = ["slug", "name", "double_reading", "keep_file_names", "created_at"]
+    list_display = [
+        "slug",
+        "name",
+        "double_reading",
+        "blind_reading",
+        "keep_file_names",
+        "created_at",
+    ]
     search_fields = ["slug", "name"]
     fields = list(services.SITE_FIELDS)
 
@@ -30,7 +37,7 @@ class SiteAdmin(admin.ModelAdmin):
 
 class UploadFileInline(admin.TabularInline):
     model = UploadFile
-    fields = ["index", "entry", "name", "name_hash", "outcome", "reason", "image"]
+    fields = ["index", "entry", "name", "name_hash", "outcome", "reason", "warning", "image"]
     readonly_fields = fields
     extra = 0
     can_delete = False

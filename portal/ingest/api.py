@@ -116,6 +116,11 @@ _REPORT_LINE = {
     "age_days": serializers.IntegerField(required=False),
     "age_source": serializers.CharField(required=False),
     "reason": serializers.CharField(required=False),
+    "warning": serializers.CharField(
+        allow_blank=True,
+        help_text="what the line warns of, one warning per line of text; empty for none "
+        "(an accepted file whose PatientAge disagrees with its dates)",
+    ),
 }
 
 

@@ -76,10 +76,29 @@ def is_junk(name: str) -> bool:
     return base in _JUNK_NAMES or base.startswith("._") or "__MACOSX" in parts
 
 
+def looks_like_zip(head: bytes) -> bool:
+    """A file's first 132 bytes start a ZIP archive (a DICOM file whose preamble happens to
+    begin with the ZIP signature is DICOM: it says `DICM` at byte 128)."""
+    return head[:4] == ZIP_MAGIC and head[128:132] != b"DICM"
+
+
 def is_zip(path: Path) -> bool:
     with path.open("rb") as fh:
-        head = fh.read(132)
-    return head[:4] == ZIP_MAGIC and head[128:132] != b"DICM"
+        return looks_like_zip(fh.read(132))
+
+
+def is_readable_zip(path: Path) -> bool:
+    """A ZIP archive that zipfile can open: its central directory is there and names its
+    entries, each of which is then held to the per-file limit. Anything else that merely
+    begins with the signature is just a file, held to the per-file limit itself."""
+    if not is_zip(path):
+        return False
+    try:
+        with zipfile.ZipFile(path) as zf:
+            zf.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+        return False
+    return True
 
 
 def _join(prefix: str, name: str) -> str:
@@ -132,12 +151,16 @@ def iter_items(sources: list[Source], limits: ZipLimits, tmp_dir: Path) -> Itera
                 continue
             if path.is_symlink():
                 yield Item(name=name, reason="symbolic link; links are not followed")
+            elif (
+                limits.max_file_bytes is not None
+                and (size := path.stat().st_size) > limits.max_file_bytes
+                and not is_readable_zip(path)
+            ):
+                # Beginning with the ZIP signature exempts nothing: only an archive whose
+                # entries are then limited one by one may be larger than a file.
+                yield Item(name=name, reason=too_large_reason(size, limits.max_file_bytes))
             elif is_zip(path):
                 yield from _iter_zip(path, name if names_zip else "", limits, tmp_dir)
-            elif limits.max_file_bytes is not None and (
-                (size := path.stat().st_size) > limits.max_file_bytes
-            ):
-                yield Item(name=name, reason=too_large_reason(size, limits.max_file_bytes))
             else:
                 yield Item(name=name, path=path)
 

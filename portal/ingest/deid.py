@@ -10,7 +10,13 @@ Profile, driven by the standard's Table E.1-1 as the `dicom-anonymizer` package 
   across sites); patient IDs become per-site pseudonyms; private tags, curves and overlays go.
 
 Attributes outside the table (pixel spacing, photometric interpretation, view position,
-manufacturer, ...) are kept: the standard treats them as safe and the model needs them.
+manufacturer, ...) are kept: the standard treats them as safe and the model needs them. Except
+what no image needs and a file can hide text in, which goes whatever the table says nothing of
+(`_removed`): tags of odd groups (private, and the groups no element may use), the command,
+file meta and directory groups (0000 to 0006) inside the data set, group lengths, curves and
+overlays, retired attributes and tags pydicom's dictionary does not know, and everything after
+the Pixel Data (trailing padding, signatures). The File Meta Information is made afresh
+(`_file_meta`); the preamble is written as zeros (`prepare`, the one writer of stored files).
 """
 
 import datetime as dt
@@ -20,9 +26,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from dicomanonymizer.dicom_anonymization_databases import dicomfields_2026c as table
-from pydicom.datadict import dictionary_VR
+from pydicom.datadict import dictionary_is_retired, dictionary_VR
 from pydicom.dataelem import DataElement, RawDataElement
-from pydicom.dataset import Dataset
+from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag, Tag
@@ -73,6 +79,7 @@ _EXACT, _MASKED = _action_table()
 _PATIENT_SEX, _PATIENT_AGE = Tag(0x0010, 0x0040), Tag(0x0010, 0x1010)
 _PATIENT_ID, _PATIENT_NAME = Tag(0x0010, 0x0020), Tag(0x0010, 0x0010)
 _BIRTH_DATE = Tag(0x0010, 0x0030)
+_PIXEL_DATA = Tag(0x7FE0, 0x0010)
 
 
 def table_action(tag: BaseTag) -> str | None:
@@ -130,23 +137,45 @@ def deidentify(ds: Dataset, *, pseudonyms: Pseudonyms, age_days: int) -> Deident
     ds.DeidentificationMethodCodeSequence = Sequence(
         [_code(value, meaning) for value, meaning in METHOD_CODES]
     )
-    meta = ds.file_meta
-    meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    for keyword in (
-        "SourceApplicationEntityTitle",
-        "SendingApplicationEntityTitle",
-        "ReceivingApplicationEntityTitle",
-        "PrivateInformationCreatorUID",
-        "PrivateInformation",
-    ):
-        if keyword in meta:
-            delattr(meta, keyword)
+    ds.file_meta = _file_meta(ds)
     return Deidentified(
         sop_instance_uid=str(ds.SOPInstanceUID),
         study_instance_uid=str(ds.get("StudyInstanceUID", "")),
         series_instance_uid=str(ds.get("SeriesInstanceUID", "")),
         patient_pseudonym=pseudonym,
     )
+
+
+def _file_meta(ds: Dataset) -> FileMetaDataset:
+    """A File Meta Information of the transfer syntax and the SOP's UIDs alone: the writer adds
+    the version and its own implementation UID and name. Everything else a sender put there
+    (its AE titles and addresses, its implementation's name, private information) goes."""
+    meta = FileMetaDataset()
+    original = getattr(ds, "file_meta", None)
+    if original is not None and original.get("TransferSyntaxUID"):
+        meta.TransferSyntaxUID = original.TransferSyntaxUID
+    if "SOPClassUID" in ds:
+        meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    return meta
+
+
+def _removed(tag: BaseTag) -> bool:
+    """Whether an element goes whatever the table says (see the module's docstring): none of
+    these is needed to read or use an image, and each can carry text no rule looks at."""
+    if (
+        tag.group % 2 == 1  # private tags, and the odd groups no element may use
+        or tag.group < 0x0008  # command, file meta and directory elements in the data set
+        or tag.element == 0  # group lengths (retired, PS3.5 7.2), whatever their VR says
+        or tag.group & 0xFF00 in (0x5000, 0x6000)  # curves and overlays
+        or tag > _PIXEL_DATA  # trailing padding, signatures
+    ):
+        return True
+    try:
+        retired = dictionary_is_retired(tag)
+    except KeyError:
+        retired = True  # not in the dictionary: nothing says what it holds
+    return retired and table_action(tag) is None
 
 
 Rule = Callable[[Dataset, DataElement], None]
@@ -184,8 +213,8 @@ def _apply(ds: Dataset, rule: Rule) -> None:
     de-identification, and an element the rule leaves alone is written back byte for byte."""
     for tag in list(ds.keys()):
         # Private tags go (no Retain Safe Private option); so do curves and overlays, which
-        # can carry burned-in text.
-        if tag.group % 2 == 1 or tag.group & 0xFF00 in (0x5000, 0x6000):
+        # can carry burned-in text, and the rest of `_removed`.
+        if _removed(tag):
             del ds[tag]
             continue
         if tag in (_PATIENT_SEX, _PATIENT_AGE):  # kept by the options above

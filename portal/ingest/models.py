@@ -23,6 +23,13 @@ class Site(models.Model):
         default=False,
         help_text="Two reviewers decide each case blind; a lead adjudicates when they disagree.",
     )
+    # On: a reader study without the model in the room (README, Blind reading); the rule lives
+    # in `portal.predictions.blind`.
+    blind_reading = models.BooleanField(
+        default=False,
+        help_text="Hide the model's prediction, residual, score and heatmap of an image from "
+        "each member of the site until they have saved their own decision on it.",
+    )
     # Off: an upload report keeps each file's position and a keyed hash of its name, never the
     # name itself, because PACS exports often name files and folders after the patient.
     keep_file_names = models.BooleanField(
@@ -114,6 +121,9 @@ class UploadFile(models.Model):
     name = models.CharField(max_length=1024, blank=True)
     outcome = models.CharField(max_length=16, choices=Outcome.choices)
     reason = models.TextField(blank=True)
+    # What an accepted (or duplicate) file's line warns of, one warning per line
+    # (`portal.ingest.dicom.file_warnings` lists them); empty for none.
+    warning = models.TextField(blank=True)
     image = models.ForeignKey(
         "Image", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

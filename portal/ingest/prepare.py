@@ -17,9 +17,9 @@ from typing import BinaryIO
 
 from pydicom.charset import default_encoding
 from pydicom.dataelem import DataElement, RawDataElement
-from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.dataset import Dataset, FileMetaDataset, validate_file_meta
 from pydicom.filebase import DicomBytesIO
-from pydicom.filewriter import dcmwrite, write_data_element, write_dataset
+from pydicom.filewriter import write_data_element, write_dataset, write_file_meta_info
 from pydicom.tag import Tag
 from pydicom.uid import (
     UID,
@@ -38,10 +38,14 @@ from portal.ingest.dicom import (
     Rejected,
     check_radiograph,
     compute_age,
+    file_warnings,
     read_dataset_from,
 )
 
 PIXEL_DATA = Tag(0x7FE0, 0x0010)
+# Every stored file's 128-byte preamble (PS3.10 7.1): zeros, never the sender's, which may hold
+# anything (a TIFF header with its text fields, a planted name).
+PREAMBLE = bytes(128)
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,8 @@ class Prepared:
     age: Age
     sex: str
     acquisition: dict
+    # What the report line warns of (`dicom.file_warnings`), one text each; empty for none.
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -86,8 +92,10 @@ def prepare(path: str, site_key: bytes, limits: Limits, tmp_dir: str) -> Prepare
         with open(path, "rb") as fh:
             ds = read_dataset_from(fh, size=os.fstat(fh.fileno()).st_size)
             step = "check"
-            check_radiograph(ds, limits)
+            # The pixels are read once, from this open file, when the checks need them.
+            check_radiograph(ds, limits, lambda: _load_pixels(ds, fh))
             age = compute_age(ds)
+            warnings = file_warnings(ds, age)
             sex = normalise_sex(ds.get("PatientSex"))
             pixels = _load_pixels(ds, fh)
         pixel_sha256 = hashlib.sha256(pixels).hexdigest()
@@ -113,7 +121,7 @@ def prepare(path: str, site_key: bytes, limits: Limits, tmp_dir: str) -> Prepare
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
-    return Prepared(tmp_name, size, sha256, pixel_sha256, ids, age, sex, acquisition)
+    return Prepared(tmp_name, size, sha256, pixel_sha256, ids, age, sex, acquisition, warnings)
 
 
 def prepare_many(
@@ -135,7 +143,8 @@ def _load_pixels(ds: Dataset, fh: BinaryIO) -> bytes:
     """The Pixel Data value, read from the open file where it was deferred (once, and without
     pydicom opening the file again) and kept in `ds` as read."""
     elem = ds.get_item(PIXEL_DATA, keep_deferred=True)
-    if elem.value is None and isinstance(elem, RawDataElement):
+    # Encapsulated pixel data (undefined length) are pydicom's to read: it finds their end.
+    if elem.value is None and isinstance(elem, RawDataElement) and elem.length != 0xFFFFFFFF:
         fh.seek(elem.value_tell)
         value = fh.read(elem.length)
         if len(value) != elem.length:
@@ -145,7 +154,9 @@ def _load_pixels(ds: Dataset, fh: BinaryIO) -> bytes:
 
 
 def _write_part10(ds: Dataset, out: BinaryIO) -> tuple[int, str]:
-    """Write `ds` as a Part 10 file and hash exactly the bytes written.
+    """Write `ds` as a Part 10 file and hash exactly the bytes written: the one writer of the
+    files the portal stores (uploads, the CLI, imported sets and the demo all go through
+    `prepare`), so the one place that writes the preamble as `PREAMBLE`.
 
     pydicom copies a large Pixel Data value through an in-memory buffer; here pydicom writes
     everything else and the pixel element is written straight from the value, so a large
@@ -160,6 +171,7 @@ def _write_part10(ds: Dataset, out: BinaryIO) -> tuple[int, str]:
         out.write(data)
         size += len(data)
 
+    ds.preamble = PREAMBLE
     meta = ds.file_meta
     ts = meta.TransferSyntaxUID
     if "PixelData" not in ds or not ts.is_little_endian or ts.is_deflated:
@@ -196,10 +208,9 @@ def _encode_head(ds: Dataset, *, implicit: bool) -> bytes:
     pydicom's own element writer."""
     shell = Dataset()
     shell.file_meta = ds.file_meta
-    if preamble := getattr(ds, "preamble", None):
-        shell.preamble = preamble
+    shell.preamble = PREAMBLE
     fp = DicomBytesIO()
-    dcmwrite(fp, shell, enforce_file_format=True)
+    _write_meta(fp, shell)
     fp.is_implicit_VR, fp.is_little_endian = implicit, True
     # pydicom re-encodes every element when the encoding or the character set changed
     # (`write_dataset`); it does so here too.
@@ -217,6 +228,26 @@ def _encode_head(ds: Dataset, *, implicit: bool) -> bytes:
         else:
             fp.write(encoded)
     return fp.getvalue()
+
+
+def _write_meta(fp: DicomBytesIO, shell: Dataset) -> None:
+    """What `dcmwrite(fp, shell, enforce_file_format=True)` writes for a data set with no
+    elements of its own: the preamble, the DICM prefix and the File Meta Information, made
+    valid as dcmwrite makes it. Without the deep copy of the file meta that dcmwrite makes
+    first, which costs about as much as the rest of the header: the file meta is ours to
+    change, the data set being written once and then dropped."""
+    meta = shell.file_meta
+    preamble = shell.preamble
+    if len(preamble) != 128:
+        raise ValueError("the preamble must be 128 bytes long")
+    if meta.get("MediaStorageSOPClassUID") is None:
+        meta.MediaStorageSOPClassUID = None  # as dcmwrite sets it from an empty data set
+    if meta.get("MediaStorageSOPInstanceUID") is None:
+        meta.MediaStorageSOPInstanceUID = None
+    validate_file_meta(meta, enforce_standard=True)
+    fp.write(preamble)
+    fp.write(b"DICM")
+    write_file_meta_info(fp, meta, enforce_standard=True)
 
 
 # Written by pydicom as `str.encode(default_encoding)` padded to even length, whatever the

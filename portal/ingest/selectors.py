@@ -60,8 +60,8 @@ def upload_files(*, upload: Upload, outcome: str | None = None) -> QuerySet[Uplo
 
 def upload_file_row(row: UploadFile) -> dict:
     """One report line: `file` (`#index`), `index`, `entry`, `outcome`, the image's `image`,
-    `sex`, `age_days`, `age_source` when accepted, `reason` otherwise, and `name` only where
-    the site keeps names."""
+    `sex`, `age_days`, `age_source` when accepted, `reason` otherwise, `name` only where the
+    site keeps names, and always `warning` ("" for none; one warning per line of text)."""
     line: dict = {"file": row.label, "index": row.index, "entry": row.entry}
     if row.name:
         line["name"] = row.name
@@ -78,6 +78,7 @@ def upload_file_row(row: UploadFile) -> dict:
             line["image"] = row.image_id  # the stored image a duplicate repeats
         if row.reason:
             line["reason"] = row.reason
+    line["warning"] = row.warning
     return line
 
 

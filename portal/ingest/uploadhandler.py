@@ -7,15 +7,18 @@ so a request with thousands of files runs out of descriptors ("Too many open fil
 `StagedUploadedFile` that only names it (`temporary_file_path()`), to be moved by rename.
 
 Sizes are checked while the body streams: a file over `PORTAL_MAX_FILE_BYTES` is not stored
-and arrives as a `RejectedUpload` that carries its rejection (ZIP archives are exempt: their
-entries are checked one by one when they are opened); a request over
-`PORTAL_MAX_REQUEST_BYTES` is refused with 413.
+and arrives as a `RejectedUpload` that carries its rejection; a request over
+`PORTAL_MAX_REQUEST_BYTES` is refused with 413. Only a real ZIP archive may be larger than a
+file (its entries are checked one by one when it is opened): a part that begins with the ZIP
+signature is kept past the limit, and refused as too large when it ends unless zipfile can
+read it as an archive.
 """
 
 import contextlib
 import os
 import tempfile
 import weakref
+from pathlib import Path
 from typing import BinaryIO
 
 from django.conf import settings
@@ -24,7 +27,7 @@ from django.core.files.uploadhandler import FileUploadHandler
 from rest_framework import status
 from rest_framework.exceptions import APIException
 
-from portal.ingest.archive import ZIP_MAGIC, too_large_reason
+from portal.ingest.archive import is_readable_zip, looks_like_zip, too_large_reason
 
 
 def _remove_quietly(path: str) -> None:
@@ -135,20 +138,37 @@ class StagingUploadHandler(FileUploadHandler):
         if self.request_bytes > self.max_request_bytes:
             self._discard()
             raise RequestTooLarge(self._request_message(self.request_bytes))
-        if self._zip is None:
-            self._zip = raw_data[:4] == ZIP_MAGIC
         self._size += len(raw_data)
         if self._over:
             return None
-        if self._size > self.max_file_bytes and not self._zip:
+        assert self._out is not None
+        if self._size > self.max_file_bytes and not self._may_be_archive(raw_data):
             self._over = True  # the rest of this part is read and dropped
             self._discard()
             return None
-        assert self._out is not None
         self._out.write(raw_data)
         return None
 
+    def _may_be_archive(self, chunk: bytes) -> bool:
+        """Past the file limit: whether the part starts like a ZIP archive (its head read
+        back from disk, then from the chunk not yet written)."""
+        if self._zip is None:
+            assert self._out is not None
+            assert self._path is not None
+            self._out.flush()
+            with open(self._path, "rb") as fh:
+                head = fh.read(132)
+            self._zip = looks_like_zip(head + chunk[: 132 - len(head)])
+        return self._zip
+
     def file_complete(self, file_size: int) -> UploadedFile:
+        if not self._over and file_size > self.max_file_bytes:
+            assert self._out is not None
+            assert self._path is not None
+            self._out.close()
+            if not is_readable_zip(Path(self._path)):
+                self._over = True
+                self._discard()
         if self._over:
             return RejectedUpload(
                 name=self.file_name,
@@ -157,7 +177,7 @@ class StagingUploadHandler(FileUploadHandler):
             )
         assert self._out is not None
         assert self._path is not None
-        self._out.close()
+        self._out.close()  # a no-op if closed above
         staged = StagedUploadedFile(
             path=self._path,
             name=self.file_name,

@@ -28,7 +28,7 @@ from portal.core.api import (
 )
 from portal.ingest.models import Site, Upload
 from portal.predictions import selectors, services
-from portal.predictions.models import ModelVersion, PredictionJob
+from portal.predictions.models import ModelVersion, Prediction, PredictionJob
 
 _JOB_FIELDS = {
     "id": serializers.IntegerField(),
@@ -130,6 +130,21 @@ class JobDetailApi(APIView):
         return Response(selectors.job_status(job=job))
 
 
+# Beside `heatmap_url`, in every prediction the API shows (here and in the image detail).
+HEATMAP_FIELDS = {
+    "heatmap_scale": serializers.ChoiceField(
+        choices=Prediction.HeatmapScale.choices,
+        allow_null=True,
+        help_text="how the PNG's grey levels read: signed (128 = no contribution, above = pushes "
+        "the predicted age up, below = down) or positive (older 0..255 maps); null: no heatmap",
+    ),
+    "heatmap_blank": serializers.BooleanField(
+        allow_null=True,
+        help_text="true: the model's gradient is zero on this image, the map shows nothing; "
+        "null: no heatmap, or stored before this was recorded",
+    ),
+}
+
 _PREDICTION_FIELDS = {
     "id": serializers.IntegerField(),
     "image": serializers.IntegerField(),
@@ -141,13 +156,15 @@ _PREDICTION_FIELDS = {
     "score": serializers.FloatField(allow_null=True),
     "error": serializers.CharField(),
     "heatmap_url": serializers.CharField(allow_null=True),
+    **HEATMAP_FIELDS,
     "timing_ms": serializers.DictField(),
     "created_at": serializers.DateTimeField(),
 }
 
 
 class PredictionListApi(APIView):
-    """Predictions in id order, filtered by `?site=` and `?model=`, in cursor pages."""
+    """Predictions in id order, filtered by `?site=` and `?model=`, in cursor pages; on a
+    blind-reading site, only those of images you have decided."""
 
     @extend_schema(
         parameters=[OpenApiParameter("site", str), OpenApiParameter("model", str)]

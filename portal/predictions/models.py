@@ -117,6 +117,21 @@ class Prediction(models.Model):
     heatmap = models.CharField(max_length=255, blank=True, help_text="Relative to the data dir.")
     # Empty for predictions stored before the worker sent it: `verify_storage` cannot check them.
     heatmap_sha256 = models.CharField(max_length=64, blank=True)
+
+    class HeatmapScale(models.TextChoices):
+        """How the stored PNG's levels read (inference_worker/heatmap.py): "signed" maps (issue 17)
+        put no contribution at 128, pushes up above it and down below it; "positive" maps, from
+        workers before that, are 0..255 Grad-CAM heat with the negative part cut off."""
+
+        SIGNED = "signed"
+        POSITIVE = "positive"
+
+    heatmap_scale = models.CharField(
+        max_length=8, choices=HeatmapScale.choices, default=HeatmapScale.POSITIVE
+    )
+    # True: the model's gradient-weighted features are zero everywhere, the map shows nothing
+    # (`inference_worker.heatmap.is_blank`). None: not known (no heatmap, or stored before).
+    heatmap_blank = models.BooleanField(null=True, blank=True)
     error = models.TextField(blank=True)
     timing_ms = models.JSONField(default=dict, blank=True)
     worker = models.CharField(max_length=255, blank=True)

@@ -6,6 +6,7 @@ from django.utils import timezone
 
 from portal.accounts.selectors import site_scope
 from portal.ingest.models import Image
+from portal.predictions.blind import hidden_outputs
 from portal.predictions.models import Prediction, PredictionJob
 from portal.predictions.paths import strip_server_paths
 
@@ -53,9 +54,12 @@ def prediction_list(
 ) -> QuerySet[Prediction]:
     """Predictions of the user's sites; the prediction's own site column keeps the filter on
     one table. Image, site and model come by prefetch, for the page only: joined into the
-    list query, SQLite carried them through its sort of every row in scope (0.3 s at 128,000)."""
-    predictions = Prediction.objects.prefetch_related("model_version", "image__site").filter(
-        site_scope(user=user)
+    list query, SQLite carried them through its sort of every row in scope (0.3 s at 128,000).
+    Predictions that blind reading hides from the user are left out (`blind.hidden_outputs`)."""
+    predictions = (
+        Prediction.objects.prefetch_related("model_version", "image__site")
+        .filter(site_scope(user=user))
+        .exclude(hidden_outputs(user=user))
     )
     if site:
         predictions = predictions.filter(site__slug=site)
@@ -79,6 +83,9 @@ def prediction_data(*, prediction: Prediction) -> dict:
         + f"?model={prediction.model_version.name}"
         if prediction.heatmap
         else None,
+        # How the viewer reads the map, and whether it shows nothing (null: unknown, or no map).
+        "heatmap_scale": prediction.heatmap_scale if prediction.heatmap else None,
+        "heatmap_blank": prediction.heatmap_blank if prediction.heatmap else None,
         "timing_ms": prediction.timing_ms,
         "created_at": prediction.created_at,
     }

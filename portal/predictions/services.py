@@ -226,11 +226,26 @@ _REPLACED_FIELDS = [
     "score",
     "heatmap",
     "heatmap_sha256",
+    "heatmap_scale",
+    "heatmap_blank",
     "error",
     "timing_ms",
     "worker",
     "created_at",
 ]
+
+
+def _heatmap_reading(*, result: dict, stored: bool) -> dict:
+    """How to read the stored map: its scale ("positive" when the worker, older than signed
+    maps, sent none) and whether it is blank (None when unknown or there is no map)."""
+    scale = result.get("heatmap_scale")
+    blank = result.get("heatmap_blank")
+    return {
+        "heatmap_scale": scale
+        if scale in Prediction.HeatmapScale.values
+        else Prediction.HeatmapScale.POSITIVE,
+        "heatmap_blank": blank if stored and isinstance(blank, bool) else None,
+    }
 
 
 def _prediction_values(*, version: ModelVersion, image: Image, result: dict, worker: str) -> dict:
@@ -249,6 +264,7 @@ def _prediction_values(*, version: ModelVersion, image: Image, result: dict, wor
         ),
         "heatmap": "" if error else (result.get("heatmap") or ""),
         "heatmap_sha256": "" if error else (result.get("heatmap_sha256") or "")[:64],
+        **_heatmap_reading(result=result, stored=not error and bool(result.get("heatmap"))),
         "error": strip_server_paths(str(error))[:2000],
         "timing_ms": result.get("ms") or {},
         "worker": worker[:255],

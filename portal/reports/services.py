@@ -18,9 +18,11 @@ from inference_worker.ages import AGE_GROUPS, MAX_AGE_YEARS
 from portal.accounts.audit import AuditAction
 from portal.core import outbox
 from portal.core.numbers import finite_number
+from portal.predictions.blind import COPY_TOLERANCE_DAYS
 from portal.predictions.models import ModelVersion, Prediction, PredictionJob
 from portal.predictions.services import prediction_job_create
 from portal.reports.models import Report
+from portal.review.models import Decision, Review
 from portal.validation.models import ValidationItem, ValidationSetVersion
 from portal.validation.services import version_audit
 
@@ -270,6 +272,48 @@ def report_points(*, report: Report) -> Points:
     return points
 
 
+def report_copied_corrections(*, report: Report) -> dict:
+    """Corrections that equal the report's model's output: the circularity of a model scored on
+    ages its own prediction supplied. A correction (a decision that corrects the age, any read
+    or adjudication) on an item of the frozen set, made before the set was frozen, counts as a
+    copy when its age is within `COPY_TOLERANCE_DAYS` of the model's predicted age for that
+    image. Counted per reader and site, with how many of each were made blind (`Review.blind`);
+    `flagged_images` lists the items with at least one copy."""
+    version, model = report.version, report.model_version
+    items = version.items.values("image_id")
+    predicted = dict(
+        Prediction.objects.filter(model_version=model, error="", image_id__in=items).values_list(
+            "image_id", "age_days"
+        )
+    )
+    corrections = Review.objects.filter(
+        image_id__in=items, decision=Decision.CORRECT, created_at__lte=version.frozen_at
+    ).values_list("image_id", "reviewer__username", "image__site__slug", "age_days", "blind")
+    counts = ("corrections", "copies", "blind_corrections", "blind_copies")
+    readers: dict[tuple[str, str], dict] = {}
+    flagged: set[int] = set()
+    for image_id, reader, site, age, blind in corrections.order_by("id").iterator():
+        entry = readers.setdefault(
+            (reader, site), {"reader": reader, "site": site, **dict.fromkeys(counts, 0)}
+        )
+        model_age = predicted.get(image_id)
+        copy = model_age is not None and abs(age - model_age) <= COPY_TOLERANCE_DAYS
+        entry["corrections"] += 1
+        entry["blind_corrections"] += blind
+        entry["copies"] += copy
+        entry["blind_copies"] += copy and blind
+        if copy:
+            flagged.add(image_id)
+    by_reader = [readers[key] for key in sorted(readers)]
+    return {
+        "model": model.name,
+        "tolerance_days": COPY_TOLERANCE_DAYS,
+        **{name: sum(r[name] for r in by_reader) for name in counts},
+        "by_reader": by_reader,
+        "flagged_images": sorted(flagged),
+    }
+
+
 def report_compute(*, report: Report) -> dict:
     points = report_points(report=report)
     if not points.true_days:
@@ -322,4 +366,5 @@ def report_compute(*, report: Report) -> dict:
         "compare": compare,
         "paired": paired,
         "paper_table": paper,
+        "copied_corrections": report_copied_corrections(report=report),
     }

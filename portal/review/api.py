@@ -40,6 +40,8 @@ from portal.core.api import (
 from portal.core.csv_cells import SafeWriter
 from portal.core.files import stored_file_response
 from portal.ingest.models import Image, ReviewStatus
+from portal.predictions.api import HEATMAP_FIELDS
+from portal.predictions.blind import output_hidden
 from portal.predictions.models import Prediction
 from portal.predictions.selectors import latest_prediction
 from portal.review import selectors, services
@@ -74,8 +76,9 @@ _IMAGE_ROW = {
     "curated_age_days": serializers.IntegerField(allow_null=True),
     "status": serializers.ChoiceField(choices=ReviewStatus.choices),
     "revision": serializers.IntegerField(),
-    "predicted_age_days": serializers.IntegerField(allow_null=True),
-    "score": serializers.FloatField(allow_null=True),
+    # Absent, not null, where blind reading hides the model's output (README, Blind reading).
+    "predicted_age_days": serializers.IntegerField(allow_null=True, required=False),
+    "score": serializers.FloatField(allow_null=True, required=False),
     "burned_in_annotation": serializers.BooleanField(),
 }
 _IMAGE_FILTERS = [
@@ -99,7 +102,9 @@ class ImageListApi(APIView):
     def get(self, request: Request) -> Response:
         filters = _filters(selectors.ImageFilters, request)
         images = selectors.image_list(user=request.user, filters=filters)
-        return cursor_page(request, images, ["id"], selectors.image_rows)
+        return cursor_page(
+            request, images, ["id"], lambda rows: selectors.image_rows(rows, user=request.user)
+        )
 
 
 _PREDICTION = inline_serializer(
@@ -111,8 +116,10 @@ _PREDICTION = inline_serializer(
         "residual_days": serializers.IntegerField(allow_null=True),
         "score": serializers.FloatField(allow_null=True),
         "heatmap_url": serializers.CharField(allow_null=True),
+        **HEATMAP_FIELDS,
     },
     allow_null=True,
+    required=False,
 )
 _IMAGE_DETAIL = inline_serializer(
     "ImageDetail",
@@ -131,7 +138,7 @@ _IMAGE_DETAIL = inline_serializer(
         "transfer_syntax_uid": serializers.CharField(),
         "status": serializers.ChoiceField(choices=ReviewStatus.choices),
         "outcome": serializers.CharField(),
-        "residual_days": serializers.IntegerField(allow_null=True),
+        "residual_days": serializers.IntegerField(allow_null=True, required=False),
         "lease": inline_serializer(
             "Lease",
             {
@@ -142,6 +149,11 @@ _IMAGE_DETAIL = inline_serializer(
             allow_null=True,
         ),
         "double_reading": serializers.BooleanField(),
+        "blind_reading": serializers.BooleanField(help_text="the site reads blind"),
+        "output_hidden": serializers.BooleanField(
+            help_text="the model's output (predicted_age_days, residual_days, score, "
+            "prediction) is left out until you decide on this image"
+        ),
         "can_review": serializers.BooleanField(),
         "can_adjudicate": serializers.BooleanField(),
         "dicom_url": serializers.CharField(),
@@ -151,7 +163,8 @@ _IMAGE_DETAIL = inline_serializer(
 
 
 class ImageDetailApi(APIView):
-    """An image's metadata, recorded and curated age, review state and active prediction."""
+    """An image's metadata, recorded and curated age, review state and active prediction
+    (absent while blind reading hides it from you)."""
 
     @extend_schema(responses=_IMAGE_DETAIL)
     def get(self, request: Request, image_id: int) -> Response:
@@ -172,7 +185,8 @@ class ImageDicomApi(APIView):
 
 
 class ImageHeatmapApi(APIView):
-    """The heatmap PNG of the image under `?model=` (default: the latest prediction's)."""
+    """The heatmap PNG of the image under `?model=` (default: the latest prediction's); 404
+    while blind reading hides the model's output from you."""
 
     @extend_schema(
         parameters=[OpenApiParameter("model", str)],
@@ -181,6 +195,8 @@ class ImageHeatmapApi(APIView):
     def get(self, request: Request, image_id: int) -> FileResponse:
         single_values(request, names=("model",))
         image = _image(request, image_id)
+        if output_hidden(user=request.user, image=image):
+            raise Http404("blind reading: the heatmap is shown once you have decided on this image")
         model = request.query_params.get("model")
         prediction = (
             Prediction.objects.filter(image=image, model_version__name=model, error="").first()
@@ -210,9 +226,10 @@ _QUEUE_FILTERS = [
 _QUEUE_ROW = {
     "image": serializers.IntegerField(),
     "site": serializers.CharField(),
-    "score": serializers.FloatField(),
+    # Absent where blind reading hides the model's output; the order still follows the score.
+    "score": serializers.FloatField(required=False),
     "recorded_age_days": serializers.IntegerField(),
-    "predicted_age_days": serializers.IntegerField(),
+    "predicted_age_days": serializers.IntegerField(required=False),
     "status": serializers.ChoiceField(choices=ReviewStatus.choices),
 }
 
@@ -233,7 +250,7 @@ class QueueApi(APIView):
             request,
             predictions,
             ["-score", "-id"],
-            lambda rows: [selectors.queue_row(p) for p in rows],
+            lambda rows: selectors.queue_rows(rows, user=request.user),
         )
 
 
@@ -275,6 +292,7 @@ _REVIEW_FIELDS = {
     "reason": serializers.CharField(),
     "comment": serializers.CharField(),
     "based_on_revision": serializers.IntegerField(),
+    "blind": serializers.BooleanField(help_text="made with the model's output hidden"),
     "created_at": serializers.DateTimeField(),
 }
 _CONFLICT = inline_serializer(

@@ -44,6 +44,13 @@ class Review(AppendOnlyModel):
     reason = models.CharField(max_length=32, choices=ExclusionReason.choices, blank=True)
     comment = models.TextField(blank=True)
     based_on_revision = models.PositiveIntegerField()
+    # Made without the model's output in view (`portal.predictions.blind`): written once, from
+    # the site's switch and the reviewer's earlier decisions at that moment, so that a later
+    # change of the switch never rewrites what a decision was.
+    blind = models.BooleanField(
+        default=False,
+        help_text="The model's output was hidden from the reviewer when they decided.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

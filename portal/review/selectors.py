@@ -13,6 +13,7 @@ from portal.accounts.models import LEAD_ROLES, REVIEW_ROLES, AuditEvent
 from portal.accounts.selectors import has_role, holds_role_anywhere, role_on, site_scope
 from portal.core.numbers import finite_number, whole_number
 from portal.ingest.models import Image, ReviewStatus, Site
+from portal.predictions import blind
 from portal.predictions.models import ModelVersion, Prediction
 from portal.predictions.selectors import image_data, latest_prediction
 from portal.review.models import Kind, Review
@@ -119,9 +120,11 @@ def queue(*, user, filters: QueueFilters, now: datetime | None = None) -> QueryS
     return predictions.order_by("-score", "-id")
 
 
-def queue_row(prediction: Prediction) -> dict:
+def queue_row(prediction: Prediction, *, hidden: bool = False) -> dict:
+    """One queue row; `hidden`: the model's output is left out (blind reading), though the
+    row's place in the queue still comes from its score."""
     image = prediction.image
-    return {
+    row = {
         "image": image.pk,
         "site": image.site.slug,
         "score": prediction.score,
@@ -129,6 +132,13 @@ def queue_row(prediction: Prediction) -> dict:
         "predicted_age_days": prediction.age_days,
         "status": image.status,
     }
+    return blind.without_outputs(row) if hidden else row
+
+
+def queue_rows(predictions: list[Prediction], *, user) -> list[dict]:
+    """A page of the queue, the model's output left out where it is hidden from `user`."""
+    hidden = blind.hidden_image_ids(user=user, image_ids=[p.image_id for p in predictions])
+    return [queue_row(p, hidden=p.image_id in hidden) for p in predictions]
 
 
 @dataclass(frozen=True)
@@ -192,9 +202,11 @@ def image_list(*, user, filters: ImageFilters) -> QuerySet[Image]:
     return images.order_by("id")
 
 
-def image_rows(images: list[Image]) -> list[dict]:
-    """One page of the image list, with the active model's predictions in one more query."""
+def image_rows(images: list[Image], *, user) -> list[dict]:
+    """One page of the image list, with the active model's predictions in one more query
+    (left out where blind reading hides them from `user`)."""
     version = active_version()
+    hidden = blind.hidden_image_ids(user=user, image_ids=[i.pk for i in images])
     predictions = {
         p.image_id: p
         for p in Prediction.objects.filter(
@@ -204,20 +216,19 @@ def image_rows(images: list[Image]) -> list[dict]:
     rows = []
     for image in images:
         prediction = predictions.get(image.pk)
-        rows.append(
-            {
-                "id": image.pk,
-                "site": image.site.slug,
-                "sex": image.sex,
-                "recorded_age_days": image.age_days,
-                "curated_age_days": image.curated_age_days,
-                "status": image.status,
-                "revision": image.revision,
-                "predicted_age_days": prediction.age_days if prediction else None,
-                "score": prediction.score if prediction else None,
-                "burned_in_annotation": image.burned_in_annotation,
-            }
-        )
+        row = {
+            "id": image.pk,
+            "site": image.site.slug,
+            "sex": image.sex,
+            "recorded_age_days": image.age_days,
+            "curated_age_days": image.curated_age_days,
+            "status": image.status,
+            "revision": image.revision,
+            "predicted_age_days": prediction.age_days if prediction else None,
+            "score": prediction.score if prediction else None,
+            "burned_in_annotation": image.burned_in_annotation,
+        }
+        rows.append(blind.without_outputs(row) if image.pk in hidden else row)
     return rows
 
 
@@ -249,6 +260,7 @@ def review_data(review: Review) -> dict:
         "reason": review.reason,
         "comment": review.comment,
         "based_on_revision": review.based_on_revision,
+        "blind": review.blind,
         "created_at": review.created_at,
     }
 
@@ -274,14 +286,16 @@ def _can_decide(*, user, image: Image, role: str | None) -> bool:
 
 
 def image_detail(*, user, image: Image) -> dict:
-    """Everything the viewer shows beside the film, with what this user may do."""
+    """Everything the viewer shows beside the film, with what this user may do. On a blind
+    site the model's output is absent until the user has decided (`portal.predictions.blind`)."""
     prediction = latest_prediction(image=image)
     role = role_on(user=user, site_id=image.site_id)
     expires = image.lease_expires_at
     lease_open = (
         image.lease_holder_id is not None and expires is not None and expires > timezone.now()
     )
-    return {
+    hidden = blind.output_hidden(user=user, image=image)
+    detail = {
         **image_data(image=image, latest=prediction),
         "recorded_age_days": image.age_days,
         "transfer_syntax_uid": image.transfer_syntax_uid,
@@ -300,9 +314,12 @@ def image_detail(*, user, image: Image) -> dict:
         if lease_open
         else None,
         "double_reading": image.site.double_reading,
+        "blind_reading": image.site.blind_reading,
+        "output_hidden": hidden,
         "can_review": _can_decide(user=user, image=image, role=role),
         "can_adjudicate": role in LEAD_ROLES,
     }
+    return blind.without_outputs(detail, blind.OUTPUT_KEYS) if hidden else detail
 
 
 def dashboard(*, user) -> dict:

@@ -15,11 +15,15 @@ from django.utils import timezone
 
 from inference_worker.ages import DAYS_PER_MONTH
 from portal.accounts.audit import AuditAction
+from portal.accounts.models import LEAD_ROLES
+from portal.accounts.selectors import has_role
 from portal.accounts.services import audit_record
-from portal.ingest.models import Image, ReviewStatus
+from portal.ingest.models import Image, ReviewStatus, Site
+from portal.ingest.services import site_change
+from portal.predictions.blind import output_hidden
 from portal.review import selectors
 from portal.review.models import Decision, Kind, Review
-from portal.review.rules import ReviewConflict, StaleRevision, decision_kind
+from portal.review.rules import ReviewConflict, ReviewForbidden, StaleRevision, decision_kind
 
 _STATUS_OF = {
     Decision.CONFIRM: ReviewStatus.CONFIRMED,
@@ -87,6 +91,7 @@ def review_submit(
             Decision.EXCLUDE: None,
         }[decision]
         before = _state(image)
+        blind = output_hidden(user=reviewer, image=image)  # before this decision counts
         review = Review.objects.create(
             image=image,
             reviewer=reviewer,
@@ -96,6 +101,7 @@ def review_submit(
             reason=reason if decision == Decision.EXCLUDE else "",
             comment=comment,
             based_on_revision=image.revision,
+            blind=blind,
         )
         if kind == Kind.FIRST_READ:
             image.status, image.outcome, image.curated_age_days = (
@@ -146,6 +152,7 @@ def review_submit(
                 "decision": decision,
                 "age_days": given_age,
                 "reason": review.reason,
+                "blind": blind,
             },
         )
     return review
@@ -212,6 +219,14 @@ def queue_next(*, user, filters: selectors.QueueFilters) -> Claim | None:
             )
             return Claim(image_id=candidate.image_id, lease_expires_at=expires)
     return None
+
+
+def site_blind_reading_set(*, site: Site, user, on: bool) -> Site:
+    """Switch blind reading on a site: for its leads and administrators. Through the site
+    service, so that the change is a `site.change` event (before -> after), as in the admin."""
+    if not has_role(user=user, site_id=site.pk, roles=LEAD_ROLES):
+        raise ReviewForbidden(f"only a lead of site {site.slug} switches its blind reading")
+    return site_change(site=site, user=user, blind_reading=on)
 
 
 def image_access_record(*, user, image: Image, action: AuditAction) -> None:

@@ -9,4 +9,9 @@ urlpatterns = [
     path("review/", views.queue_page, name="queue"),
     path("review/next/", views.queue_next, name="queue-next"),
     path("audit/", views.audit_page, name="audit"),
+    path(
+        "review/sites/<slug:slug>/blind-reading/",
+        views.site_blind_reading,
+        name="site-blind-reading",
+    ),
 ]

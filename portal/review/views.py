@@ -17,8 +17,10 @@ from portal.core.numbers import MAX_WHOLE, whole_number
 from portal.core.pagination import view_page
 from portal.ingest.models import ReviewStatus
 from portal.ingest.selectors import site_list
+from portal.predictions import blind
 from portal.predictions.selectors import job_list, job_status
 from portal.review import selectors, services
+from portal.review.rules import ReviewForbidden
 
 # The queue's age-group choices: the default groups, as `LOW-HIGH` in years.
 QUEUE_AGE_GROUPS = [group_name(low, high) for low, high in AGE_GROUPS]
@@ -58,7 +60,7 @@ def image_list(request: HttpRequest) -> HttpResponse:
         request,
         "review/image_list.html",
         {
-            "rows": selectors.image_rows(page.items),
+            "rows": selectors.image_rows(page.items, user=request.user),
             "filters": filters,
             "sites": site_list(user=request.user),
             "statuses": ReviewStatus.choices,
@@ -88,16 +90,18 @@ def queue_page(request: HttpRequest) -> HttpResponse:
     filters = _filters(selectors.QueueFilters, request)
     predictions = selectors.queue(user=request.user, filters=filters).select_related("image__site")
     page, next_url, previous_url = view_page(request, predictions, keys=["-score", "-id"])
+    sites = site_list(user=request.user, roles=[Role.REVIEWER, Role.LEAD])
     return render(
         request,
         "review/queue.html",
         {
-            "rows": [selectors.queue_row(p) for p in page.items],
+            "rows": selectors.queue_rows(page.items, user=request.user),
+            "blind_sites": [s.slug for s in sites if blind.blinded_on(user=request.user, site=s)],
             "filters": filters,
             "query": urlencode(filters.as_query()),
             "threshold": selectors.queue_threshold(),
             "lease_minutes": round(services.lease_seconds() / 60, 1),
-            "sites": site_list(user=request.user, roles=[Role.REVIEWER, Role.LEAD]),
+            "sites": sites,
             "statuses": [(s.value, s.label) for s in selectors.OPEN_STATUSES],
             "age_groups": QUEUE_AGE_GROUPS,
             "next_url": next_url,
@@ -118,6 +122,21 @@ def queue_next(request: HttpRequest) -> HttpResponse:
         return redirect(f"/review/?{urlencode(filters.as_query())}")
     query = urlencode({"queue": "1", **filters.as_query()})
     return redirect(f"/images/{claim.image_id}/?{query}")
+
+
+@login_required
+@require_POST
+def site_blind_reading(request: HttpRequest, slug: str) -> HttpResponse:
+    """The team page's switch: blind reading on or off for a site the user leads."""
+    site = get_object_or_404(site_list(user=request.user), slug=slug)
+    on = request.POST.get("blind_reading") == "on"
+    try:
+        services.site_blind_reading_set(site=site, user=request.user, on=on)
+    except ReviewForbidden as exc:
+        raise PermissionDenied(exc.detail) from exc
+    state = "on: the model's output is hidden until each reader decides" if on else "off"
+    messages.success(request, f"Blind reading on {site.slug} is {state}.")
+    return redirect("accounts:team")
 
 
 @login_required

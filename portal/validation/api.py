@@ -112,6 +112,10 @@ class ValidationSetListCreateApi(APIView):
         )
         uploaded_after = serializers.DateField(required=False, allow_null=True)
         uploaded_before = serializers.DateField(required=False, allow_null=True)
+        blind_only = serializers.BooleanField(
+            required=False,
+            help_text="only images whose every decision was made blind (README, Blind reading)",
+        )
 
     @extend_schema(
         operation_id="validation_sets_list",

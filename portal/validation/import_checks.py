@@ -104,6 +104,7 @@ def definition_check(definition) -> None:
         "max_age_days",
         "uploaded_after",
         "uploaded_before",
+        "blind_only",
         "sites",
     }
     if unknown := sorted(str(k) for k in definition.keys() - known):
@@ -142,6 +143,8 @@ def definition_check(definition) -> None:
             dt.date.fromisoformat(value)
         except (TypeError, ValueError):
             raise ValidationSetError(f"{where}.{field} must be a date (YYYY-MM-DD)") from None
+    if not isinstance(definition.get("blind_only", False), bool):
+        raise ValidationSetError(f"{where}.blind_only must be true or false")
     sites = definition.get("sites")
     if sites is not None and not (
         isinstance(sites, list) and all(isinstance(s, str) for s in sites)

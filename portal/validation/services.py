@@ -7,7 +7,7 @@ import importlib.metadata
 from collections.abc import Iterable
 
 from django.db import transaction
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 
 from inference_worker.ages import AGE_LIMIT_DAYS, REPORTED_SEXES
 from portal.accounts.audit import AuditAction
@@ -62,6 +62,7 @@ def _definition(
     uploaded_after: dt.date | None,
     uploaded_before: dt.date | None,
     age_group: str | None = None,
+    blind_only: bool = False,
 ) -> dict:
     statuses = list(statuses or DEFAULT_STATUSES)
     unknown = [s for s in statuses if s not in ELIGIBLE_STATUSES]
@@ -92,6 +93,7 @@ def _definition(
         "max_age_days": max_age_days,
         "uploaded_after": uploaded_after.isoformat() if uploaded_after else None,
         "uploaded_before": uploaded_before.isoformat() if uploaded_before else None,
+        "blind_only": bool(blind_only),
     }
 
 
@@ -108,6 +110,7 @@ def validation_set_create(
     uploaded_after: dt.date | None = None,
     uploaded_before: dt.date | None = None,
     age_group: str | None = None,
+    blind_only: bool = False,
 ) -> ValidationSet:
     if not sites:
         raise ValidationSetError("a validation set needs at least one site")
@@ -122,6 +125,7 @@ def validation_set_create(
         uploaded_after=uploaded_after,
         uploaded_before=uploaded_before,
         age_group=age_group,
+        blind_only=blind_only,
     )
     with transaction.atomic():
         created = ValidationSet.objects.create(
@@ -159,7 +163,17 @@ def eligible_images(*, validation_set: ValidationSet) -> QuerySet[Image]:
         images = images.filter(upload__created_at__date__gte=d["uploaded_after"])
     if d.get("uploaded_before"):
         images = images.filter(upload__created_at__date__lte=d["uploaded_before"])
+    if d.get("blind_only"):
+        images = images.filter(blind_decisions_only())
     return images.order_by("id")
+
+
+def blind_decisions_only() -> Q:
+    """Images every decision of which was made blind (`Review.blind`: the model's output was
+    hidden from its reviewer). One decision made with the model in view is enough to leave an
+    image out: its age, or the ages later readers saw in its history, may come from the model."""
+    reviews = Review.objects.filter(image=OuterRef("pk"))
+    return Exists(reviews.filter(blind=True)) & ~Exists(reviews.filter(blind=False))
 
 
 def manifest_lines(items: Iterable[dict]) -> Iterable[str]:

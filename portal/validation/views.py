@@ -61,6 +61,7 @@ def set_list(request: HttpRequest) -> HttpResponse:
                 age_group=request.POST.get("age_group") or None,
                 uploaded_after=_date(request.POST.get("uploaded_after", "")),
                 uploaded_before=_date(request.POST.get("uploaded_before", "")),
+                blind_only=request.POST.get("blind_only") == "on",
             )
         except services.ValidationSetError as exc:
             messages.error(request, str(exc))

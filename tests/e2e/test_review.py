@@ -15,6 +15,7 @@ from playwright.sync_api import Browser, Page, expect
 from pydicom.data import get_testdata_file
 
 from inference_worker.ages import years_months_to_days
+from inference_worker.heatmap import ZERO_LEVEL
 from portal.accounts.models import AuditEvent
 from portal.ingest.archive import Source
 from portal.ingest.models import Image, Upload
@@ -188,3 +189,71 @@ def test_reviewer_works_the_queue_in_the_viewer_and_corrects_an_age_by_keyboard(
     zoomed_marker, zoomed_overlay = marker_and_overlay()
     assert np.linalg.norm(zoomed_marker - marker) > 10, "zoom and pan moved nothing"
     assert np.linalg.norm(zoomed_marker - zoomed_overlay) < 4, (zoomed_marker, zoomed_overlay)
+
+
+def _login(browser: Browser, live_server, username: str) -> Page:
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(f"{live_server.url}/accounts/login/?next=/review/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", f.PASSWORD)
+    page.click("button[type=submit]")
+    expect(page.locator("#queue-table")).to_be_visible()
+    return page
+
+
+def test_the_viewer_explains_the_signed_heatmap_and_says_when_a_map_is_blank(
+    browser: Browser, live_server, tmp_path
+):
+    """A signed map: a legend while it is on (warm pushes the age up, cool down), drawn in
+    warm colour where the map pushes up. A blank map: no overlay, the toggle stays off, and
+    the viewer says the model's gradient is zero instead of showing an empty "on"."""
+    north = f.site("north")
+    f.user("rita", "reviewer", north)
+    version = f.model_version("tiny")
+    films = []
+    for k in range(2):
+        pixels = np.full((256, 256), 900 + 100 * k, np.uint16)  # two films, not duplicates
+        pixels[100:140, 150:190] = 2000
+        films.append(make_dicom(tmp_path / f"{k}.dcm", rows=256, cols=256, pixels=pixels))
+    signed, blank = _ingest(north, *films)
+    up = np.full((128, 128), ZERO_LEVEL)
+    up[50:70, 75:95] = 255  # the bright square pushes the age up
+    for image, heat, is_blank in ((signed, up, False), (blank, np.full((128, 128), 128), True)):
+        prediction = f.prediction(image, version, age_days=image.age_days + 900)
+        prediction.heatmap = _heatmap(image, version.name, heat)
+        prediction.heatmap_scale, prediction.heatmap_blank = "signed", is_blank
+        prediction.save(update_fields=["heatmap", "heatmap_scale", "heatmap_blank"])
+
+    page = _login(browser, live_server, "rita")
+    page.goto(f"{live_server.url}/images/{signed.pk}/")
+    _wait_ready(page, signed.pk)
+    app, legend = page.locator("#viewer-app"), page.locator("#heatmap-legend")
+    if app.get_attribute("data-heatmap") == "on":
+        page.keyboard.press("h")
+    expect(app).to_have_attribute("data-heatmap", "off")
+    expect(legend).to_be_hidden()
+    page.wait_for_timeout(300)
+    off = np.asarray(PILImage.open(io.BytesIO(page.locator("#viewport").screenshot())), float)
+    page.keyboard.press("h")
+    expect(app).to_have_attribute("data-heatmap", "on")
+    expect(legend).to_be_visible()
+    expect(legend).to_have_attribute("data-scale", "signed")
+    expect(legend).to_contain_text("pushes age down")
+    expect(legend).to_have_attribute("title", re.compile("warm .* pushes the predicted age up"))
+    page.wait_for_timeout(300)
+    on = np.asarray(PILImage.open(io.BytesIO(page.locator("#viewport").screenshot())), float)
+    changed = np.abs(on - off)[..., :3].sum(axis=2) > 40
+    assert changed.mean() > 0.005, "the signed heatmap drew nothing"
+    red, blue = on[changed][:, 0].mean(), on[changed][:, 2].mean()
+    assert red > blue + 40, (red, blue)  # warm: this region pushes the age up
+    expect(page.locator("#heatmap-note")).to_have_text("")
+
+    page.goto(f"{live_server.url}/images/{blank.pk}/")
+    _wait_ready(page, blank.pk)
+    expect(app).to_have_attribute("data-heatmap", "blank")
+    expect(page.locator("#heatmap-note")).to_contain_text("no heatmap signal")
+    expect(page.locator("#heatmap-note")).to_be_visible()
+    expect(page.locator("#heatmap-toggle")).to_be_disabled()
+    expect(legend).to_be_hidden()
+    page.keyboard.press("h")
+    expect(app).to_have_attribute("data-heatmap", "blank")

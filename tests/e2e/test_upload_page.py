@@ -17,7 +17,8 @@ def test_admin_uploads_a_folder_and_sees_progress_and_the_report(
     browser: Browser, live_server, admin_user, site, default_worker, tmp_path
 ):
     folder = tmp_path / "north-export"
-    make_dicom(folder / "a.dcm", sex="M")
+    # Accepted, with a warning: the dates say 4 years 10 months.
+    make_dicom(folder / "a.dcm", sex="M", patient_age="015Y")
     make_dicom(folder / "series2" / "b.dcm", birth_date=None, patient_age="006M")
     make_dicom(folder / "series2" / "ct.dcm", modality="CT")
 
@@ -47,6 +48,13 @@ def test_admin_uploads_a_folder_and_sees_progress_and_the_report(
     expect(rejected).to_contain_text("north-export/series2/ct.dcm (#3)")
     expect(rejected).to_contain_text("modality CT is not a radiograph")
     expect(page.locator("#report-table")).to_contain_text("6 m (183 d)")
+    # A warning is its own marked cell on an accepted line, not a rejection.
+    warned = page.locator("#report-table tbody tr.accepted.warned")
+    expect(warned).to_have_count(1)
+    expect(warned.locator("td.warning")).to_have_text(
+        "⚠ PatientAge says 15 years; the dates say 4 years 10 months (the dates are used)"
+    )
+    expect(page.locator("#report-table tbody tr.rejected td.warning")).to_have_count(0)
     assert Image.objects.count() == 2
 
     # The address now names the upload: reloading shows the same report, by position only

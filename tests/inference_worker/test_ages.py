@@ -54,6 +54,7 @@ def test_one_year_zero_months_is_in_one_to_three_never_zero_to_one():
     assert years_months_to_days(1, 0) == 365
     assert (age_group(364), age_group(365)) == ("0-1", "1-3")
     assert days_to_years_months(364) == (0, 11)
+    assert (ages.years_months_text(364), ages.years_months_text(365)) == ("0 y 11 m", "1 y 0 m")
 
 
 def test_completed_months_is_the_inverse_of_the_month_boundaries():

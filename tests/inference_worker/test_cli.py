@@ -8,10 +8,12 @@ from pathlib import Path
 import pytest
 import torch
 from PIL import Image
+from pydicom.uid import RLELossless
 
 from inference_worker import checkpoint
 from inference_worker.synthetic import generate
 from inference_worker.train import patient_split, read_manifest
+from tests.dicom_files import make_dicom
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
@@ -164,3 +166,23 @@ def test_predict_refuses_weights_that_do_not_match_their_card(trained, tmp_path)
     result = run("inference_worker.predict", str(next(data.glob("*.dcm"))), "--model", str(altered))
     assert result.returncode == 2
     assert "does not match the model card" in result.stderr
+
+
+@pytest.mark.parametrize("workers", ["0", "1"])
+def test_predict_prints_none_of_pydicoms_warnings_about_a_truncated_file(
+    trained, tmp_path, workers
+):
+    """pydicom warns "End of file reached ... in file PATH" about an encapsulated file that
+    ends early; neither this process nor a decoding process prints it (quiet_pydicom)."""
+    _, out = trained
+    whole = make_dicom(tmp_path / "whole.dcm", transfer_syntax=RLELossless).read_bytes()
+    cut = tmp_path / "DOE^JANE" / "cut.dcm"
+    cut.parent.mkdir()
+    cut.write_bytes(whole[: len(whole) * 6 // 10])
+    result = run(
+        "inference_worker.predict", str(cut), "--model", str(out), "--json", "--workers", workers
+    )
+    assert result.returncode == 1, result.stderr
+    assert json.loads(result.stdout)["error"]  # refused, in the report the operator asked for
+    for leak in ("DOE^JANE", "End of file", "UserWarning"):
+        assert leak not in result.stderr, result.stderr[-2000:]

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from scipy.stats import bootstrap, spearmanr
 
-from inference_worker.ages import AGE_GROUPS_DAYS, AGE_LIMIT_DAYS, age_group
+from inference_worker.ages import AGE_GROUPS, AGE_GROUPS_DAYS, AGE_LIMIT_DAYS, age_group
 from inference_worker.metrics import (
     compute,
     paired_difference,
@@ -151,6 +151,22 @@ def test_report_by_site_is_keyed_by_site_and_matches_compute():
     assert list(rep["by_site"]) == ["A", "B"]
     assert rep["by_site"]["B"] == compute(HAND["true"][2:], HAND["predicted"][2:]).as_dict()
     assert "mae_ci_low_months" not in rep["overall"]
+
+
+def test_report_by_site_group_covers_every_site_and_group_and_matches_compute():
+    rep = report(HAND["true"], HAND["predicted"], HAND["sex"], sites=HAND["site"])
+    assert list(rep["by_site_group"]) == [
+        f"{site} {lo:g}-{hi:g}" for site in ("A", "B") for lo, hi in AGE_GROUPS
+    ]
+    # Site B: two items aged 730.5 days (1-3) and one of 3652.5 days (6-12).
+    assert (
+        rep["by_site_group"]["B 1-3"]
+        == compute(HAND["true"][2:4], HAND["predicted"][2:4]).as_dict()
+    )
+    assert rep["by_site_group"]["B 6-12"]["n"] == 1
+    assert rep["by_site_group"]["B 0-1"]["n"] == 0
+    assert rep["by_site_group"]["A 0-1"]["n"] == 2
+    assert "by_site_group" not in report(HAND["true"], HAND["predicted"], HAND["sex"])
 
 
 def test_bootstrap_intervals_contain_the_point_estimate_in_every_section():

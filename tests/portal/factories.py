@@ -26,8 +26,10 @@ PASSWORD = "review-password-123"
 CARD = {"expected_error_months": {"overall": 6.0, "1-3 F": 3.0, "1-3 M": 3.0}}
 
 
-def site(slug: str, *, double_reading: bool = False) -> Site:
-    return Site.objects.create(slug=slug, name=slug.title(), double_reading=double_reading)
+def site(slug: str, *, double_reading: bool = False, blind_reading: bool = False) -> Site:
+    return Site.objects.create(
+        slug=slug, name=slug.title(), double_reading=double_reading, blind_reading=blind_reading
+    )
 
 
 def user(username: str, role: str | None = None, *sites: Site):

@@ -174,6 +174,15 @@ URLS: dict[str, dict[str, object]] = {
         "POST": Audited("post", lambda w: "/review/next/", ("lease.take",), user="reviewer")
     },
     "review:audit": {"GET": READ},
+    "review:site-blind-reading": {
+        "POST": Audited(
+            "post",
+            lambda w: "/review/sites/north/blind-reading/",
+            ("site.change",),
+            body=lambda w: {"blind_reading": "on"},
+            multipart=True,
+        )
+    },
     "accounts:team": {
         "GET": READ,
         "POST": Audited(

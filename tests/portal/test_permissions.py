@@ -160,6 +160,15 @@ RULES: dict[str, list[Rule]] = {
         Rule("post", lambda o: "/review/next/", _with(REVIEWERS, reviewer=302, lead=302), "same")
     ],
     "review:audit": [Rule("get", lambda o: "/audit/", LEADS, "absent")],
+    "review:site-blind-reading": [
+        Rule(
+            "post",
+            lambda o: f"/review/sites/{o['site'].slug}/blind-reading/",
+            _with(LEADS, lead=302),
+            body=lambda w: {"blind_reading": "on"},
+            multipart=True,
+        )
+    ],
     "accounts:team": [Rule("get", lambda o: "/team/", LEADS, "absent")],
     "accounts:revoke": [
         Rule("post", lambda o: f"/team/{o['membership'].pk}/revoke/", _with(LEADS, lead=302))

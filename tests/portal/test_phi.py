@@ -4,23 +4,45 @@ the API's answers. Through the REST API (in batches, a ZIP among them, one uploa
 to expire) and through the CLI."""
 
 import logging
+import re
+import tempfile
 import zipfile
+import zlib
 from datetime import timedelta
 from pathlib import Path
 
+import numpy as np
+import pydicom
 import pytest
 from django.apps import apps
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
+from pydicom.data import get_testdata_file
+from pydicom.datadict import dictionary_VR, keyword_for_tag
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_dataset, write_file_meta_info
+from pydicom.sequence import Sequence
+from pydicom.tag import Tag
+from pydicom.uid import (
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    RLELossless,
+)
 from rest_framework.test import APIClient
 
+from portal.ingest import deid
+from portal.ingest.archive import Source
 from portal.ingest.models import Image, Upload, UploadFile
-from portal.ingest.services import upload_expire_stale
+from portal.ingest.services import upload_create, upload_expire_stale, upload_process
 from tests.conftest import manage, wait_for
 from tests.dicom_files import make_dicom
 
 pytestmark = pytest.mark.django_db(transaction=True)
 PLANTED = ("DOE^JANE", "Jane_Doe_MRN12345", "MRN12345")
+PIXEL_DATA = Tag(0x7FE0, 0x0010)
 
 
 @pytest.fixture(autouse=True)
@@ -148,3 +170,405 @@ def test_a_patient_name_in_file_and_folder_names_is_kept_nowhere(
         for answer in answers:
             assert planted.encode() not in answer, answer[:300]
     assert not [p for p, _ in files if p.is_relative_to(staging) and p.is_file()]
+
+
+# --- A file planted with sentinels wherever a file can hold text --------------------------------
+# Every planted text holds TOKEN and a label naming where it was planted; a name is planted as
+# DOE^JANE (a PN's components) too. Numbers, dates, times and UIDs that the table removes or
+# replaces are planted as values of their own. None may survive in a stored byte outside the
+# Pixel Data value, in any of the encodings a reader could find it in.
+TOKEN = "ZQX"
+NAME_FORMS = ("DOE^JANE", "JANE^DOE", "JANE DOE", "DOE, JANE")
+NUMBER, DATE, TIME = "8675309", "18880808", "105959.867530"
+UID_ROOT = f"1.2.826.0.{NUMBER}."
+# Dates the age is computed from, and what the age checks read: planted elsewhere.
+_NOT_PLANTED = {
+    "PatientBirthDate",
+    "StudyDate",
+    "AcquisitionDate",
+    "PatientAge",
+    "PatientSex",
+    "SOPClassUID",
+}
+
+
+def _text(label: str) -> str:
+    return f"{TOKEN}{label}"
+
+
+def _binary(label: str) -> bytes:
+    """Text inside a binary value: ASCII, a name, and UTF-16 in both byte orders."""
+    text = _text(label)
+    value = f"{text} DOE^JANE ".encode() + text.encode("utf-16-le") + text.encode("utf-16-be")
+    return value + b"\0" * (len(value) % 2)
+
+
+def _planted_value(tag: int, vr: str, label: str, n: int):
+    if vr in ("OB", "OW", "UN", "OB or OW", "OW or OB", "OD", "OF", "OL", "OV"):
+        return _binary(label)
+    return {
+        "AE": _text(label)[:16],
+        "CS": _text(label)[:16],
+        "SH": _text(label)[:16],
+        "LO": f"{_text(label)} DOE^JANE",
+        "LT": f"{_text(label)} lives with DOE^JANE",
+        "ST": f"{_text(label)} DOE^JANE",
+        "UT": f"{_text(label)} DOE^JANE",
+        "UC": f"{_text(label)} DOE^JANE",
+        "PN": f"{_text(label)}^JANE^DOE",
+        "UR": f"http://{_text(label).lower()}.example/DOE^JANE",
+        "UI": f"{UID_ROOT}{n}",
+        "DA": DATE,
+        "DT": f"{DATE}101010",
+        "TM": TIME,
+        "DS": NUMBER,
+        "IS": NUMBER,
+    }.get(vr)
+
+
+def _item(label: str, depth: int) -> Dataset:
+    """A sequence item full of sentinels: table elements, a private block, an unknown tag, a
+    wrongly typed group length, a retired element, an overlay, and (above the last level) a
+    sequence the table keeps holding another such item."""
+    item = Dataset()
+    item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = "T-D3000", "SRT", "Chest"
+    item.OperatorsName = f"{_text(label + 'OP')}^JANE^DOE"
+    item.InstitutionName = _text(label + "INST")
+    item.add_new(0x00080000, "LO", _text(label + "GL"))
+    item.add_new(0x00080010, "SH", _text(label + "RET")[:16])
+    item.add_new(0x00089999, "UN", _binary(label + "UNK"))
+    item.add_new(0x60000022, "LO", _text(label + "OVL"))
+    item.private_block(0x0011, _text(label + "CR"), create=True).add_new(
+        0x01, "LO", _text(label + "PRIV")
+    )
+    item.add_new(0xFFFCFFFC, "OB", _binary(label + "PAD"))
+    if depth > 0:
+        item.AnatomicRegionModifierSequence = Sequence([_item(label + "N", depth - 1)])
+    return item
+
+
+def _planted_dataset(transfer_syntax: str) -> Dataset:
+    """A valid child's chest DX (make_dicom's) planted with sentinels everywhere."""
+    compressed = transfer_syntax == RLELossless
+    with tempfile.TemporaryDirectory() as tmp:
+        base = make_dicom(
+            Path(tmp) / "base.dcm",
+            transfer_syntax=RLELossless if compressed else ExplicitVRLittleEndian,
+        )
+        ds = pydicom.dcmread(base)
+    for n, (tag, vr) in enumerate(_table_tags()):
+        keyword = keyword_for_tag(tag)
+        if keyword in _NOT_PLANTED or "Species" in keyword or "Breed" in keyword:
+            continue
+        if tag >> 16 == 0 and transfer_syntax == ExplicitVRBigEndian:
+            continue  # pydicom reads a command group (0000) as little endian
+        if vr == "SQ":
+            ds.add_new(tag, "SQ", Sequence([_item(f"{tag:08X}S", 1)]))
+        elif (value := _planted_value(tag, vr, f"{tag:08X}", n)) is not None:
+            ds.add_new(tag, vr, value)
+    ds.PatientName = "DOE^JANE"
+    ds.PatientID = _text("PID")
+    # A sequence the table keeps, its items cleaned three levels down.
+    ds.AnatomicRegionSequence = Sequence([_item("NEST", 2)])
+    # Private tags: text, binary, and a private sequence.
+    block = ds.private_block(0x0009, _text("CREATOR"), create=True)
+    block.add_new(0x01, "LO", _text("PRIVLO"))
+    block.add_new(0x02, "OB", _binary("PRIVOB"))
+    block.add_new(0x03, "UN", _binary("PRIVUN"))
+    block.add_new(0x04, "SQ", Sequence([_item("PRIVSQ", 1)]))
+    # Odd groups no element may use, the command and directory groups, unknown tags.
+    if transfer_syntax != ExplicitVRBigEndian:
+        ds.add_new(0x00000902, "LO", _text("COMMAND"))
+        ds.add_new(0x00010010, "LO", _text("ODDGROUP"))
+    ds.add_new(0x00041500, "CS", _text("DIRFILE"))
+    ds.add_new(0x00089999, "LO", _text("UNKNOWN"))
+    ds.add_new(0x00281999, "UN", _binary("UNKNOWNUN"))
+    # A known tag written as UN (its text is decoded with the dictionary's VR).
+    ds.add_new(0x00081040, "UN", f"{_text('DEPTUN')} DOE^JANE ".encode())
+    # Group lengths (a wrong VR hides text in one), retired elements the table does not list.
+    ds.add_new(0x00080000, "LO", _text("GROUPLEN"))
+    ds.add_new(0x00100000, "UL", 1234)
+    ds.add_new(0x00080010, "SH", _text("RECOGNITION")[:16])
+    ds.add_new(0x00080041, "LO", _text("SUBTYPE"))
+    ds.add_new(0x00205002, "LO", _text("NOMENCLATURE"))
+    # Curves and overlays with text.
+    ds.add_new(0x50002500, "LO", _text("CURVELABEL"))
+    ds.add_new(0x50003000, "OB", _binary("CURVEDATA"))
+    for element, vr, value in (
+        (0x0010, "US", 8),
+        (0x0011, "US", 8),
+        (0x0022, "LO", _text("OVERLAYDESC")),
+        (0x0040, "CS", "G"),
+        (0x0050, "SS", [1, 1]),
+        (0x0100, "US", 1),
+        (0x0102, "US", 0),
+        (0x1500, "LO", _text("OVERLAYLABEL")),
+        (0x3000, "OW", _binary("OVERLAYDATA")[:8]),
+    ):
+        ds.add_new(0x60000000 | element, vr, value)
+    # An icon image whose pixels spell a name.
+    icon = Dataset()
+    icon.Rows, icon.Columns, icon.SamplesPerPixel, icon.BitsAllocated = 4, 8, 1, 8
+    icon.BitsStored, icon.HighBit, icon.PixelRepresentation = 8, 7, 0
+    icon.PhotometricInterpretation = "MONOCHROME2"
+    icon.PixelData = _binary("ICON")[:32].ljust(32, b"\0")
+    ds.IconImageSequence = Sequence([icon])
+    # After the Pixel Data: a signature and the trailing padding.
+    signature = Dataset()
+    signature.add_new(0x04000105, "DT", f"{DATE}101010")
+    signature.add_new(0x04000120, "OB", _binary("SIGNATURE"))
+    ds.DigitalSignaturesSequence = Sequence([signature])
+    ds.DataSetTrailingPadding = _binary("TRAILING")
+    return ds
+
+
+def _table_tags() -> list[tuple[int, str]]:
+    """Every tag of deid's table with the VR it is planted in ("LO" for those pydicom does not
+    know; the first of an ambiguous VR)."""
+    tags = []
+    for tag in sorted(deid._EXACT):
+        try:
+            vr = dictionary_VR(tag)
+        except KeyError:
+            vr = "LO"
+        tags.append((tag, vr.split(" or ")[0]))
+    return tags
+
+
+def _file_meta(transfer_syntax: str, ds: Dataset) -> FileMetaDataset:
+    meta = FileMetaDataset()
+    meta.FileMetaInformationVersion = b"\0\1"
+    meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    meta.TransferSyntaxUID = transfer_syntax
+    meta.ImplementationClassUID = f"{UID_ROOT}0"
+    meta.ImplementationVersionName = _text("IVN")[:16]
+    meta.SourceApplicationEntityTitle = _text("SRCAE")
+    meta.SendingApplicationEntityTitle = _text("SENDAE")
+    meta.ReceivingApplicationEntityTitle = _text("RECVAE")
+    meta.add_new(0x00020026, "UR", f"http://{_text('SRCADDR').lower()}.example/")
+    meta.add_new(0x00020031, "OB", _binary("RTVSOURCE"))
+    meta.PrivateInformationCreatorUID = f"{UID_ROOT}1"
+    meta.PrivateInformation = _binary("PRIVINFO")
+    return meta
+
+
+def _write_planted(path: Path, transfer_syntax: str) -> bytes:
+    """Preamble, File Meta Information and data set written byte by byte as planted (pydicom's
+    file writer would refuse or fix some of them); returns the file's bytes before deflating."""
+    ds = _planted_dataset(transfer_syntax)
+    big = transfer_syntax == ExplicitVRBigEndian
+    if big:  # OW pixels are written as they are: swap them here
+        ds.PixelData = np.frombuffer(ds.PixelData, "<u2").astype(">u2").tobytes()
+    body = DicomBytesIO()
+    body.is_little_endian = not big
+    body.is_implicit_VR = transfer_syntax == ImplicitVRLittleEndian
+    write_dataset(body, ds)
+    data = plain = body.getvalue()
+    if transfer_syntax == DeflatedExplicitVRLittleEndian:
+        deflater = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+        data = deflater.compress(data) + deflater.flush()
+    meta = DicomBytesIO()
+    meta.is_little_endian, meta.is_implicit_VR = True, False
+    write_file_meta_info(meta, _file_meta(transfer_syntax, ds), enforce_standard=True)
+    preamble = (b"DOE^JANE " + _binary("PREAMBLE")).ljust(128, b"\0")[:128]
+    path.write_bytes(preamble + b"DICM" + meta.getvalue() + data)
+    return preamble + b"DICM" + meta.getvalue() + plain
+
+
+def _outside_pixel_data(stored: Path) -> bytes:
+    """Every byte of a stored file except its Pixel Data value (found where it lies)."""
+    data = stored.read_bytes()
+    ds = pydicom.dcmread(stored, defer_size=256)
+    pixels = ds.get_item(PIXEL_DATA, keep_deferred=True)
+    start = pixels.value_tell
+    length = len(ds.PixelData) if pixels.length == 0xFFFFFFFF else pixels.length
+    assert data[start : start + len(ds.PixelData)] == ds.PixelData
+    assert data[:128] == bytes(128), "the preamble is not 128 zero bytes"
+    return data[:start] + data[start + length :]
+
+
+def _survivors(text: str) -> list[str]:
+    """Each sentinel found in `text` (case-insensitive), with a few characters after it."""
+    found = []
+    for sentinel in (TOKEN, *NAME_FORMS, NUMBER, DATE, TIME, UID_ROOT):
+        for match in re.finditer(re.escape(sentinel), text, re.IGNORECASE):
+            found.append(text[match.start() : match.start() + len(sentinel) + 14])
+    return found
+
+
+def _sentinels_in(data: bytes) -> list[str]:
+    """Sentinels in bytes read as ASCII (Latin-1: one character a byte) and as UTF-16."""
+    found = _survivors(data.decode("latin-1"))
+    for codec in ("utf-16-le", "utf-16-be"):
+        for offset in (0, 1):
+            chunk = data[offset:]
+            found += _survivors(chunk[: len(chunk) - len(chunk) % 2].decode(codec, "replace"))
+    return found
+
+
+@pytest.mark.parametrize(
+    "transfer_syntax",
+    [
+        ExplicitVRLittleEndian,
+        ImplicitVRLittleEndian,
+        RLELossless,
+        ExplicitVRBigEndian,
+        DeflatedExplicitVRLittleEndian,
+    ],
+)
+def test_no_sentinel_survives_in_any_stored_byte_outside_the_pixel_data(
+    site, tmp_path, data_dir, transfer_syntax
+):
+    planted = tmp_path / "planted.dcm"
+    raw = _write_planted(planted, transfer_syntax)
+    # The test plants what it says: sentinels everywhere in the file as planted.
+    assert raw[:8] == b"DOE^JANE"
+    assert len(_sentinels_in(raw)) > 2000
+
+    upload = upload_create(site=site, source=Upload.Source.CLI)
+    upload = upload_process(upload=upload, sources=[Source.given(planted)])
+    line = UploadFile.objects.get(upload=upload)
+    assert line.outcome == "accepted", line.reason
+
+    stored = data_dir / Image.objects.get().file
+    assert _sentinels_in(_outside_pixel_data(stored)) == []
+    assert _survivors(_everything_in_the_database()) == []
+    # What the model needs is still there, and the pixels are the planted file's.
+    ds = pydicom.dcmread(stored)
+    np.testing.assert_array_equal(ds.pixel_array, pydicom.dcmread(planted).pixel_array)
+    assert (ds.Modality, ds.PatientSex, ds.ViewPosition) == ("DX", "F", "PA")
+    assert ds.AnatomicRegionSequence[0].CodeMeaning == "Chest"
+
+
+def test_a_real_films_tiff_header_in_the_preamble_is_not_stored(site, tmp_path, data_dir):
+    """pydicom-data's chest CR keeps a TIFF header (with its offsets and tags) in its preamble,
+    as films from some modalities do; the stored file's preamble is zeros all the same."""
+    ds = pydicom.dcmread(get_testdata_file("RG1_UNCR.dcm"))
+    ds.PatientBirthDate, ds.StudyDate, ds.PatientSex = "20150310", "20200115", "F"
+    ds.BodyPartExamined = "CHEST"
+    sent = tmp_path / "rg1.dcm"
+    ds.save_as(sent)
+    assert sent.read_bytes()[:4] == b"II*\0"  # the TIFF header, kept as it came
+
+    upload = upload_process(
+        upload=upload_create(site=site, source=Upload.Source.CLI), sources=[Source.given(sent)]
+    )
+
+    line = UploadFile.objects.get(upload=upload)
+    assert line.outcome == "accepted", line.reason
+    stored = (data_dir / Image.objects.get().file).read_bytes()
+    assert stored[:132] == bytes(128) + b"DICM"
+
+
+# --- pydicom's warnings (they quote the file's path) reach no output of any process -------------
+SENTINEL_DIR = "ZQXPATH_DOE^JANE"
+
+
+def _truncated_and_odd(folder: Path) -> dict[str, str]:
+    """Files pydicom warns about, naming the path it read ("End of file reached before
+    delimiter (FFFE,E0DD) found in file PATH"), with the reason each is refused."""
+    folder.mkdir(parents=True, exist_ok=True)
+    expected = {}
+    for name, syntax in (("plain", ExplicitVRLittleEndian), ("rle", RLELossless)):
+        whole = make_dicom(folder / f"{name}.dcm", rows=128, cols=128, transfer_syntax=syntax)
+        data = whole.read_bytes()
+        whole.unlink()
+        for percent in (40, 90):
+            (folder / f"{name}-{percent}.dcm").write_bytes(data[: len(data) * percent // 100])
+            expected[f"{name}-{percent}.dcm"] = "truncated file"
+        (folder / f"{name}-header.dcm").write_bytes(data[:300])  # inside the file meta
+        expected[f"{name}-header.dcm"] = "truncated file"
+    # A data set in explicit VR behind a header that says implicit: pydicom warns, reads it.
+    odd = make_dicom(folder / "odd.dcm", rows=64, cols=64)
+    odd.write_bytes(
+        odd.read_bytes().replace(b"1.2.840.10008.1.2.1\0", b"1.2.840.10008.1.2\0\0\0", 1)
+    )
+    return expected
+
+
+def _refused_for_their_reasons(lines: list[tuple[str, str]], expected: dict[str, str]) -> None:
+    """Each expected file's line is a refusal whose reason says why (by name, from the CLI)."""
+    reasons = dict(lines)
+    for name, reason in expected.items():
+        assert reason in reasons[name], (name, reasons[name])
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_pydicom_warnings_reach_no_output_of_the_cli_or_its_ingest_processes(
+    tmp_path, data_dir, monkeypatch, workers
+):
+    """The CLI reads an uncompressed file itself and a compressed one in an ingest worker
+    process; with two workers and PARALLEL_MIN_FILES 1, every file goes to the pool."""
+    folder = tmp_path / SENTINEL_DIR / "films"
+    expected = _truncated_and_odd(folder)
+    monkeypatch.setenv("PORTAL_INGEST_WORKERS", workers)
+    monkeypatch.setenv("PORTAL_INGEST_PARALLEL_MIN_FILES", "1")
+    monkeypatch.setenv("PORTAL_LOG_LEVEL", "DEBUG")  # even at DEBUG
+
+    cli = manage("ingest", str(folder), "--site", "north", "--create-site", data_dir=data_dir)
+
+    output = cli.stdout + cli.stderr
+    assert cli.returncode == 1, output
+    lines = re.findall(r"^rejected (\S+) \(#\d+\): (.*)$", cli.stderr, re.MULTILINE)
+    _refused_for_their_reasons(lines, expected)
+    for leak in ("ZQXPATH", "DOE^JANE", str(tmp_path), "End of file", "UserWarning"):
+        assert leak not in output, (leak, output[-3000:])
+
+
+def test_pydicom_warnings_reach_no_celery_worker_log(
+    settings, site, admin_user, start_worker, tmp_path, data_dir
+):
+    """Uploads through the API, staged under a folder named like a patient, processed by a real
+    worker that reads files itself (one ingest process) and by one that hands them to its pool."""
+    staging = tmp_path / SENTINEL_DIR / "staging"
+    settings.STAGING_DIR = staging
+    folder = tmp_path / "films"
+    expected = _truncated_and_odd(folder)
+    paths = sorted(folder.iterdir())
+    client = APIClient()
+    client.force_authenticate(admin_user)
+    for name, workers in (("serial", "1"), ("pooled", "2")):
+        env = {"PORTAL_STAGING_DIR": str(staging), "PORTAL_INGEST_WORKERS": workers}
+        worker = start_worker("default", name, pool="threads", env=env)
+        created = _post(client, f"/api/sites/{site.slug}/uploads/", paths, folder)
+        upload_id = created.json()["id"]
+
+        def finished(upload_id: int = upload_id) -> bool:
+            return client.get(f"/api/uploads/{upload_id}/").json()["status"] == "done"
+
+        wait_for(finished, timeout_s=120, what=f"upload {upload_id}")
+        worker.stop()
+
+        lines = UploadFile.objects.filter(upload_id=upload_id).order_by("index")
+        _refused_for_their_reasons(
+            [(path.name, line.reason) for path, line in zip(paths, lines, strict=True)], expected
+        )
+        log = worker.log.read_text(errors="replace")
+        assert "ready." in log  # the worker's own output is what is read
+        for leak in ("ZQXPATH", "DOE^JANE", str(staging), "End of file", "UserWarning"):
+            assert leak not in log, (leak, log[-3000:])
+
+
+def test_pydicom_warnings_reach_no_output_of_a_django_process(tmp_path, data_dir):
+    """Every process that loads the settings (the web server is `manage.py serve_web`) reads
+    DICOM quietly: here as a validation import checks a file's pixels, in the web process."""
+    folder = tmp_path / SENTINEL_DIR / "import"
+    _truncated_and_odd(folder)
+    code = (
+        "from pathlib import Path\n"
+        "from portal.validation.exports import pixel_sha256\n"
+        f"for path in sorted(Path({str(folder)!r}).iterdir()):\n"
+        "    try:\n"
+        "        pixel_sha256(path)\n"
+        "    except Exception as exc:\n"
+        "        print('refused', type(exc).__name__)\n"
+        "print('checked')\n"
+    )
+    result = manage("shell", "-c", code, data_dir=data_dir)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "checked" in result.stdout, output
+    assert "refused" in result.stdout  # the truncated files were read, and failed
+    for leak in ("ZQXPATH", "DOE^JANE", str(tmp_path), "End of file", "UserWarning"):
+        assert leak not in output, (leak, output[-3000:])

@@ -56,6 +56,7 @@ def fuzzable(settings, monkeypatch) -> None:
     behind a production server, or each request waits 40 ms for a delayed ACK."""
     settings.LOGIN_THROTTLE = {**settings.LOGIN_THROTTLE, "MAX_FAILURES": 10**6}
     settings.LOGIN_THROTTLE["MAX_FAILURES_PER_ADDRESS"] = 10**6
+    settings.LOGIN_THROTTLE["MAX_FAILURES_PER_ADDRESS_USER"] = 10**6
     monkeypatch.setattr(UserRateThrottle, "THROTTLE_RATES", {"user": None, "anon": None})
     monkeypatch.setattr(QuietWSGIRequestHandler, "disable_nagle_algorithm", True)
 

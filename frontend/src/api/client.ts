@@ -17,6 +17,9 @@ export interface ReportLine {
   age_days?: number;
   age_source?: "birthdate" | "patient_age";
   reason?: string;
+  /** What the line warns of (an accepted file whose PatientAge disagrees with its dates), one
+   * warning per line of text; "" for none. */
+  warning: string;
 }
 
 /** The small status document of an upload (no per-file lines: those are paged). */
@@ -171,6 +174,9 @@ export interface Lease {
   mine: boolean;
 }
 
+/** How a heatmap PNG's grey levels read (frontend/src/viewer/heatmap-colours.ts). */
+export type HeatmapScale = "signed" | "positive";
+
 export interface PredictionSummary {
   id: number;
   model: string;
@@ -178,6 +184,10 @@ export interface PredictionSummary {
   score: number | null;
   residual_days: number | null;
   heatmap_url: string | null;
+  /** How the PNG's levels read; null without a heatmap. */
+  heatmap_scale: HeatmapScale | null;
+  /** True: the model's gradient is zero here, the map shows nothing; null: not recorded. */
+  heatmap_blank: boolean | null;
 }
 
 export interface ImageDetail {
@@ -200,15 +210,19 @@ export interface ImageDetail {
   status: ReviewStatus;
   revision: number;
   curated_age_days: number | null;
-  predicted_age_days: number | null;
-  residual_days: number | null;
-  score: number | null;
+  /** The model's output: absent (not null) while blind reading hides it (`output_hidden`). */
+  predicted_age_days?: number | null;
+  residual_days?: number | null;
+  score?: number | null;
   lease: Lease | null;
   double_reading: boolean;
+  /** The site reads blind: the model's output is shown once you have decided on the image. */
+  blind_reading: boolean;
+  output_hidden: boolean;
   can_review: boolean;
   can_adjudicate: boolean;
   dicom_url: string;
-  prediction: PredictionSummary | null;
+  prediction?: PredictionSummary | null;
 }
 
 export interface Page<T> {
@@ -227,6 +241,8 @@ export interface ReviewRecord {
   comment: string;
   kind: ReviewKind;
   based_on_revision: number;
+  /** Made with the model's output hidden (blind reading). */
+  blind: boolean;
   created_at: string;
 }
 

@@ -4,21 +4,15 @@ import {
   ApiResponseError,
   ReviewApi,
   type DecisionRequest,
+  type HeatmapScale,
   type ImageDetail,
   type QueueLease,
 } from "../api/client";
-import { createHeatmapOverlay, decodeHeatmap, type HeatmapOverlay } from "../viewer/heatmap";
+import { createHeatmapOverlay, decodeHeatmap, type HeatmapLayer, type HeatmapOverlay } from "../viewer/heatmap";
+import { legendGradient } from "../viewer/heatmap-colours";
 import { createStackViewer, type StackViewer } from "../viewer/stack";
-import {
-  describeChange,
-  describeFieldErrors,
-  formatAge,
-  formatLease,
-  formatResidual,
-  formatScore,
-  REASONS,
-  SEX,
-} from "./review/format";
+import { describeChange, describeFieldErrors, formatAge, formatLease, REASONS, SEX } from "./review/format";
+import { modelOutputText, revealed } from "./review/blind";
 import { actionFor, renderHelp, type Action } from "./review/keys";
 import { describeError, element, isTyping, setText } from "./review/dom";
 import { renderHistory } from "./review/history";
@@ -74,10 +68,8 @@ class ReviewScreen {
   // ---- viewer ----
 
   private async startViewer(detail: ImageDetail): Promise<void> {
-    const heatmapUrl = detail.prediction?.heatmap_url ?? null;
     // Fetch the heatmap while the DICOM downloads and decodes.
-    const layer = heatmapUrl ? this.api.getHeatmap(heatmapUrl).then(decodeHeatmap) : null;
-    layer?.catch(() => undefined);
+    const layer = this.fetchHeatmap(detail);
     try {
       this.viewer = await createStackViewer(element<HTMLDivElement>("viewport"), this.api.dicomImageId(detail.dicom_url));
     } catch (error) {
@@ -89,23 +81,67 @@ class ReviewScreen {
     element<HTMLButtonElement>("invert").disabled = false;
     element<HTMLButtonElement>("reset").disabled = false;
     setText("viewer-status", `${detail.columns} × ${detail.rows} px, ${detail.photometric_interpretation}`);
+    await this.showHeatmap(detail, layer);
+    this.root.dataset.ready = "true";
+  }
 
-    if (!layer) {
+  private fetchHeatmap(detail: ImageDetail): Promise<HeatmapLayer> | null {
+    const heatmapUrl = detail.prediction?.heatmap_url ?? null;
+    const scale = detail.prediction?.heatmap_scale ?? "positive";
+    const layer = heatmapUrl ? this.api.getHeatmap(heatmapUrl).then((png) => decodeHeatmap(png, scale)) : null;
+    layer?.catch(() => undefined);
+    return layer;
+  }
+
+  /** Draws the heatmap (or says why there is none); also after a decision reveals it. */
+  private async showHeatmap(detail: ImageDetail, layer: Promise<HeatmapLayer> | null): Promise<void> {
+    if (!this.viewer || this.heatmap) return;
+    if (detail.output_hidden) {
+      setText("heatmap-note", "blind reading: the heatmap is shown once you have decided");
+    } else if (!layer) {
       setText("heatmap-note", detail.prediction ? "no heatmap for this prediction" : "no heatmap: not predicted yet");
     } else {
       try {
-        this.heatmap = createHeatmapOverlay(this.viewer, await layer, this.prefs.opacity);
+        const decoded = await layer;
+        if (detail.prediction?.heatmap_blank || decoded.blank) {
+          // Nothing would be drawn: say so rather than show an empty overlay as "on".
+          this.root.dataset.heatmap = "blank";
+          setText(
+            "heatmap-note",
+            detail.prediction?.heatmap_scale === "signed"
+              ? "no heatmap signal: the model's gradient is zero on this image, no region pushes its age up or down"
+              : "this heatmap shows nothing: it was stored before signed maps, which leave out evidence for a younger age",
+          );
+          return;
+        }
+        this.heatmap = createHeatmapOverlay(this.viewer, decoded.canvas, this.prefs.opacity);
         this.heatmap.setVisible(this.prefs.visible);
         element<HTMLButtonElement>("heatmap-toggle").disabled = false;
         this.opacity.disabled = false;
         this.opacity.value = String(this.prefs.opacity);
         setText("heatmap-note", "");
+        this.renderLegend(detail.prediction?.heatmap_scale ?? "positive");
       } catch {
         setText("heatmap-note", "the heatmap could not be loaded");
       }
     }
     this.renderHeatmapState();
-    this.root.dataset.ready = "true";
+  }
+
+  /** What the colours mean: signed maps in two colours; older maps in one (where it looked). */
+  private renderLegend(scale: HeatmapScale): void {
+    const legend = element("heatmap-legend");
+    legend.dataset.scale = scale;
+    element("heatmap-legend-bar").style.background = legendGradient(scale);
+    const signed = scale === "signed";
+    setText("heatmap-legend-low", signed ? "pushes age down" : "weak");
+    setText("heatmap-legend-high", signed ? "up" : "strong");
+    const meaning = signed
+      ? "Heatmap: warm (yellow, red) where the region pushes the predicted age up, cool (cyan, blue) " +
+        "where it pushes it down; stronger colour, larger push; clear, no effect."
+      : "Heatmap stored before signed maps: one-sided, where the model found evidence for an older age only.";
+    legend.title = meaning;
+    legend.setAttribute("aria-label", meaning);
   }
 
   private renderPresets(): void {
@@ -170,6 +206,7 @@ class ReviewScreen {
     const on = this.heatmap?.visible ?? false;
     this.root.dataset.heatmap = on ? "on" : "off";
     element("heatmap-toggle").setAttribute("aria-pressed", String(on));
+    element("heatmap-legend").hidden = !on;
   }
 
   // ---- panel ----
@@ -179,10 +216,11 @@ class ReviewScreen {
     if (!d) return;
     const approximate = d.age_source === "patient_age" ? " (from PatientAge)" : "";
     setText("recorded-age", `${formatAge(d.recorded_age_days)}${approximate}`);
-    const predicted = d.predicted_age_days ?? d.prediction?.age_days ?? null;
-    setText("predicted-age", predicted === null ? "not predicted yet" : formatAge(predicted));
-    setText("residual", formatResidual(d.residual_days ?? d.prediction?.residual_days));
-    setText("score", formatScore(d.score ?? d.prediction?.score));
+    const output = modelOutputText(d);
+    setText("predicted-age", output.predicted);
+    setText("residual", output.residual);
+    setText("score", output.score);
+    this.root.dataset.outputHidden = String(d.output_hidden);
     setText("sex", SEX[d.sex] ?? d.sex);
     setText("site", d.site);
     setText("view-position", [d.modality, d.view_position].filter(Boolean).join(" ") || "—");
@@ -290,10 +328,18 @@ class ReviewScreen {
       this.closeForms();
       this.clearForms();
       this.renderDetail();
-      const queued = this.inQueue() ? " Next case…" : "";
-      setText("decision-message", `Saved: ${result.status}, revision ${result.revision}.${queued}`);
-      if (queued) setTimeout(() => void this.next(), AUTO_NEXT_MS);
+      setText("decision-message", `Saved: ${result.status}, revision ${result.revision}.`);
       await this.refresh();
+      const after = this.detail ?? before;
+      if (revealed(before, after)) {
+        // Blind reading: the decision is in, the model's output is shown for learning; the
+        // reader moves on with n when done.
+        await this.showHeatmap(after, this.fetchHeatmap(after));
+        setText("decision-message", `Saved: ${result.status}, revision ${result.revision}. The model's output is shown now; n for the next case.`);
+      } else if (this.inQueue()) {
+        setText("decision-message", `Saved: ${result.status}, revision ${result.revision}. Next case…`);
+        setTimeout(() => void this.next(), AUTO_NEXT_MS);
+      }
     } catch (error) {
       this.pending = false;
       this.renderButtons();

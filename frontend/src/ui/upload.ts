@@ -249,6 +249,18 @@ class UploadScreen {
           td.textContent = text;
           tr.append(td);
         }
+        // A warning is not a rejection: the file is stored; its own marked cell, one per line.
+        const warning = document.createElement("td");
+        if (line.warning) {
+          tr.classList.add("warned");
+          warning.className = "warning";
+          for (const text of line.warning.split("\n")) {
+            const item = document.createElement("div");
+            item.textContent = `⚠ ${text}`;
+            warning.append(item);
+          }
+        }
+        tr.append(warning);
         return tr;
       }),
     );

@@ -3,36 +3,20 @@
 // worldToCanvas, so zoom, pan, resize and device pixel ratio keep it aligned with the pixels.
 import { Enums, utilities, type Types } from "@cornerstonejs/core";
 import type { StackViewer } from "./stack";
+import { colourLut, isBlank, type HeatmapScale } from "./heatmap-colours";
 
-/** Colour map anchors (dark blue -> cyan -> yellow -> red) over heat 0..1. */
-const ANCHORS: [number, number, number][] = [
-  [0, 0, 0.5],
-  [0, 0.3, 1],
-  [0, 0.9, 0.9],
-  [1, 0.9, 0],
-  [1, 0.1, 0],
-];
-const MAX_ALPHA = 0.6;
-
-function colourLut(): Uint8ClampedArray {
-  const lut = new Uint8ClampedArray(256 * 4);
-  const segments = ANCHORS.length - 1;
-  for (let v = 0; v < 256; v++) {
-    const heat = v / 255;
-    const x = heat * segments;
-    const i = Math.min(segments - 1, Math.floor(x));
-    const t = x - i;
-    for (let c = 0; c < 3; c++) lut[v * 4 + c] = 255 * (ANCHORS[i][c] + (ANCHORS[i + 1][c] - ANCHORS[i][c]) * t);
-    lut[v * 4 + 3] = 255 * heat * MAX_ALPHA;
-  }
-  return lut;
+/** A decoded heatmap: the coloured layer, and whether it draws nothing at all. */
+export interface HeatmapLayer {
+  canvas: HTMLCanvasElement;
+  blank: boolean;
 }
 
 /**
  * Decodes a heatmap PNG into a drawable layer. A grey one (R = G = B, opaque: the compact 8-bit
- * heat map) is coloured here; any other is taken as already coloured RGBA.
+ * map) is coloured here by its scale (signed, or positive for maps stored before signed ones);
+ * any other is taken as already coloured RGBA, blank when fully transparent.
  */
-export async function decodeHeatmap(png: Blob): Promise<HTMLCanvasElement> {
+export async function decodeHeatmap(png: Blob, scale: HeatmapScale = "positive"): Promise<HeatmapLayer> {
   const bitmap = await createImageBitmap(png, { premultiplyAlpha: "none", colorSpaceConversion: "none" });
   const canvas = document.createElement("canvas");
   canvas.width = bitmap.width;
@@ -47,8 +31,9 @@ export async function decodeHeatmap(png: Blob): Promise<HTMLCanvasElement> {
   for (let i = 0; i < data.length && grey; i += 4) {
     grey = data[i] === data[i + 1] && data[i] === data[i + 2] && data[i + 3] === 255;
   }
-  if (!grey) return canvas;
-  const lut = colourLut();
+  if (!grey) return { canvas, blank: isBlank(data.subarray(3), "positive", 4) };
+  const blank = isBlank(data, scale, 4);
+  const lut = colourLut(scale);
   for (let i = 0; i < data.length; i += 4) {
     const v = data[i] * 4;
     data[i] = lut[v];
@@ -57,7 +42,7 @@ export async function decodeHeatmap(png: Blob): Promise<HTMLCanvasElement> {
     data[i + 3] = lut[v + 3];
   }
   ctx.putImageData(pixels, 0, 0);
-  return canvas;
+  return { canvas, blank };
 }
 
 export interface HeatmapOverlay {

@@ -2,19 +2,24 @@
 
 Pure functions over pydicom datasets, so that ingest, tests and benchmarks share them. Every
 rejection is a `Rejected` with a reason a site uploader can act on. Tag values may be PHI, so a
-reason quotes one only when it is a defined term of the standard (a modality, a photometric
-interpretation, a transfer syntax) or a number the check is about; any other value is described.
+reason (or a warning) quotes one only when it is a defined term of the standard (a modality, a
+photometric interpretation, a transfer syntax, a body part) or a number the check is about; any
+other value is described.
 
-`reading` parses a file, `checks` decides whether it is a usable radiograph, `pixels` whether its
-pixel data decode, `age` how old the child was; `errors` holds `Rejected`. Tunables
-(`reading.DEFER_BYTES`, `pixels.J2K_CHECK_PIXELS`) are read, and so patched, in their modules.
+`reading` parses a file, `checks` decides whether it is a usable radiograph, `subject` whether it
+is a human's chest, `pixels` whether its pixel data decode, `age` how old the child was;
+`errors` holds `Rejected`, and `file_warnings` every warning an accepted file's report line can
+carry. Tunables (`reading.DEFER_BYTES`, `pixels.J2K_CHECK_PIXELS`) are read, and so patched,
+in their modules.
 """
 
 from portal.ingest.dicom.age import (
     Age,
+    AgeDisagreement,
     compute_age,
     format_patient_age,
     parse_date,
+    patient_age_disagreement,
 )
 from portal.ingest.dicom.checks import (
     GRAYSCALE,
@@ -26,6 +31,7 @@ from portal.ingest.dicom.checks import (
     transfer_syntax,
 )
 from portal.ingest.dicom.errors import Rejected
+from portal.ingest.dicom.file_warnings import WARNING_TEXTS, file_warnings, warning_text
 from portal.ingest.dicom.pixels import (
     JPEG2000_SYNTAXES,
     PIXEL_DATA,
@@ -42,30 +48,45 @@ from portal.ingest.dicom.reading import (
     read_dataset,
     read_dataset_from,
 )
+from portal.ingest.dicom.subject import (
+    BODY_PART_TERMS,
+    NOT_HUMAN,
+    check_subject,
+    chest_like,
+)
 
 __all__ = [
+    "BODY_PART_TERMS",
     "GRAYSCALE",
     "JPEG2000_SYNTAXES",
     "MODALITY_TERMS",
     "NATIVE_FREE_SYNTAXES",
     "NOT_DICOM",
+    "NOT_HUMAN",
     "PHOTOMETRIC_TERMS",
     "PIXEL_DATA",
     "RADIOGRAPH_MODALITIES",
+    "WARNING_TEXTS",
     "Age",
+    "AgeDisagreement",
     "CodestreamError",
     "Limits",
     "Rejected",
     "check_j2k_codestream",
     "check_radiograph",
+    "check_subject",
+    "chest_like",
     "compute_age",
+    "file_warnings",
     "format_patient_age",
     "may_need_native_decoder",
     "number_of_frames",
     "parse_date",
+    "patient_age_disagreement",
     "pixel_data_length",
     "plausible_bare_data_set",
     "read_dataset",
     "read_dataset_from",
     "transfer_syntax",
+    "warning_text",
 ]

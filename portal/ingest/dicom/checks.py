@@ -1,12 +1,15 @@
 """Whether a data set is a radiograph that ingest can use: limits, defined terms, the checks."""
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.uid import UID
 
 from portal.ingest.dicom.errors import Rejected
-from portal.ingest.dicom.pixels import _check_pixels_decode, number_of_frames
+from portal.ingest.dicom.pixels import check_pixels, number_of_frames
+from portal.ingest.dicom.subject import check_subject
 
 RADIOGRAPH_MODALITIES = {"CR", "DX"}
 GRAYSCALE = {"MONOCHROME1", "MONOCHROME2"}
@@ -33,14 +36,32 @@ class Limits:
     max_aspect_ratio: float = 4.0
 
 
-def check_radiograph(ds: Dataset, limits: Limits) -> None:
-    """Raise Rejected unless `ds` is a single-frame grayscale CR/DX image whose pixels decode."""
+# The usable-range rule (README, "What is accepted"): a film is refused when its pixels hold
+# one value, or when the middle 98% of them (1st to 99th percentile) span fewer grey levels
+# than MIN_USABLE_GREY_LEVELS or than MIN_USABLE_FRACTION of the 2**BitsStored the header
+# declares. Real radiographs span 10% to 99% of theirs (pydicom's, pydicom-data's and
+# deid-data's CR and DX films); an image of a blank plate, a test pattern of one value or
+# pixels that barely differ from it fall far below. Counted over about USABLE_RANGE_SAMPLE
+# pixels: every n-th pixel of every n-th row of a native film (about 50 microseconds a film,
+# whatever its size) or of a full decode, a JPEG 2000 film at its checking resolution.
+USABLE_RANGE_PERCENTILES = (1.0, 99.0)
+MIN_USABLE_GREY_LEVELS = 16
+MIN_USABLE_FRACTION = 1 / 1024
+USABLE_RANGE_SAMPLE = 16384
+
+
+def check_radiograph(
+    ds: Dataset, limits: Limits, load_pixels: Callable[[], bytes] | None = None
+) -> None:
+    """Raise Rejected unless `ds` is a single-frame grayscale CR/DX image of a human's chest
+    (`subject`) whose pixels decode."""
     modality = str(ds.get("Modality", "") or "").strip().upper()
     if not modality:
         raise Rejected("no Modality attribute; expected CR or DX")
     if modality not in RADIOGRAPH_MODALITIES:
         named = modality if modality in MODALITY_TERMS else "(not a defined term)"
         raise Rejected(f"modality {named} is not a radiograph (expected CR or DX)")
+    check_subject(ds)  # a human child's chest: species, breed, body part
     if "SOPInstanceUID" not in ds or not str(ds.SOPInstanceUID).strip():
         raise Rejected("no SOPInstanceUID")
     if "PixelData" not in ds:
@@ -81,7 +102,33 @@ def check_radiograph(ds: Dataset, limits: Limits) -> None:
             f"absurd dimensions {rows}x{cols} (each side {limits.min_dimension} to "
             f"{limits.max_dimension} pixels, aspect ratio at most {limits.max_aspect_ratio:g})"
         )
-    _check_pixels_decode(ds, ts, rows, cols, bits_allocated)
+    pixels = check_pixels(
+        ds,
+        ts,
+        (rows, cols, bits_allocated, bits_stored),
+        load_pixels or (lambda: ds.PixelData),
+        sample_pixels=USABLE_RANGE_SAMPLE,
+    )
+    check_usable_range(pixels, bits_stored)
+
+
+def check_usable_range(pixels: np.ndarray, bits_stored: int) -> None:
+    """Raise Rejected for constant pixels or a usable range that is a sliver (the rule above)."""
+    step = max(1, int((pixels.size / USABLE_RANGE_SAMPLE) ** 0.5))
+    sample = pixels[::step, ::step].ravel()
+    low, high = sample.min(), sample.max()
+    if low == high:
+        raise Rejected(f"constant pixel data (every pixel sampled is {low}): a blank image")
+    # The percentiles by one partition (nearest rank): np.percentile costs twice as much.
+    ranks = [round(q / 100 * (sample.size - 1)) for q in USABLE_RANGE_PERCENTILES]
+    p_low, p_high = np.partition(sample, ranks)[ranks]
+    span = float(p_high) - float(p_low)
+    needed = max(MIN_USABLE_GREY_LEVELS, MIN_USABLE_FRACTION * 2**bits_stored)
+    if span < needed:
+        raise Rejected(
+            f"usable range is a sliver: 98% of the pixels lie within {span:g} grey levels "
+            f"(at least {needed:g} needed of the {2**bits_stored} that {bits_stored} bits hold)"
+        )
 
 
 def transfer_syntax(ds: Dataset) -> UID | None:

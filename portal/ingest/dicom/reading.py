@@ -1,11 +1,13 @@
 """Reading a file as DICOM: sniffing its first bytes, parsing it, and whether a codec may run."""
 
 import struct
+import zlib
 from pathlib import Path
 from typing import BinaryIO
 
 import pydicom
 from pydicom import config as pydicom_config
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import (
@@ -15,6 +17,7 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
 )
 
+from inference_worker import quiet_pydicom
 from portal.ingest.dicom.checks import transfer_syntax
 from portal.ingest.dicom.errors import Rejected
 from portal.ingest.dicom.pixels import PIXEL_DATA
@@ -22,8 +25,16 @@ from portal.ingest.dicom.pixels import PIXEL_DATA
 # pydicom's warnings about invalid values quote the value, which may be PHI: we validate what
 # we use ourselves and keep pydicom quiet.
 pydicom_config.settings.reading_validation_mode = pydicom_config.IGNORE
+# Nor do its warnings and log messages reach stderr or a log, here and in ingest's worker
+# processes (which import this module and nothing of Django's): they quote the file's path.
+quiet_pydicom.install()
 
 NOT_DICOM = "not a DICOM file (no DICM prefix and not parseable)"
+TRUNCATED = "truncated file: it ends inside a DICOM element"
+# How pydicom says, by a warning rather than an error, that the file ended inside a sequence or
+# the encapsulated pixel data ("End of file reached before delimiter (FFFE,E0DD) found in file
+# PATH"); it keeps nothing of the data set then.
+_EOF_MESSAGE = "End of file reached"
 
 
 # Values larger than this are read only when used, so that a file rejected by its header never
@@ -53,26 +64,51 @@ def read_dataset_from(fh: BinaryIO, *, size: int) -> Dataset:
     if not has_prefix and not plausible_bare_data_set(head, size):
         raise Rejected(NOT_DICOM)
     fh.seek(0)
-    try:
-        ds = pydicom.dcmread(fh, force=not has_prefix, defer_size=DEFER_BYTES)
-        if transfer_syntax(ds) == DeflatedExplicitVRLittleEndian:
-            # Deferred values would be read back from the deflated file at inflated offsets.
-            fh.seek(0)
-            ds = pydicom.dcmread(fh, force=not has_prefix)
-    except InvalidDicomError as exc:
-        raise Rejected(NOT_DICOM) from exc
-    except (EOFError, OSError) as exc:
-        raise Rejected("truncated file: it ends inside a DICOM element") from exc
-    except Exception as exc:
-        reason = f"unreadable DICOM ({type(exc).__name__})" if has_prefix else NOT_DICOM
-        raise Rejected(reason) from exc
+    # pydicom's messages (they quote the path) are only matched here, never passed on.
+    with quiet_pydicom.collecting() as messages:
+        try:
+            ds = pydicom.dcmread(fh, force=not has_prefix, defer_size=DEFER_BYTES)
+            if transfer_syntax(ds) == DeflatedExplicitVRLittleEndian:
+                # Deferred values would be read back from the deflated file at inflated offsets.
+                fh.seek(0)
+                ds = pydicom.dcmread(fh, force=not has_prefix)
+        except InvalidDicomError as exc:
+            raise Rejected(NOT_DICOM) from exc
+        except (EOFError, OSError) as exc:
+            raise Rejected(TRUNCATED) from exc
+        except zlib.error as exc:  # a deflated data set whose stream is cut or damaged
+            raise Rejected(
+                "truncated or damaged file: its deflated data set does not inflate"
+            ) from exc
+        except Exception as exc:
+            if any(m.startswith(_EOF_MESSAGE) for m in messages):
+                raise Rejected(TRUNCATED) from exc
+            reason = f"unreadable DICOM ({type(exc).__name__})" if has_prefix else NOT_DICOM
+            raise Rejected(reason) from exc
     if not has_prefix and not _looks_like_dicom(ds):
         raise Rejected(NOT_DICOM)
-    pixels = ds.get_item(PIXEL_DATA, keep_deferred=True)
-    deferred = getattr(pixels, "value", b"") is None and pixels.length != 0xFFFFFFFF
-    if deferred and pixels.value_tell + pixels.length > size:
-        raise Rejected("truncated file: it ends inside a DICOM element")
+    if any(m.startswith(_EOF_MESSAGE) for m in messages) or _ends_short(ds, size):
+        raise Rejected(TRUNCATED)
     return ds
+
+
+def _ends_short(ds: Dataset, size: int) -> bool:
+    """Whether the file ends inside its File Meta Information (by its group length), or inside
+    the value of the data set's last element or of its Pixel Data (pydicom reads a short last
+    value without a word, and defers large ones unread)."""
+    meta_length = getattr(ds, "file_meta", {}).get("FileMetaInformationGroupLength")
+    if isinstance(meta_length, int) and _SNIFF_BYTES + 12 + meta_length > size:
+        return True  # 132 bytes of preamble and prefix, 12 of the group length element
+    for tag in {max(ds.keys(), default=PIXEL_DATA), PIXEL_DATA}:
+        elem = ds.get_item(tag, keep_deferred=True)
+        if not isinstance(elem, RawDataElement) or elem.length == 0xFFFFFFFF:
+            continue
+        if elem.value is None:  # deferred
+            if elem.value_tell + elem.length > size:
+                return True
+        elif len(elem.value) < elem.length:
+            return True
+    return False
 
 
 # Transfer syntaxes whose pixels pydicom reads without a native decoder (deflate is zlib's,

@@ -4,6 +4,7 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 import traceback
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -22,7 +23,7 @@ from portal.ingest.archive import Item, Source, ZipLimits, count_items, iter_ite
 from portal.ingest.dicom import Limits, may_need_native_decoder
 from portal.ingest.models import Upload, UploadFile
 from portal.ingest.prepare import Prepared, Refused, prepare, prepare_many
-from portal.ingest.services.store import FileRef, _counters_refresh, _store
+from portal.ingest.services.store import FileRef, _counters_refresh, _store, _store_many
 from portal.ingest.services.uploads import _OPEN, IngestError, _fail, _lock, upload_claim
 from portal.predictions.services import prediction_job_create_for_upload
 
@@ -67,6 +68,8 @@ def _image_limits() -> Limits:
 
 
 COUNTER_BATCH = 200  # report lines between two updates of the upload's counters
+# Report lines recorded in one transaction, at most, in an upload read by worker processes.
+RECORD_RUN = 64
 
 
 def upload_process(
@@ -76,7 +79,8 @@ def upload_process(
     on_total: Callable[[int], None] | None = None,
     on_file: Callable[[UploadFile, FileRef], None] | None = None,
 ) -> Upload:
-    """Ingest every file of `sources` into `upload`, one transaction per file.
+    """Ingest every file of `sources` into `upload`, one transaction per file (per run of
+    files whose outcomes are in, in a parallel upload: `_store_many`).
 
     Reading and de-identifying run in worker processes when the upload is large enough;
     recording stays here, in upload order. `on_file` gets each report line with the
@@ -97,24 +101,39 @@ def upload_process(
     since_counted = 0
 
     def finish_oldest() -> None:
+        """Record the oldest file (waiting for it), and with it, in parallel uploads, the files
+        behind it whose outcomes are already in: one transaction for the run (`_store_many`)."""
         nonlocal since_counted
-        item, ref, ticket = pending.popleft()
-        outcome = None
+        most = RECORD_RUN if preparer.parallel else 1
+        run = [pending.popleft()]
+        outcomes: list[Prepared | Refused] = []
         try:
-            outcome = preparer.outcome(item, ticket)
-            record = _store(upload=upload, name=ref, prepared=outcome)
+            outcomes.append(preparer.outcome(run[0][0], run[0][2]))  # waits for the oldest
+            while pending and len(run) < most and preparer.ready(pending[0][2]):
+                run.append(pending.popleft())
+                outcomes.append(preparer.outcome(run[-1][0], run[-1][2]))
+            files = [
+                (ref, outcome) for (_item, ref, _ticket), outcome in zip(run, outcomes, strict=True)
+            ]
+            if len(files) == 1:
+                records = [_store(upload=upload, name=files[0][0], prepared=files[0][1])]
+            else:
+                records = _store_many(upload=upload, files=files)
         except BaseException:
-            if isinstance(outcome, Prepared):  # not stored: its output goes too
-                Path(outcome.tmp_path).unlink(missing_ok=True)
+            for outcome in outcomes:
+                if isinstance(outcome, Prepared):  # not stored: its output goes too
+                    Path(outcome.tmp_path).unlink(missing_ok=True)
             raise
         finally:
-            item.discard()
-        since_counted += 1
+            for item, _ref, _ticket in run:
+                item.discard()
+        since_counted += len(run)
         if since_counted >= COUNTER_BATCH:
             _counters_refresh(upload.pk)
             since_counted = 0
         if on_file:
-            on_file(record, ref)
+            for record, (_item, ref, _ticket) in zip(records, run, strict=True):
+                on_file(record, ref)
 
     try:
         preparer = _Preparer(total - len(already), site_key=key, limits=limits, tmp_dir=tmp_dir)
@@ -263,6 +282,8 @@ class _Preparer:
         self._out = Path(tempfile.mkdtemp(prefix="ingest-", dir=tmp_dir))
         self._fn, self._args = fn or prepare, (site_key, limits, str(self._out))
         self._pool: ProcessPoolExecutor | None = None  # started with the first file sent
+        if self.parallel:
+            ingest_workers_start(wait=False)
         self._batch: list[_Ticket] = []  # not sent yet
         self._chunks: dict[Future, list[_Ticket]] = {}  # sent, in submission order
 
@@ -278,7 +299,10 @@ class _Preparer:
 
     def submit(self, path: str) -> _Ticket:
         ticket = _Ticket(path)
-        if not self.parallel and not _isolated(path):
+        # Until the fork server has imported `prepare` (about half a second after this
+        # process's first parallel upload began), the files it could take are prepared here.
+        inline = not self.parallel or not _workers_ready.is_set()
+        if inline and not _isolated(path):
             try:
                 ticket.result = self._fn(path, *self._args)
             except Exception as exc:
@@ -298,6 +322,14 @@ class _Preparer:
         for index, ticket in enumerate(batch):
             ticket.chunk, ticket.index = chunk, index
         self._chunks[chunk] = batch
+
+    def ready(self, ticket: _Ticket | None) -> bool:
+        """Whether the file's outcome can be taken without waiting."""
+        return (
+            ticket is None
+            or ticket.result is not None
+            or (ticket.chunk is not None and ticket.chunk.done())
+        )
 
     def outcome(self, item: Item, ticket: _Ticket | None) -> Prepared | Refused:
         if ticket is None:
@@ -362,13 +394,35 @@ class _Preparer:
         shutil.rmtree(self._out, ignore_errors=True)
 
 
-def ingest_workers_start() -> None:
-    """Start the fork server that ingest's worker processes are forked from, and wait until it
-    has imported `prepare` (pydicom, numpy, Pillow: about half a second), so that the first
-    upload of this process does not wait for it. Later uploads never do: the server lives as
-    long as this process."""
-    with _Preparer._new_pool(1) as pool:
-        pool.submit(os.getpid).result()
+_workers_ready = threading.Event()  # the fork server of this process has imported `prepare`
+_warm_up: threading.Thread | None = None
+_warm_up_lock = threading.Lock()
+
+
+def ingest_workers_start(*, wait: bool = True) -> None:
+    """Start the fork server that ingest's worker processes are forked from, and have it import
+    `prepare` (pydicom, numpy, Pillow: about half a second), in a thread of this process. The
+    first parallel upload starts it without waiting (`wait=False`) and prepares files itself
+    meanwhile, on its own core, while the fork server imports on another: an operator's
+    `manage.py ingest` does not wait for it. Later uploads never do: the server lives as long
+    as this process."""
+    global _warm_up
+    with _warm_up_lock:
+        if _warm_up is None:
+            _warm_up = threading.Thread(target=_start_fork_server, name="ingest-fork-server")
+            _warm_up.daemon = True
+            _warm_up.start()
+    if wait:
+        _warm_up.join()
+
+
+def _start_fork_server() -> None:
+    try:
+        with _Preparer._new_pool(1) as pool:
+            pool.submit(os.getpid).result()
+    finally:
+        # Also when it failed: the upload's own pool then meets the error and says so.
+        _workers_ready.set()
 
 
 def _isolated(path: str) -> bool:

@@ -10,6 +10,7 @@ from django.conf import settings
 from django.db import DataError, IntegrityError, connection, transaction
 from django.db.models import Count, Q
 
+from portal.ingest.dicom import warning_text
 from portal.ingest.models import Image, Site, Upload, UploadFile
 from portal.ingest.prepare import Prepared, Refused
 
@@ -54,12 +55,33 @@ def _counters_refresh(upload_id: int) -> None:
 
 
 def _record(
-    upload: Upload, ref: FileRef, outcome: str, reason: str = "", image: Image | None = None
+    upload: Upload,
+    ref: FileRef,
+    outcome: str,
+    reason: str = "",
+    image: Image | None = None,
+    *,
+    warning: str = "",
 ) -> UploadFile:
-    """Write one report line (joining the caller's transaction if there is one). The name is
-    kept only where the site keeps names; the hash and position always."""
+    """Write one report line (joining the caller's transaction if there is one)."""
+    line = _line(upload, ref, outcome, reason, image, warning=warning)
+    line.save(force_insert=True)
+    return line
+
+
+def _line(
+    upload: Upload,
+    ref: FileRef,
+    outcome: str,
+    reason: str = "",
+    image: Image | None = None,
+    *,
+    warning: str = "",
+) -> UploadFile:
+    """One report line, not saved yet. The name is kept only where the site keeps names; the
+    hash and position always."""
     site = upload.site
-    return UploadFile.objects.create(
+    return UploadFile(
         upload=upload,
         index=ref.index,
         entry=ref.entry,
@@ -67,6 +89,7 @@ def _record(
         name=ref.name if site.keep_file_names else "",
         outcome=outcome,
         reason=reason,
+        warning=warning,
         image=image,
     )
 
@@ -108,6 +131,28 @@ def _duplicate_of(image: Image) -> tuple[str, Image | None]:
     return DUPLICATE_REASON, None  # deleted meanwhile
 
 
+def _new_image(upload: Upload, prepared: Prepared) -> Image:
+    """The image row of a prepared file, not saved yet, with the path its file will have."""
+    image = Image(
+        site=upload.site,
+        upload=upload,
+        size_bytes=prepared.size_bytes,
+        sha256=prepared.sha256,
+        pixel_sha256=prepared.pixel_sha256,
+        sop_instance_uid=prepared.ids.sop_instance_uid,
+        study_instance_uid=prepared.ids.study_instance_uid,
+        series_instance_uid=prepared.ids.series_instance_uid,
+        patient_pseudonym=prepared.ids.patient_pseudonym,
+        sex=prepared.sex,
+        age_days=prepared.age.days,
+        age_source=prepared.age.source,
+        age_resolution_days=prepared.age.resolution_days,
+        **prepared.acquisition,
+    )
+    image.file = f"images/{upload.site.slug}/{image.uuid}.dcm"
+    return image
+
+
 def _store(*, upload: Upload, name: FileRef, prepared: Prepared | Refused) -> UploadFile:
     """Record the image and move its file into storage in one transaction; a duplicate is what
     the insert's unique constraints refuse."""
@@ -115,24 +160,9 @@ def _store(*, upload: Upload, name: FileRef, prepared: Prepared | Refused) -> Up
         return _record(upload, name, Outcome.REJECTED, prepared.reason)
     site = upload.site
     tmp = Path(prepared.tmp_path)
+    warning = warning_text(prepared.warnings)  # an accepted file's, or a duplicate's
     try:
-        image = Image(
-            site=site,
-            upload=upload,
-            size_bytes=prepared.size_bytes,
-            sha256=prepared.sha256,
-            pixel_sha256=prepared.pixel_sha256,
-            sop_instance_uid=prepared.ids.sop_instance_uid,
-            study_instance_uid=prepared.ids.study_instance_uid,
-            series_instance_uid=prepared.ids.series_instance_uid,
-            patient_pseudonym=prepared.ids.patient_pseudonym,
-            sex=prepared.sex,
-            age_days=prepared.age.days,
-            age_source=prepared.age.source,
-            age_resolution_days=prepared.age.resolution_days,
-            **prepared.acquisition,
-        )
-        image.file = f"images/{site.slug}/{image.uuid}.dcm"
+        image = _new_image(upload, prepared)
         target = settings.DATA_DIR / image.file
         target.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -141,12 +171,12 @@ def _store(*, upload: Upload, name: FileRef, prepared: Prepared | Refused) -> Up
                 # A duplicate is found by the unique constraints (site and pixels, site and
                 # remapped SOPInstanceUID): no lookup before the insert.
                 image.save(force_insert=True)
-                record = _record(upload, name, Outcome.ACCEPTED, image=image)
+                record = _record(upload, name, Outcome.ACCEPTED, image=image, warning=warning)
                 # Into place before the commit: once its row is visible, the file is there.
                 os.replace(tmp, target)
         except IntegrityError:
             target.unlink(missing_ok=True)  # there only if the commit itself failed
-            return _record(upload, name, Outcome.DUPLICATE, *_duplicate_of(image))
+            return _record(upload, name, Outcome.DUPLICATE, *_duplicate_of(image), warning=warning)
         except DataError as exc:
             # A value the database refuses (out of range, not valid JSON) is this file's fault.
             target.unlink(missing_ok=True)
@@ -158,3 +188,50 @@ def _store(*, upload: Upload, name: FileRef, prepared: Prepared | Refused) -> Up
         return record
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _store_many(
+    *, upload: Upload, files: list[tuple[FileRef, Prepared | Refused]]
+) -> list[UploadFile]:
+    """Store a run of files as `_store` stores each, in one transaction: one lock of the site,
+    one insert of the images and one of the report lines, one commit (a write to the disk on
+    PostgreSQL) for the run rather than for each file. When the database refuses any of them
+    (a duplicate, a value out of range), nothing of the run is kept and each file is stored
+    on its own, by `_store`, which names the one refused and why."""
+    if len(files) < 2:
+        return [_store(upload=upload, name=ref, prepared=p) for ref, p in files]
+    images: list[Image] = []
+    lines: list[UploadFile] = []
+    moves: list[tuple[Path, Path]] = []  # each accepted file's temporary path and its place
+    for ref, prepared in files:
+        if isinstance(prepared, Refused):
+            lines.append(_line(upload, ref, Outcome.REJECTED, prepared.reason))
+            continue
+        image = _new_image(upload, prepared)
+        images.append(image)
+        moves.append((Path(prepared.tmp_path), settings.DATA_DIR / image.file))
+        warning = warning_text(prepared.warnings)
+        lines.append(_line(upload, ref, Outcome.ACCEPTED, image=image, warning=warning))
+    for folder in {target.parent for _tmp, target in moves}:
+        folder.mkdir(parents=True, exist_ok=True)
+    moved: list[tuple[Path, Path]] = []
+    try:
+        with transaction.atomic():
+            _lock_site(upload.site_id)
+            Image.objects.bulk_create(images)
+            UploadFile.objects.bulk_create(lines)
+            # Into place before the commit, as `_store` does.
+            for tmp, target in moves:
+                os.replace(tmp, target)
+                moved.append((tmp, target))
+    except (IntegrityError, DataError):
+        for tmp, target in moved:  # back where `_store` expects them (the commit failed)
+            os.replace(target, tmp)
+    except BaseException:
+        for tmp, target in moves:
+            tmp.unlink(missing_ok=True)
+            target.unlink(missing_ok=True)
+        raise
+    else:
+        return lines
+    return [_store(upload=upload, name=ref, prepared=p) for ref, p in files]

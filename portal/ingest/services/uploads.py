@@ -32,7 +32,7 @@ class IngestError(Exception):
 
 # What an admin may change on a site (the pseudonym key never changes: it would split every
 # patient's pseudonym in two).
-SITE_FIELDS = ("slug", "name", "double_reading", "keep_file_names")
+SITE_FIELDS = ("slug", "name", "double_reading", "blind_reading", "keep_file_names")
 
 
 def _site_state(site: Site) -> dict:

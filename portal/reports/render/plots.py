@@ -1,27 +1,37 @@
-"""The report's plots (matplotlib `Figure`s, never pyplot: no display, no global state)."""
+"""The report's plots (matplotlib `Figure`s, never pyplot: no display, no global state), as PNG
+bytes that the page and the PDF both embed (one rendering, one source)."""
 
 import io
 
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
-from inference_worker.ages import DAYS_PER_MONTH, REPORTED_SEXES, group_name
-from portal.reports.render.tables import _models, fmt
+from inference_worker.ages import DAYS_PER_MONTH, DAYS_PER_YEAR, REPORTED_SEXES, group_name
+from portal.reports.render.tables import SMALL_MARK, SMALL_N, _models, fmt, fmt_n
 
 PLOTS = {
-    "scatter": "Predicted vs curated age",
+    "scatter": "Predicted vs curated age, in years",
     "bland_altman": "Bland-Altman: prediction minus curated age",
     "mae_by_group": "MAE by age group and sex",
     "mae_by_site": "MAE by site",
 }
 FIGSIZE = (6, 4)  # inches
-DPI = 100
-PAGE = (8.27, 11.69)  # A4 portrait, inches
-LINES_PER_PAGE = 62
-LINE_WIDTH = 100  # characters of 7.5 pt monospace across the page
+# 200 dots per inch: 1200 x 800 pixels, sharp when printed at the page's width (about 17 cm)
+# and on a high-density screen at 600 x 400 CSS pixels.
+DPI = 200
 COLOURS = ("tab:blue", "tab:orange")  # model, compare model
-SEX_COLOURS = {"M": "tab:blue", "F": "tab:red"}
+SEX_COLOURS = {"M": "tab:blue", "F": "tab:red", "O": "tab:gray"}
+SEX_NAMES = {"M": "male", "F": "female", "O": "other or unknown"}
+# The scatter is coloured by site when the set has 2 to this many sites (a legend stays
+# readable), else by sex.
+MAX_SITE_COLOURS = 10
+# matplotlib's tab10, ten colours a reader tells apart
+SITE_COLOURS = tuple(
+    f"tab:{c}"
+    for c in ("blue", "orange", "green", "red", "purple", "brown", "pink", "olive", "cyan", "gray")
+)
 
 # Plots
 
@@ -31,13 +41,14 @@ def _months(values) -> np.ndarray:
 
 
 def _point_style(n: int) -> dict:
-    # Many points: small, faint and rasterised, so that 128,000 of them stay fast and legible.
+    # Dots a reader can see and whose colours stay apart; many points get smaller and lighter
+    # (rasterised, so that 128,000 of them stay fast), never below a visible alpha.
     return {
         "linestyle": "none",
-        "marker": ".",
-        "markersize": 3 if n <= 2000 else 2,
+        "marker": "o",
+        "markersize": 3.5 if n <= 2000 else 2 if n <= 20000 else 1.2,
         "markeredgewidth": 0,
-        "alpha": min(0.6, max(0.1, 5000 / max(n, 1))),
+        "alpha": min(0.8, max(0.3, 8000 / max(n, 1))),
         "rasterized": True,
     }
 
@@ -63,35 +74,76 @@ def _no_data(ax: Axes, text: str = "No items") -> None:
     ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="0.4")
 
 
+def _colour_groups(points: dict) -> tuple[str, list[tuple[str, np.ndarray, str]]]:
+    """What the scatter's colours mean ("Site" or "Sex") and (legend label, mask, colour) per
+    colour: by site when there are 2 to MAX_SITE_COLOURS sites, else by sex."""
+    n = len(points["true_days"])
+    sites = np.asarray(points.get("site") or [""] * n, dtype=object)
+    names = sorted({str(s) for s in sites if s})
+    if 2 <= len(names) <= MAX_SITE_COLOURS:
+        masks = [(name, sites == name) for name in names]
+        return "Site", [
+            (f"{name} (N {fmt_n(int(mask.sum()))})", mask, SITE_COLOURS[i])
+            for i, (name, mask) in enumerate(masks)
+        ]
+    sexes = np.asarray(points.get("sex") or ["O"] * n, dtype=object)
+    return "Sex", [
+        (f"{SEX_NAMES[s]} (N {fmt_n(int((sexes == s).sum()))})", sexes == s, SEX_COLOURS[s])
+        for s in SEX_COLOURS
+        if (sexes == s).any()
+    ]
+
+
 def _scatter(report: dict, points: dict) -> Figure:
-    fig, ax = _figure(PLOTS["scatter"])
+    """Predicted vs curated age in years with the identity line, one panel per model, the dots
+    coloured by site (or sex) with a legend beside the plot."""
     series = _series(report, points)
-    top = max((float(np.max(p, initial=0)) for _, t, p, _ in series), default=0)
-    top = max(top, float(np.max(series[0][1], initial=0)), 1.0)
-    for model, true, predicted, colour in reversed(series):  # the report's model on top
-        mae = float(np.mean(np.abs(predicted - true))) if len(true) else None
-        ax.plot(
-            true,
-            predicted,
-            color=colour,
-            label=f"{model} (MAE {fmt(mae)} months)",
-            **_point_style(len(true)),
+    figsize = FIGSIZE if len(series) == 1 else (FIGSIZE[0], 2 * FIGSIZE[1] - 0.5)
+    fig = Figure(figsize=figsize, dpi=DPI, layout="constrained")
+    axes = fig.subplots(len(series), 1, sharex=True, sharey=True, squeeze=False)[:, 0]
+    fig.suptitle(PLOTS["scatter"], fontsize=11)
+    title, colours = _colour_groups(points)
+    true_years = np.asarray(points["true_days"], dtype=float) / DAYS_PER_YEAR
+    top = 1.0
+    for ax, (model, true, predicted, _) in zip(axes, series, strict=True):
+        predicted_years = predicted * DAYS_PER_MONTH / DAYS_PER_YEAR
+        top = max(
+            top, float(np.max(true_years, initial=0)), float(np.max(predicted_years, initial=0))
         )
-    ax.plot([0, top], [0, top], color="black", linewidth=1, linestyle="--", label="identity")
-    if not len(series[0][1]):
-        _no_data(ax)
-    ax.set_xlim(0, top)
-    ax.set_ylim(0, top)
-    ax.set_xlabel("Curated age (months)")
-    ax.set_ylabel("Predicted age (months)")
-    handles, labels = ax.get_legend_handles_labels()
-    order = sorted(range(len(labels)), key=lambda i: labels[i] == "identity")
-    legend = ax.legend(
-        [handles[i] for i in order],
-        [labels[i] for i in order],
-        loc="upper left",
-        fontsize=8,
-        markerscale=6,
+        # The largest group first, so that the smaller ones stay visible on top of it.
+        for label, mask, colour in sorted(colours, key=lambda c: -int(c[1].sum())):
+            ax.plot(
+                true_years[mask],
+                predicted_years[mask],
+                color=colour,
+                label=label,
+                **_point_style(len(true)),
+            )
+        mae = float(np.mean(np.abs(predicted - true))) if len(true) else None
+        ax.set_title(f"{model}: MAE {fmt(mae) or '-'} months, N {fmt_n(len(true))}", fontsize=9)
+        ax.set_ylabel("Predicted age (years)")
+        ax.grid(color="0.9", linewidth=0.6)
+        ax.set_axisbelow(True)
+        if not len(true):
+            _no_data(ax)
+    for ax in axes:
+        ax.plot([0, top], [0, top], color="black", linewidth=1, linestyle="--", label="identity")
+        ax.set_xlim(0, top)
+        ax.set_ylim(0, top)  # the same scale on both axes: the identity is the diagonal
+        for axis in (ax.xaxis, ax.yaxis):
+            axis.set_major_locator(MaxNLocator(integer=True))  # whole years
+    axes[-1].set_xlabel("Curated age (years)")
+    handles, labels = axes[0].get_legend_handles_labels()
+    by_label = dict(zip(labels, handles, strict=True))
+    order = [label for label, _, _ in colours] + ["identity"]
+    legend = fig.legend(
+        [by_label[label] for label in order if label in by_label],
+        [label for label in order if label in by_label],
+        loc="outside right upper",
+        title=title,
+        fontsize=7,
+        title_fontsize=8,
+        markerscale=2.5,
     )
     for handle in legend.legend_handles:
         handle.set_alpha(1)
@@ -194,9 +246,9 @@ def _mae_by_group(report: dict) -> Figure:
     labels = []
     for g in groups:
         n = [models[0][1]["by_group_sex"].get(f"{g} {s}", {}).get("n", 0) for s in REPORTED_SEXES]
-        labels.append(f"{g}\n{n[0]} / {n[1]}")
+        labels.append(f"{g}\n{fmt_n(n[0])} / {fmt_n(n[1])}")
     any_ci = _bars(ax, labels, series)
-    ax.set_xlabel("Age group (years); N male / female")
+    ax.set_xlabel(f"Age group (years); N male / female; {SMALL_MARK}: N < {SMALL_N}")
     if any_ci:
         ax.set_title(f"{PLOTS['mae_by_group']} (bars: 95% CI)", fontsize=11)
     return fig
@@ -210,18 +262,24 @@ def _mae_by_site(report: dict) -> Figure:
         (name, [sections["by_site"].get(s, {}) for s in sites], {"color": COLOURS[k]})
         for k, (name, sections) in enumerate(models)
     ]
-    labels = [f"{s}\nN {models[0][1]['by_site'][s]['n']}" for s in sites]
+    labels = [f"{s}\nN {fmt_n(models[0][1]['by_site'][s]['n'])}" for s in sites]
     any_ci = _bars(ax, labels, series if sites else [])
     if not sites:
         _no_data(ax, "No sites")
-    ax.set_xlabel("Site")
+    ax.set_xlabel(f"Site; {SMALL_MARK}: N < {SMALL_N}")
     if any_ci:
         ax.set_title(f"{PLOTS['mae_by_site']} (bars: 95% CI)", fontsize=11)
     return fig
 
 
 def _points_or_empty(points: dict | None) -> dict:
-    return points or {"true_days": [], "predicted_days": [], "compare_predicted_days": None}
+    return points or {
+        "true_days": [],
+        "predicted_days": [],
+        "compare_predicted_days": None,
+        "sex": [],
+        "site": [],
+    }
 
 
 def _figures(report: dict, points: dict) -> dict[str, Figure]:
@@ -240,5 +298,5 @@ def _png(fig: Figure) -> bytes:
 
 
 def plots(report: dict, points: dict) -> dict[str, bytes]:
-    """PNG bytes of each plot in PLOTS, 600 x 400 pixels."""
+    """PNG bytes of each plot in PLOTS, 1200 x 800 pixels (the scatter of two models is taller)."""
     return {name: _png(fig) for name, fig in _figures(report, points).items()}

@@ -12,11 +12,16 @@ from collections.abc import Iterable
 from inference_worker.ages import REPORTED_SEXES, group_name
 from portal.core.csv_cells import SafeDictWriter
 
-SECTIONS = ("overall", "by_sex", "by_group", "by_group_sex", "by_site")
+SECTIONS = ("overall", "by_sex", "by_group", "by_group_sex", "by_site", "by_site_group")
+# A figure over fewer items than this is flagged (SMALL_MARK beside its N, "small_n" in the CSV):
+# too few for a stable figure. Stated in the report's definitions.
+SMALL_N = 30
+SMALL_MARK = "†"
 # The CSV: one row per (model, section, group). Paired rows (section "paired_<section>", model
 # "<a> - <b>") fill only n and the difference columns; paper-table rows (section
 # "paper_internal" / "paper_external", group "<age group> <sex>" or "overall <sex>") fill n, MAE,
-# MAPE and, on the overall rows, the published MAE.
+# MAPE and, on the overall rows, the published MAE. Site x age-group rows: section
+# "by_site_group", group "<site> <age group>". `small_n` is "yes" when n < SMALL_N.
 CSV_COLUMNS = (
     "model",
     "section",
@@ -35,6 +40,7 @@ CSV_COLUMNS = (
     "difference_ci_low_months",
     "difference_ci_high_months",
     "published_mae_months",
+    "small_n",
 )
 DECIMALS = {
     "mae_months": 2,
@@ -95,6 +101,7 @@ def to_json(report: dict) -> str:
 
 
 def _csv_row(**values) -> dict:
+    values["small_n"] = "yes" if values.get("n") is not None and small(values["n"]) else ""
     return {
         column: (
             ""
@@ -150,32 +157,127 @@ def to_csv(report: dict) -> str:
     return out.getvalue()
 
 
-# Tables as rows of formatted strings, shared by the PDF and the HTML context
+# Tables as rows of formatted strings, shared by the PDF and the page (one template)
 
-METRIC_COLUMNS = ["group", "N", "MAE", "95% CI", "RMSE", "bias", "MAPE %", "MAPE N", "excl.", "rho"]
-PAIRED_COLUMNS = ["group", "N", "MAE a", "MAE b", "a - b", "95% CI"]
-PAPER_COLUMNS = ["age group", "M N", "M MAE", "M MAPE %", "F N", "F MAE", "F MAPE %"]
+METRIC_COLUMNS = [
+    "group",
+    "N",
+    "MAE (months)",
+    "MAE 95% CI (months)",
+    "RMSE (months)",
+    "bias (months)",
+    "MAPE (%)",
+    "MAPE N",
+    "excl.",
+    "rho",
+]
+PAIRED_COLUMNS = [
+    "group",
+    "N",
+    "MAE a (months)",
+    "MAE b (months)",
+    "a - b (months)",
+    "95% CI (months)",
+]
+PAPER_COLUMNS = [
+    "age group",
+    "M N",
+    "M MAE (months)",
+    "M MAPE (%)",
+    "F N",
+    "F MAE (months)",
+    "F MAPE (%)",
+]
+NO_VALUE = "–"  # a figure that cannot be computed (no items, or too few for it)
+
+
+def small(n: int) -> bool:
+    """Whether a figure over `n` items is flagged (see SMALL_N)."""
+    return n < SMALL_N
+
+
+def fmt_n(n: int) -> str:
+    """An N as shown in the tables: flagged with SMALL_MARK below SMALL_N."""
+    return f"{n} {SMALL_MARK}" if small(n) else str(n)
+
+
+def _value(value: float | None, decimals: int = 2) -> str:
+    return fmt(value, decimals) or NO_VALUE
 
 
 def _metric_row(group: str, m: dict) -> list[str]:
     return [
         group,
-        str(m["n"]),
-        fmt(m["mae_months"]),
-        fmt_ci(m.get("mae_ci_low_months"), m.get("mae_ci_high_months")),
-        fmt(m["rmse_months"]),
-        fmt(m["bias_months"]),
-        fmt(m["mape_percent"], 1),
+        fmt_n(m["n"]),
+        _value(m["mae_months"]),
+        fmt_ci(m.get("mae_ci_low_months"), m.get("mae_ci_high_months")) or NO_VALUE,
+        _value(m["rmse_months"]),
+        _value(m["bias_months"]),
+        _value(m["mape_percent"], 1),
         str(m["mape_n"]),
         str(m["mape_excluded"]),
-        fmt(m["spearman_rho"], 3),
+        _value(m["spearman_rho"], 3),
     ]
 
 
-def _tables(report: dict) -> list[dict]:
-    """Every table of the report, {"kind" ("metrics", "paired" or "paper"), "title", "columns",
-    "rows", "note"}, the rows as lists of formatted strings; months throughout."""
+def site_group_cell(m: dict | None) -> str:
+    """One cell of the site x age-group table: "5.12 (N 40)", flagged below SMALL_N."""
+    m = m or {"n": 0, "mae_months": None}
+    return f"{_value(m['mae_months'])} (N {fmt_n(m['n'])})"
+
+
+# Age groups per site x age-group table: more are split over several tables, so that each fits
+# the width of an A4 page.
+GROUPS_PER_TABLE = 6
+
+
+def _site_group_tables(name: str, sections: dict, groups: list[str]) -> list[dict]:
+    """MAE and N per site (rows) and age group (columns), with each site's and each group's
+    overall figures, GROUPS_PER_TABLE groups a table; none for a report stored before the
+    section existed."""
+    cells = sections.get("by_site_group")
+    if not cells:
+        return []
+    chunks = [groups[i : i + GROUPS_PER_TABLE] for i in range(0, len(groups), GROUPS_PER_TABLE)]
     tables = []
+    for k, chunk in enumerate(chunks):
+        rows = [
+            [
+                site,
+                *(site_group_cell(cells.get(f"{site} {g}")) for g in chunk),
+                site_group_cell(m),
+            ]
+            for site, m in sections["by_site"].items()
+        ]
+        rows.append(
+            [
+                "all sites",
+                *(site_group_cell(sections["by_group"].get(g)) for g in chunk),
+                site_group_cell(sections["overall"]),
+            ]
+        )
+        part = f" ({k + 1} of {len(chunks)})" if len(chunks) > 1 else ""
+        tables.append(
+            {
+                "kind": "site_group",
+                "title": f"{name}: MAE by site and age group{part}",
+                "columns": ["site", *(f"{g} y" for g in chunk), "all ages"],
+                "rows": rows,
+                "note": (
+                    f"Each cell: MAE in months (N items). {SMALL_MARK}: N < {SMALL_N}. "
+                    "Age groups in years, as defined above."
+                ),
+            }
+        )
+    return tables
+
+
+def _tables(report: dict) -> list[dict]:
+    """Every table of the report, {"kind" ("metrics", "site_group", "paired" or "paper"),
+    "title", "columns", "rows", "note"}, the rows as lists of formatted strings; months
+    throughout."""
+    tables = []
+    groups = [group_name(low, high) for low, high in report.get("age_groups") or []]
     for name, sections in _models(report):
         for title, names in (
             ("overall, by sex, by age group", ("overall", "by_sex", "by_group")),
@@ -193,17 +295,19 @@ def _tables(report: dict) -> list[dict]:
                         "note": "",
                     }
                 )
+        tables.extend(_site_group_tables(name, sections, groups))
     if report.get("paired"):
         rows = [
             [
                 group,
-                str(m["n"]),
-                fmt(m["mae_a_months"]),
-                fmt(m["mae_b_months"]),
-                fmt(m["difference_months"]),
-                fmt_ci(m["ci_low_months"], m["ci_high_months"]),
+                fmt_n(m["n"]),
+                _value(m["mae_a_months"]),
+                _value(m["mae_b_months"]),
+                _value(m["difference_months"]),
+                fmt_ci(m["ci_low_months"], m["ci_high_months"]) or NO_VALUE,
             ]
-            for _, group, m in _entries(report["paired"])
+            for section, group, m in _entries(report["paired"])
+            if section != "by_site_group"  # the per-model tables carry the site x group cells
         ]
         tables.append(
             {
@@ -226,7 +330,11 @@ def _tables(report: dict) -> list[dict]:
                 for sex in REPORTED_SEXES:
                     by_sex = entry[sex]
                     cell = by_sex["overall"] if group == "overall" else by_sex["by_group"][group]
-                    row += [str(cell["n"]), fmt(cell["mae_months"]), fmt(cell["mape_percent"], 1)]
+                    row += [
+                        fmt_n(cell["n"]),
+                        _value(cell["mae_months"]),
+                        _value(cell["mape_percent"], 1),
+                    ]
                 rows.append(row)
             published = table["published"][cohort]
             rows.append(["published", "", fmt(published["M"]), "", "", fmt(published["F"]), ""])
@@ -240,19 +348,40 @@ def _tables(report: dict) -> list[dict]:
                     "note": table["note"],
                 }
             )
+    copies = _copies_table(report.get("copied_corrections"))
+    if copies:
+        tables.append(copies)
     return tables
 
 
-def _text_table(columns: list[str], rows: list[list[str]]) -> list[str]:
-    widths = [max(len(str(r[i])) for r in [columns, *rows]) for i in range(len(columns))]
+COPY_COLUMNS = ["reader", "site", "corrections", "equal to the model", "share", "of them blind"]
 
-    def line(cells: list[str]) -> str:
-        # The first column (the group) left-aligned, the numbers right-aligned.
-        pairs = enumerate(zip(cells, widths, strict=True))
-        padded = [c.rjust(w) if i else c.ljust(w) for i, (c, w) in pairs]
-        return "  ".join(padded)
 
-    return [line(columns), *(line(r) for r in rows)]
+def _copies_table(copied: dict | None) -> dict | None:
+    """Corrections equal to the model's output, per reader and site (reports before issue 17
+    have none)."""
+    if not copied or not copied["by_reader"]:
+        return None
+    rows = [
+        [
+            r["reader"],
+            r["site"],
+            str(r["corrections"]),
+            ("⚑ " if r["copies"] else "") + str(r["copies"]),
+            f"{100 * r['copies'] / r['corrections']:.0f}%",
+            str(r["blind_copies"]),
+        ]
+        for r in copied["by_reader"]
+    ]
+    flagged = copied["flagged_images"]
+    shown = ", ".join(str(i) for i in flagged[:50]) + (" …" if len(flagged) > 50 else "")
+    return {
+        "kind": "copies",
+        "title": f"Corrections equal to the model's output ({copied['model']})",
+        "columns": COPY_COLUMNS,
+        "rows": rows,
+        "note": f"⚑ flagged images ({len(flagged)}): {shown}" if flagged else "No copies.",
+    }
 
 
 def _meta(report: dict) -> list[tuple[str, str]]:
@@ -281,7 +410,20 @@ def _meta(report: dict) -> list[tuple[str, str]]:
             else "none",
         ),
     ]
+    if report.get("missing_predictions"):
+        meta.append(("Left out", f"{report['missing_predictions']} items without a prediction"))
     return meta
+
+
+def _identity(report: dict) -> str:
+    """The line every PDF page's header repeats: which model, which set, when."""
+    vs = report["validation_set"]
+    models = [(report["model"], report.get("model_sha256") or "")]
+    if report.get("compare_model"):
+        models.append((report["compare_model"], report.get("compare_model_sha256") or ""))
+    names = " vs ".join(f"{name} (sha256 {sha[:12]})" for name, sha in models)
+    created = (report.get("created_at") or "")[:16].replace("T", " ")
+    return f"{names} · {vs['name']} v{vs['version']} · created {created} UTC"
 
 
 def _summary(report: dict) -> list[str]:
@@ -293,9 +435,10 @@ def _summary(report: dict) -> list[str]:
         lines.append(
             f"{name}: MAE {fmt(m['mae_months']) or '-'} months"
             + (f" {ci}" if ci else "")
-            + f", RMSE {fmt(m['rmse_months']) or '-'}, bias {fmt(m['bias_months']) or '-'}, "
+            + f", RMSE {fmt(m['rmse_months']) or '-'} months, "
+            f"bias {fmt(m['bias_months']) or '-'} months, "
             f"MAPE {fmt(m['mape_percent'], 1) or '-'}%, rho {fmt(m['spearman_rho'], 3) or '-'}, "
-            f"N {m['n']}"
+            f"N {fmt_n(m['n'])}"
         )
     if report.get("paired"):
         m = report["paired"]["overall"]
@@ -303,5 +446,13 @@ def _summary(report: dict) -> list[str]:
         lines.append(
             f"{report['model']} - {report['compare_model']}: MAE difference "
             f"{fmt(m['difference_months']) or '-'} months" + (f" {ci}" if ci else "")
+        )
+    copied = report.get("copied_corrections")
+    if copied:
+        lines.append(
+            f"Corrections equal to {copied['model']}'s output (within "
+            f"{copied['tolerance_days']} days): {copied['copies']} of {copied['corrections']}"
+            f", {copied['blind_copies']} of them blind; flagged images: "
+            f"{len(copied['flagged_images'])}"
         )
     return lines

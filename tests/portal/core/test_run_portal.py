@@ -38,7 +38,7 @@ def test_run_portal_serves_the_login_page_and_stops_everything_on_ctrl_c(tmp_pat
         assert "redis-server" in names
         assert "celery" in names
         assert "-A portal beat" in names  # the periodic stalled-jobs sweep
-        assert "gunicorn" in names
+        assert "serve_web" in names  # waitress (portal.core.webserver)
         assert "inference_worker" in names
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=60)

@@ -33,6 +33,7 @@ def test_ingest_json_report_lists_every_file_and_exits_1_when_any_is_rejected(tm
             "sex": "M",
             "age_days": 1772,
             "age_source": "birthdate",
+            "warning": "",
         },
         {
             "file": "#3",
@@ -43,6 +44,7 @@ def test_ingest_json_report_lists_every_file_and_exits_1_when_any_is_rejected(tm
             "sex": "F",
             "age_days": 1096,
             "age_source": "patient_age",
+            "warning": "",
         },
     ]
     assert set(images) == {e["image"] for e in report["accepted"]}
@@ -53,6 +55,7 @@ def test_ingest_json_report_lists_every_file_and_exits_1_when_any_is_rejected(tm
             "index": 2,
             "entry": None,
             "reason": "modality CT is not a radiograph (expected CR or DX)",
+            "warning": "",
         }
     ]
     assert report["duplicates"] == []

@@ -17,7 +17,7 @@ from pydicom.uid import (
 from portal.ingest.archive import Item
 from portal.ingest.dicom import Limits, may_need_native_decoder
 from portal.ingest.prepare import Prepared, Refused
-from portal.ingest.services.processing import CRASH_REASON, _Preparer
+from portal.ingest.services.processing import CRASH_REASON, _Preparer, ingest_workers_start
 from tests.dicom_files import make_dicom
 from tests.portal.ingest.crashing import prepare_or_crash
 
@@ -25,6 +25,9 @@ from tests.portal.ingest.crashing import prepare_or_crash
 @pytest.fixture
 def parallel(settings) -> None:
     settings.INGEST = {**settings.INGEST, "WORKERS": 2, "PARALLEL_MIN_FILES": 1}
+    # Until the fork server is up, a parallel upload prepares uncompressed files itself; these
+    # tests are about the worker processes, so every file goes to one.
+    ingest_workers_start()
 
 
 def test_a_file_that_kills_its_worker_is_rejected_and_the_others_are_prepared(parallel, tmp_path):

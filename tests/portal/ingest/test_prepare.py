@@ -45,8 +45,10 @@ def test_the_head_of_every_real_file_is_written_as_pydicom_writes_it():
         if ds is None:
             continue
         expected = io.BytesIO()
+        reference = copy.deepcopy(ds)
+        reference.preamble = bytes(128)  # every stored file's, whatever the sender's was
         try:
-            copy.deepcopy(ds).save_as(expected, enforce_file_format=True)
+            reference.save_as(expected, enforce_file_format=True)
         except Exception as exc:  # pydicom refuses it: so must the fast writer
             with pytest.raises(type(exc)):
                 prepare_module._encode_head(

@@ -5,6 +5,7 @@ Nothing may crash or stop the upload; every file gets its line in the report; ev
 is accepted must decode, from storage, to exactly the pixels of the file that was sent.
 """
 
+import importlib
 import shutil
 import warnings
 from pathlib import Path
@@ -48,6 +49,8 @@ def _as_child(src: Path, dst: Path, *, every_image_as_radiograph: bool) -> None:
             shutil.copy(src, dst)
             return
         ds.PatientBirthDate, ds.StudyDate = BIRTH_DATE, STUDY_DATE
+        if "BodyPartExamined" in ds:  # RG3 is an EXTREMITY: a child's chest film now
+            ds.BodyPartExamined = "CHEST"
         # A new instance, so that films shipped in several encodings are not duplicates.
         ds.SOPInstanceUID = generate_uid()
         ds.save_as(dst)
@@ -124,3 +127,91 @@ def test_every_real_file_is_accepted_with_its_pixels_or_rejected_with_a_reason(
     assert Image.objects.count() == len(accepted)
     assert len(list((data_dir / "images").rglob("*.dcm"))) == len(accepted)
     assert not list((data_dir / "tmp").iterdir())
+
+
+def _package_files(package: str) -> list[Path]:
+    """The DICOM files a package ships (Part 10 files, and files named .dcm)."""
+    root = Path(importlib.import_module(package).__file__).parent
+    found = []
+    for path in sorted(root.rglob("*")):
+        if path.is_file() and not path.is_symlink():
+            with path.open("rb") as fh:
+                if fh.read(132)[128:] == b"DICM" or path.suffix.lower() == ".dcm":
+                    found.append(path)
+    return found
+
+
+# Real files that other projects ship, beyond pydicom's: deid-data's (a cat's DX, CT and
+# ultrasound, JPEG baseline colour photographs), nibabel's MR slices (implicit, explicit, JPEG
+# 2000) and pynetdicom's (big endian, deflated, JPEG 2000, an RT image).
+PACKAGE_CORPUS = {
+    package: _package_files(package) for package in ("deid_data", "nibabel", "pynetdicom")
+}
+
+
+def _expected_refusal(ds) -> str | None:
+    """Why a real image, relabelled a child's chest film, must be refused; None if it must
+    be accepted."""
+    photometric = str(ds.get("PhotometricInterpretation", "")).upper()
+    if int(ds.get("NumberOfFrames", 1) or 1) > 1:
+        return "multi-frame"
+    if int(ds.get("SamplesPerPixel", 1)) > 1 or photometric not in ("MONOCHROME1", "MONOCHROME2"):
+        return "colour image"
+    if ds.pixel_array.min() == ds.pixel_array.max():
+        return "constant pixel data"
+    return None
+
+
+def test_real_files_of_other_packages_as_childrens_chest_films_keep_encoding_and_pixels(
+    site, tmp_path, data_dir
+):
+    """Every image, relabelled a child's chest film (DX, CHEST, a child's dates, no species)
+    in the encoding it was shipped in, is accepted with exactly its pixels, or refused for
+    what it is (colour, multi-frame, blank); nothing else is refused."""
+    assert sum(len(files) for files in PACKAGE_CORPUS.values()) >= 25
+    folder = tmp_path / "upload"
+    sent, expected = {}, {}
+    for package, files in PACKAGE_CORPUS.items():
+        for index, src in enumerate(files):
+            ds = pydicom.dcmread(src, force=True)
+            if "PixelData" not in ds:
+                continue
+            ds.Modality, ds.BodyPartExamined = "DX", "CHEST"
+            ds.PatientBirthDate, ds.StudyDate = BIRTH_DATE, STUDY_DATE
+            for keyword in ("PatientSpeciesDescription", "PatientBreedDescription", "PatientAge"):
+                if keyword in ds:
+                    delattr(ds, keyword)
+            ds.SOPInstanceUID = generate_uid()
+            name = f"{package}/{index:02d}-{src.name}"
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
+            ds.save_as(folder / name)
+            sent[name] = folder / name
+            expected[name] = _expected_refusal(ds)
+    assert sum(reason is None for reason in expected.values()) >= 10
+
+    names: dict[int, str] = {}
+    upload = upload_process(
+        upload=upload_create(site=site, source=Upload.Source.CLI),
+        sources=[Source.given(folder)],
+        on_file=lambda record, ref: names.__setitem__(record.pk, ref.name),
+    )
+
+    assert (upload.status, upload.failure_reason) == (Upload.Status.DONE, "")
+    lines = list(UploadFile.objects.filter(upload=upload).select_related("image"))
+    assert sorted(names[line.pk] for line in lines) == sorted(sent)
+    for line in lines:
+        name, reason = names[line.pk], expected[names[line.pk]]
+        if reason is None:  # the same pixels shipped twice are a duplicate of the first
+            assert line.outcome in (UploadFile.Outcome.ACCEPTED, UploadFile.Outcome.DUPLICATE), (
+                name,
+                line.reason,
+            )
+            stored = _pixels(data_dir / line.image.file)
+            np.testing.assert_array_equal(stored, _pixels(sent[name]), err_msg=name)
+            transfer_syntax = pydicom.dcmread(sent[name]).file_meta.TransferSyntaxUID
+            if not transfer_syntax.is_deflated:  # stored inflated, as README says
+                assert line.image.transfer_syntax_uid == transfer_syntax, name
+        else:
+            assert line.outcome == UploadFile.Outcome.REJECTED, name
+            assert line.reason.startswith(reason), (name, line.reason)
+            assert str(tmp_path) not in line.reason

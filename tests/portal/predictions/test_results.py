@@ -199,3 +199,38 @@ def test_prediction_and_job_lists_are_cursor_pages_without_counts(north, admin_u
     )
     assert api.get("/api/jobs/?upload=null").status_code == 400
     assert api.get("/api/predictions/?cursor=nonsense").status_code == 400
+
+
+def test_the_heatmap_scale_and_blank_flag_are_stored_and_served(north, admin_user):
+    """Signed maps and whether they are blank, as the worker sends them; a worker from before
+    signed maps sends neither, and its map reads as positive, blankness unknown."""
+    version = f.model_version()
+    signed, blank, legacy, failed = (f.image(north) for _ in range(4))
+    results = [
+        {**success(signed), "heatmap_scale": "signed", "heatmap_blank": False},
+        {**success(blank), "heatmap_scale": "signed", "heatmap_blank": True},
+        success(legacy),
+        {**failure(failed, "broken"), "heatmap_scale": "signed", "heatmap_blank": True},
+    ]
+    services.prediction_results_store(answer=answer(version, None, results))
+    stored = {
+        p.image_id: (p.heatmap_scale, p.heatmap_blank)
+        for p in Prediction.objects.filter(model_version=version)
+    }
+    assert stored[legacy.pk] == ("positive", None)
+    assert stored[failed.pk][1] is None
+    api = APIClient()
+    api.force_authenticate(admin_user)
+    served = {
+        p["image"]: (p["heatmap_scale"], p["heatmap_blank"])
+        for p in api.get("/api/predictions/").json()["results"]
+    }
+    assert served == {
+        signed.pk: ("signed", False),
+        blank.pk: ("signed", True),
+        legacy.pk: ("positive", None),
+        failed.pk: (None, None),
+    }
+    detail = api.get(f"/api/images/{blank.pk}/").json()["prediction"]
+    assert (detail["heatmap_scale"], detail["heatmap_blank"]) == ("signed", True)
+    assert detail["heatmap_url"]

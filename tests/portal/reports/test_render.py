@@ -95,7 +95,7 @@ def test_csv_parses_and_carries_the_overall_mae(single):
     assert overall["mae_months"] == f"{single['overall']['mae_months']:.2f}"
     assert float(overall["mae_ci_low_months"]) < float(overall["mae_months"])
     sections = {r["section"] for r in rows}
-    assert sections == {"overall", "by_sex", "by_group", "by_group_sex", "by_site"}
+    assert sections == {"overall", "by_sex", "by_group", "by_group_sex", "by_site", "by_site_group"}
     assert {r["group"] for r in rows if r["section"] == "by_site"} == {"north", "south"}
 
 
@@ -134,7 +134,7 @@ def test_plots_are_small_deterministic_pngs(single, points):
         assert png.startswith(PNG_MAGIC)
         assert 5_000 < len(png) < 1_000_000
         width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
-        assert (width, height) == (600, 400)
+        assert (width, height) == (1200, 800)  # 6 x 4 inches at 200 dpi: sharp in print
     assert render.plots(single, {**points, "compare_predicted_days": None}) == images
 
 
@@ -148,6 +148,7 @@ def test_compare_report_renders_both_models_and_the_paired_rows(compared, points
         "paired_by_group",
         "paired_by_group_sex",
         "paired_by_site",
+        "paired_by_site_group",
     }
     overall = next(r for r in paired if r["section"] == "paired_overall")
     assert overall["model"] == "demo-v1 - demo-v2"
@@ -157,7 +158,7 @@ def test_compare_report_renders_both_models_and_the_paired_rows(compared, points
     assert overall["mae_months"] == ""  # the models' own MAEs are in their rows
 
     pages, text = _pdf_text(render.to_pdf(compared, points))
-    assert pages >= 7  # title, tables, four plots, the paper's layout
+    assert pages >= 6  # title and definitions, tables, the paper's layout, four plots
     assert "demo-v2" in text
     assert "Paired difference" in text
     assert render.plots(compared, points)["scatter"].startswith(PNG_MAGIC)
@@ -184,7 +185,7 @@ def test_html_context_has_formatted_rows_and_data_uris(compared, points):
         "demo-v2",
         "demo-v1 - demo-v2",
     ]
-    assert {t["kind"] for t in context["tables"]} == {"metrics", "paired", "paper"}
+    assert {t["kind"] for t in context["tables"]} == {"metrics", "site_group", "paired", "paper"}
     for table in context["tables"]:
         assert all(isinstance(cell, str) for row in table["rows"] for cell in row)
         assert all(len(row) == len(table["columns"]) for row in table["rows"])

@@ -76,7 +76,8 @@ export function describeReview(review: ReviewRecord): string {
   }
   if (review.comment) what += ` — “${review.comment}”`;
   const kind = KIND[review.kind] ? `${KIND[review.kind]}, ` : "";
-  return `${review.reviewer} ${what} (${kind}on revision ${review.based_on_revision})`;
+  const blind = review.blind ? "blind, " : "";
+  return `${review.reviewer} ${what} (${kind}${blind}on revision ${review.based_on_revision})`;
 }
 
 function short(value: unknown): string {

@@ -35,13 +35,18 @@ class Command(BaseCommand):
         parser.add_argument(
             "--port", type=int, default=settings.PORTAL_PORT, help="default: PORTAL_PORT or 8000"
         )
-        parser.add_argument("--web-workers", type=int, default=2)
+        parser.add_argument(
+            "--web-threads",
+            type=int,
+            default=settings.PORTAL_WEB_THREADS,
+            help="default: PORTAL_WEB_THREADS or 8",
+        )
         parser.add_argument(
             "--skip-demo-model", action="store_true", help="do not train the demo model"
         )
 
     def handle(
-        self, *args, host: str, port: int, web_workers: int, skip_demo_model: bool, **options
+        self, *args, host: str, port: int, web_threads: int, skip_demo_model: bool, **options
     ) -> None:
         with ExitStack() as stack:
             env = dict(os.environ, INFERENCE_DATA_DIR=str(settings.DATA_DIR))
@@ -91,19 +96,17 @@ class Command(BaseCommand):
                     "--concurrency",
                     "1",
                 ],
+                # waitress (portal.core.webserver): stalled uploads never hold a thread.
                 "web": [
-                    os.path.join(bin_dir, "gunicorn"),
-                    "portal.wsgi",
-                    "--bind",
-                    f"{host}:{port}",
-                    "--workers",
-                    str(web_workers),
+                    sys.executable,
+                    str(settings.BASE_DIR / "manage.py"),
+                    "serve_web",
+                    "--host",
+                    host,
+                    "--port",
+                    str(port),
                     "--threads",
-                    "4",
-                    "--timeout",
-                    "900",
-                    "--access-logfile",
-                    "-",
+                    str(web_threads),
                 ],
             }
             procs: dict[str, subprocess.Popen] = {}

@@ -4,8 +4,11 @@ The report names each file by its position (`#3`, `#3/2` inside an archive), as 
 stores it, and by the path the operator gave (`name`), which this process knows and the
 portal keeps only where the site keeps file names.
 
-Exit status: 0 when nothing was rejected, 1 when any file was (the good ones are stored),
-2 for usage errors.
+Without --json, each rejection and each warning of an accepted file goes to stderr, one line
+each, and the summary to stdout.
+
+Exit status: 0 when nothing was rejected (warnings or not), 1 when any file was (the good ones
+are stored), 2 for usage errors.
 """
 
 import json
@@ -18,11 +21,15 @@ from tqdm import tqdm
 
 from portal.ingest import selectors, services
 from portal.ingest.archive import Source
+from portal.ingest.dicom.file_warnings import SEPARATOR as WARNING_SEPARATOR
 from portal.ingest.models import Site, Upload, UploadFile
 
 
 class Command(BaseCommand):
     help = "Ingest DICOM files, folders (recursive) or ZIP archives into a site."
+    # Django's system checks load every URL configuration, and with it every view's imports
+    # (matplotlib for the reports: about a second); an ingest needs none of them.
+    requires_system_checks: list[str] = []
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("paths", nargs="+", metavar="PATH", type=Path)
@@ -57,8 +64,10 @@ class Command(BaseCommand):
 
         def on_file(record: UploadFile, ref: services.FileRef) -> None:
             names[record.label] = ref.name
+            # The outcome shows with the next redraw (every mininterval): a redraw per file
+            # would cost a write to the terminal per file.
+            bar.set_postfix_str(record.outcome, refresh=False)
             bar.update(1)
-            bar.set_postfix_str(record.outcome)
 
         upload = services.upload_process(
             upload=upload,
@@ -74,17 +83,25 @@ class Command(BaseCommand):
         else:
             for entry in report["rejected"]:
                 self.stderr.write(f"rejected {entry['name']} ({entry['file']}): {entry['reason']}")
+            warned = [e for group in _GROUPS for e in report[group] if e.get("warning")]
+            for entry in warned:
+                for text in entry["warning"].split(WARNING_SEPARATOR):
+                    self.stderr.write(f"warning {entry['name']} ({entry['file']}): {text}")
             self.stdout.write(
                 f"upload {upload.pk}: {len(report['accepted'])} accepted, "
-                f"{len(report['duplicates'])} duplicates, {len(report['rejected'])} rejected"
+                f"{len(report['duplicates'])} duplicates, {len(report['rejected'])} rejected, "
+                f"{len(warned)} with warnings"
             )
         if report["rejected"]:
             sys.exit(1)
 
 
+_GROUPS = ("accepted", "duplicates", "rejected")
+
+
 def _with_names(report: dict, names: dict[str, str]) -> dict:
     """The report with each line's `name` as the operator gave it, after its `file`."""
-    for group in ("accepted", "duplicates", "rejected"):
+    for group in _GROUPS:
         report[group] = [
             {"file": line["file"], "name": names.get(line["file"], ""), **line}
             for line in report[group]

@@ -58,6 +58,11 @@ class Command(BaseCommand):
         create.add_argument("--uploaded-after", type=_date, metavar="DATE")
         create.add_argument("--uploaded-before", type=_date, metavar="DATE")
         create.add_argument("--description", default="")
+        create.add_argument(
+            "--blind-only",
+            action="store_true",
+            help="only images whose every decision was made blind (README, Blind reading)",
+        )
         sub.add_parser(
             "freeze", help="freeze the set's current items as a new version"
         ).add_argument("name")
@@ -106,6 +111,7 @@ class Command(BaseCommand):
             age_group=o["age_group"],
             uploaded_after=o["uploaded_after"],
             uploaded_before=o["uploaded_before"],
+            blind_only=o["blind_only"],
         )
         matching = services.eligible_images(validation_set=created).count()
         self.stdout.write(f"created {created.name}: {matching} images match now; freeze it")

@@ -1,0 +1,59 @@
+import { describe, expect, it } from "vitest";
+import type { ImageDetail } from "../../api/client";
+import { HIDDEN, modelOutputText, revealed } from "./blind";
+
+function detail(overrides: Partial<ImageDetail>): ImageDetail {
+  return {
+    id: 1,
+    uuid: "u",
+    site: "north",
+    upload: 1,
+    sex: "F",
+    age_days: 1000,
+    recorded_age_days: 1000,
+    age_source: "birthdate",
+    modality: "DX",
+    view_position: "PA",
+    rows: 64,
+    columns: 64,
+    pixel_spacing_mm: null,
+    photometric_interpretation: "MONOCHROME2",
+    transfer_syntax_uid: "1.2.840.10008.1.2.1",
+    burned_in_annotation: false,
+    status: "unreviewed",
+    revision: 0,
+    curated_age_days: null,
+    lease: null,
+    double_reading: false,
+    blind_reading: true,
+    output_hidden: true,
+    can_review: true,
+    can_adjudicate: false,
+    dicom_url: "/api/images/1/dicom/",
+    ...overrides,
+  };
+}
+
+describe("blind reading in the panel", () => {
+  it("says hidden, never 'not predicted', while the output is left out", () => {
+    expect(modelOutputText(detail({}))).toEqual({ predicted: HIDDEN, residual: HIDDEN, score: HIDDEN });
+  });
+
+  it("shows the model's output once it is there", () => {
+    const shown = modelOutputText(
+      detail({ output_hidden: false, predicted_age_days: 1365, residual_days: 365, score: 2.5 }),
+    );
+    expect(shown).toEqual({ predicted: "3 y 8 m", residual: "+12.0 months", score: "2.50" });
+  });
+
+  it("says not predicted yet when there is no prediction", () => {
+    const none = detail({ output_hidden: false, predicted_age_days: null, residual_days: null, score: null, prediction: null });
+    expect(modelOutputText(none).predicted).toBe("not predicted yet");
+  });
+
+  it("reveals only when the output goes from hidden to shown", () => {
+    expect(revealed(detail({}), detail({ output_hidden: false }))).toBe(true);
+    expect(revealed(detail({ output_hidden: false }), detail({ output_hidden: false }))).toBe(false);
+    expect(revealed(detail({}), detail({}))).toBe(false);
+  });
+});

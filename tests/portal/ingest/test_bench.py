@@ -1,0 +1,54 @@
+"""`bench/ingest.py` in a small mode: it runs end to end and prints the two ratios the issue
+sets goals for, `manage.py ingest` against Orthanc and a JPEG 2000 chest film against its
+uncompressed copy. Timing goals are the benchmark's (README, "Benchmarks / Ingest"), not
+asserted here: a shared test machine's load moves them."""
+
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[3]
+NUMBER = r"\d+\.\d+"
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("bench_ingest", ROOT / "bench" / "ingest.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+pytestmark = pytest.mark.slow
+
+
+def test_bench_prints_the_orthanc_and_jpeg2000_ratios(tmp_path):
+    if not _bench().orthanc_binary():
+        pytest.skip("Orthanc is not installed (Debian package `orthanc`): no ratio to print")
+    # The bench gives each ingest its own data folder and, on PostgreSQL, a throwaway database
+    # beside the configured one; PORTAL_DATA_DIR here only keeps stray files out of the checkout.
+    env = dict(os.environ, PORTAL_DATA_DIR=str(tmp_path / "var"))
+    done = subprocess.run(
+        [sys.executable, "bench/ingest.py", "--small", "60", "--films", "2", "--rounds", "1"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = done.stdout
+    assert "orthanc: skipped" not in out, out
+    ratio = re.search(rf"ingest/orthanc = ({NUMBER})", out)
+    assert ratio, out
+    assert float(ratio.group(1)) > 0
+    assert re.search(rf"manage\.py ingest / orthanc \(ratio\): {NUMBER} / {NUMBER} \(", out), out
+    j2k = re.search(rf"chest CR RG1_J2KR/uncompressed = ({NUMBER})", out)
+    assert j2k, out
+    assert float(j2k.group(1)) > 0
+    database = "PostgreSQL" if os.environ.get("DATABASE_URL") else "SQLite"
+    assert out.startswith(database), out
