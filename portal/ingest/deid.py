@@ -160,9 +160,22 @@ def _file_meta(ds: Dataset) -> FileMetaDataset:
     return meta
 
 
+_removed_cache: dict[int, bool] = {}
+
+
 def _removed(tag: BaseTag) -> bool:
     """Whether an element goes whatever the table says (see the module's docstring): none of
-    these is needed to read or use an image, and each can carry text no rule looks at."""
+    these is needed to read or use an image, and each can carry text no rule looks at.
+    Remembered per tag (a file has a hundred, and most files the same ones), up to a bound."""
+    removed = _removed_cache.get(tag)
+    if removed is None:
+        removed = _removed_uncached(tag)
+        if len(_removed_cache) < 16384:
+            _removed_cache[tag] = removed
+    return removed
+
+
+def _removed_uncached(tag: BaseTag) -> bool:
     if (
         tag.group % 2 == 1  # private tags, and the odd groups no element may use
         or tag.group < 0x0008  # command, file meta and directory elements in the data set
@@ -292,8 +305,10 @@ def _dummy(vr: str) -> object:
 
 
 def _code(value: str, meaning: str) -> Dataset:
+    # CodeValue, CodingSchemeDesignator, CodeMeaning with their dictionary VRs, added without
+    # the keyword lookups of attribute assignment.
     item = Dataset()
-    item.CodeValue = value
-    item.CodingSchemeDesignator = "DCM"
-    item.CodeMeaning = meaning
+    item.add_new(0x00080100, "SH", value)
+    item.add_new(0x00080102, "SH", "DCM")
+    item.add_new(0x00080104, "LO", meaning)
     return item

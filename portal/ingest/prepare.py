@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from pydicom import __version_info__ as pydicom_version_info
 from pydicom.charset import default_encoding
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset, validate_file_meta
@@ -22,6 +23,7 @@ from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_data_element, write_dataset, write_file_meta_info
 from pydicom.tag import Tag
 from pydicom.uid import (
+    PYDICOM_IMPLEMENTATION_UID,
     UID,
     DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
@@ -206,11 +208,15 @@ def _encode_head(ds: Dataset, *, implicit: bool) -> bytes:
     (enforce_file_format) writes them in little endian, only faster: pydicom writes the file
     meta, each common element is encoded here (`_encode_plain`), and any other goes through
     pydicom's own element writer."""
-    shell = Dataset()
-    shell.file_meta = ds.file_meta
-    shell.preamble = PREAMBLE
     fp = DicomBytesIO()
-    _write_meta(fp, shell)
+    meta = _encode_meta(ds.file_meta)
+    if meta is None:
+        shell = Dataset()
+        shell.file_meta = ds.file_meta
+        shell.preamble = PREAMBLE
+        _write_meta(fp, shell)
+    else:
+        fp.write(meta)
     fp.is_implicit_VR, fp.is_little_endian = implicit, True
     # pydicom re-encodes every element when the encoding or the character set changed
     # (`write_dataset`); it does so here too.
@@ -223,6 +229,8 @@ def _encode_head(ds: Dataset, *, implicit: bool) -> bytes:
             continue  # retired group lengths, which pydicom does not write (PS3.5 7.2)
         elem = ds.get_item(tag)
         encoded = _encode_plain(elem, implicit, encodings)
+        if encoded is None and elem.VR == "SQ":
+            encoded = _encode_code_sequence(elem, implicit, encodings)
         if encoded is None:
             write_data_element(fp, elem, encodings)
         else:
@@ -248,6 +256,40 @@ def _write_meta(fp: DicomBytesIO, shell: Dataset) -> None:
     fp.write(preamble)
     fp.write(b"DICM")
     write_file_meta_info(fp, meta, enforce_standard=True)
+
+
+# The File Meta Information elements `deid._file_meta` makes, and the ones `validate_file_meta`
+# adds to them (enforce_standard): what `_encode_meta` writes without pydicom.
+_META_GIVEN = (0x00020002, 0x00020003, 0x00020010)
+_META_VERSION = b"\x00\x01"
+_META_IMPLEMENTATION = (
+    (0x00020012, "UI", PYDICOM_IMPLEMENTATION_UID),
+    (0x00020013, "SH", f"PYDICOM {'.'.join(pydicom_version_info)}"),
+)
+
+
+def _encode_meta(meta: FileMetaDataset) -> bytes | None:
+    """Preamble, DICM prefix and File Meta Information, byte for byte as `_write_meta` writes
+    them, for the header every de-identified file has (`deid._file_meta`: the SOP class, the
+    instance and the transfer syntax, each one non-empty ASCII value): pydicom's meta writer
+    validates and encodes through a data set of its own, which costs a sixth of a small
+    film's preparation. None for any other header, which `_write_meta` writes."""
+    if sorted(meta.keys()) != list(_META_GIVEN):
+        return None
+    values = [(tag, "UI", meta.get_item(tag).value) for tag in _META_GIVEN]
+    body = [struct.pack("<HH2sHI", 2, 1, b"OB", 0, 2) + _META_VERSION]
+    for tag, vr, value in values + list(_META_IMPLEMENTATION):
+        if not isinstance(value, str) or not value or not value.isascii():
+            return None
+        if len(value) % 2:
+            value += "\0" if vr == "UI" else " "
+        if len(value) > 0xFFFF:
+            return None
+        body.append(struct.pack("<HH2sH", 2, tag & 0xFFFF, vr.encode(), len(value)))
+        body.append(value.encode())
+    elements = b"".join(body)
+    length = struct.pack("<HH2sHI", 2, 0, b"UL", 4, len(elements))
+    return PREAMBLE + b"DICM" + length + elements
 
 
 # Written by pydicom as `str.encode(default_encoding)` padded to even length, whatever the
@@ -292,6 +334,38 @@ def _encode_plain(
     if vr not in STANDARD_VR or length > 0xFFFF:
         return None  # pydicom's own rules for these (an unknown VR, a value too long for it)
     return struct.pack("<HH2sH", group, element, vr.encode(), length) + value
+
+
+# The parts of a code item (PS3.3 8.8) that `deid` writes in its sequences of codes.
+_CODE_ITEM_TAGS = [Tag(0x0008, 0x0100), Tag(0x0008, 0x0102), Tag(0x0008, 0x0104)]
+_encoded_code_sequences: dict[tuple, bytes] = {}
+
+
+def _encode_code_sequence(elem: DataElement, implicit: bool, encodings: object) -> bytes | None:
+    """A sequence of code items of plain text values (the same in every de-identified file:
+    `deid.METHOD_CODES`) as pydicom's `write_data_element` encodes it, encoded by pydicom once
+    and then remembered: pydicom writes a sequence through a data set per item, which costs
+    as much as the rest of the data set. None for any other sequence."""
+    if not isinstance(encodings, str) or not isinstance(elem.value, list):
+        return None
+    key: list[object] = [elem.tag, implicit, encodings, elem.is_undefined_length]
+    for item in elem.value:
+        if sorted(item.keys()) != _CODE_ITEM_TAGS:
+            return None
+        values = tuple(item.get_item(tag).value for tag in _CODE_ITEM_TAGS)
+        vrs = tuple(item.get_item(tag).VR for tag in _CODE_ITEM_TAGS)
+        if any(type(v) is not str for v in values):
+            return None
+        key.append((values, vrs, item.is_undefined_length_sequence_item))
+    encoded = _encoded_code_sequences.get(frozen := tuple(key))
+    if encoded is None:
+        fp = DicomBytesIO()
+        fp.is_implicit_VR, fp.is_little_endian = implicit, True
+        write_data_element(fp, elem, encodings)
+        encoded = fp.getvalue()
+        if len(_encoded_code_sequences) < 64:  # a handful of sequences and character sets
+            _encoded_code_sequences[frozen] = encoded
+    return encoded
 
 
 def _element_header(ts: UID, vr: str, length: int) -> bytes:

@@ -222,6 +222,9 @@ def _decode_in_full(ds: Dataset, ts: UID, rows: int, cols: int) -> np.ndarray:
     if not plugins:
         raise Rejected(f"pixel data in {ts.name} cannot be decoded here (no decoder installed)")
     failure = ""
+    # Pillow would fill a truncated frame with black where this is set (WeasyPrint's import
+    # sets it for its whole process; documents.to_pdf sets it back): damage must raise.
+    PILImageFile.LOAD_TRUNCATED_IMAGES = False
     for plugin in plugins:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -378,6 +381,7 @@ def _decode_j2k_reduced(frame: bytes, reduce: int, *, rows: int, cols: int) -> n
 
     Pillow rounds the reduced size to nearest where OpenJPEG rounds up (Pillow issue 4343's
     property), so the tile is set to OpenJPEG's size here."""
+    PILImageFile.LOAD_TRUNCATED_IMAGES = False  # as in _decode_in_full: damage must raise
     try:
         image = PILImage.open(io.BytesIO(frame), formats=["JPEG2000"])
     except Exception as exc:

@@ -20,8 +20,13 @@ def to_pdf(report: dict, points: dict) -> bytes:
     """The PDF of the report: the standalone HTML file's template with `pdf` set (its @page
     rules give A4 pages, the header with the report's identity and page numbers)."""
     # Imported here: WeasyPrint loads Pango when imported, and only the PDF needs it.
+    from PIL import ImageFile
     from weasyprint import HTML
     from weasyprint.urls import URLFetcher
+
+    # WeasyPrint's import tells Pillow, for the whole process, to fill truncated images with
+    # black; ingest checks films with Pillow in this process too, and must see the error.
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
 
     html = render_to_string(PDF_TEMPLATE, {**html_context(report, points), "pdf": True})
     # Everything the report shows is embedded (data: URIs): any other URL, a file or the

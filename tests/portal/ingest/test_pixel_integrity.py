@@ -380,3 +380,22 @@ def test_every_real_radiograph_and_test_film_clears_the_usable_range_rule(tmp_pa
         check_radiograph(
             pydicom.dcmread(make_dicom(tmp_path / f"{bits}.dcm", bits_stored=bits)), Limits()
         )
+
+
+def test_a_damaged_film_is_refused_after_weasyprint_was_imported(tmp_path):
+    """WeasyPrint's import tells Pillow to fill truncated images with black, for the whole
+    process (the web process renders report PDFs and ingests small uploads): the pixel checks
+    still see the damage."""
+    import weasyprint  # noqa: F401
+    from PIL import ImageFile
+
+    ImageFile.LOAD_TRUNCATED_IMAGES = True  # as the import leaves it
+    try:
+        damaged = _real("cr-j2k-lossless")
+        frame = next(generate_frames(damaged.PixelData, number_of_frames=1))
+        damaged.PixelData = encapsulate([frame[:110] + b"\xff" * 2000 + frame[2110:]])
+        outcome = _prepare(damaged, tmp_path / "damaged.dcm")
+        assert isinstance(outcome, Refused)
+        assert outcome.reason.startswith(f"{DAMAGED} (JPEG 2000")
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = False
