@@ -4,15 +4,15 @@ import {
   ApiResponseError,
   ReviewApi,
   type DecisionRequest,
-  type HeatmapScale,
   type ImageDetail,
   type QueueLease,
 } from "../api/client";
 import { createHeatmapOverlay, decodeHeatmap, type HeatmapLayer, type HeatmapOverlay } from "../viewer/heatmap";
-import { legendGradient } from "../viewer/heatmap-colours";
 import { createStackViewer, type StackViewer } from "../viewer/stack";
 import { describeChange, describeFieldErrors, formatAge, formatLease, REASONS, SEX } from "./review/format";
 import { modelOutputText, revealed } from "./review/blind";
+import { blankHeatmapNote, missingHeatmapNote, renderLegend } from "./review/heatmap-panel";
+import { applyPreset, renderPresets, renderPresetState } from "./review/presets";
 import { actionFor, renderHelp, type Action } from "./review/keys";
 import { describeError, element, isTyping, setText } from "./review/dom";
 import { renderHistory } from "./review/history";
@@ -77,7 +77,7 @@ class ReviewScreen {
       this.root.dataset.ready = "error";
       return;
     }
-    this.renderPresets();
+    if (this.viewer) renderPresets(this.viewer);
     element<HTMLButtonElement>("invert").disabled = false;
     element<HTMLButtonElement>("reset").disabled = false;
     setText("viewer-status", `${detail.columns} × ${detail.rows} px, ${detail.photometric_interpretation}`);
@@ -96,22 +96,16 @@ class ReviewScreen {
   /** Draws the heatmap (or says why there is none); also after a decision reveals it. */
   private async showHeatmap(detail: ImageDetail, layer: Promise<HeatmapLayer> | null): Promise<void> {
     if (!this.viewer || this.heatmap) return;
-    if (detail.output_hidden) {
-      setText("heatmap-note", "blind reading: the heatmap is shown once you have decided");
-    } else if (!layer) {
-      setText("heatmap-note", detail.prediction ? "no heatmap for this prediction" : "no heatmap: not predicted yet");
+    const missing = missingHeatmapNote(detail, layer !== null);
+    if (missing !== null || !layer) {
+      setText("heatmap-note", missing ?? "");
     } else {
       try {
         const decoded = await layer;
         if (detail.prediction?.heatmap_blank || decoded.blank) {
           // Nothing would be drawn: say so rather than show an empty overlay as "on".
           this.root.dataset.heatmap = "blank";
-          setText(
-            "heatmap-note",
-            detail.prediction?.heatmap_scale === "signed"
-              ? "no heatmap signal: the model's gradient is zero on this image, no region pushes its age up or down"
-              : "this heatmap shows nothing: it was stored before signed maps, which leave out evidence for a younger age",
-          );
+          setText("heatmap-note", blankHeatmapNote(detail.prediction?.heatmap_scale));
           return;
         }
         this.heatmap = createHeatmapOverlay(this.viewer, decoded.canvas, this.prefs.opacity);
@@ -120,63 +114,12 @@ class ReviewScreen {
         this.opacity.disabled = false;
         this.opacity.value = String(this.prefs.opacity);
         setText("heatmap-note", "");
-        this.renderLegend(detail.prediction?.heatmap_scale ?? "positive");
+        renderLegend(detail.prediction?.heatmap_scale ?? "positive");
       } catch {
         setText("heatmap-note", "the heatmap could not be loaded");
       }
     }
     this.renderHeatmapState();
-  }
-
-  /** What the colours mean: signed maps in two colours; older maps in one (where it looked). */
-  private renderLegend(scale: HeatmapScale): void {
-    const legend = element("heatmap-legend");
-    legend.dataset.scale = scale;
-    element("heatmap-legend-bar").style.background = legendGradient(scale);
-    const signed = scale === "signed";
-    setText("heatmap-legend-low", signed ? "pushes age down" : "weak");
-    setText("heatmap-legend-high", signed ? "up" : "strong");
-    const meaning = signed
-      ? "Heatmap: warm (yellow, red) where the region pushes the predicted age up, cool (cyan, blue) " +
-        "where it pushes it down; stronger colour, larger push; clear, no effect."
-      : "Heatmap stored before signed maps: one-sided, where the model found evidence for an older age only.";
-    legend.title = meaning;
-    legend.setAttribute("aria-label", meaning);
-  }
-
-  private renderPresets(): void {
-    const viewer = this.viewer;
-    if (!viewer) return;
-    const box = element("wl-presets");
-    box.replaceChildren(
-      ...viewer.presets.map((preset, index) => {
-        const button = document.createElement("button");
-        button.type = "button";
-        button.className = "secondary";
-        button.dataset.preset = preset.id;
-        button.textContent = preset.label;
-        button.addEventListener("click", () => this.applyPreset(index));
-        return button;
-      }),
-    );
-    this.renderPresetState();
-  }
-
-  private applyPreset(index: number): void {
-    const viewer = this.viewer;
-    if (!viewer) return;
-    const count = viewer.presets.length;
-    viewer.applyPreset(((index % count) + count) % count);
-    this.renderPresetState();
-  }
-
-  private renderPresetState(): void {
-    const viewer = this.viewer;
-    if (!viewer) return;
-    element("wl-presets")
-      .querySelectorAll<HTMLButtonElement>("button")
-      .forEach((button, index) => button.setAttribute("aria-pressed", String(index === viewer.presetIndex)));
-    element("invert").setAttribute("aria-pressed", String(viewer.isInverted()));
   }
 
   private toggleHeatmap(): void {
@@ -449,18 +392,22 @@ class ReviewScreen {
         if (this.heatmap) this.setOpacity(this.heatmap.opacity + OPACITY_STEP);
         break;
       case "invert":
-        viewer?.toggleInvert();
-        this.renderPresetState();
+        if (viewer) {
+          viewer.toggleInvert();
+          renderPresetState(viewer);
+        }
         break;
       case "reset":
-        viewer?.reset();
-        this.renderPresetState();
+        if (viewer) {
+          viewer.reset();
+          renderPresetState(viewer);
+        }
         break;
       case "presetNext":
-        if (viewer) this.applyPreset(viewer.presetIndex + 1);
+        if (viewer) applyPreset(viewer, viewer.presetIndex + 1);
         break;
       case "presetPrev":
-        if (viewer) this.applyPreset(viewer.presetIndex - 1);
+        if (viewer) applyPreset(viewer, viewer.presetIndex - 1);
         break;
       case "help":
         this.help.hidden = !this.help.hidden;
