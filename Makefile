@@ -1,5 +1,5 @@
 # Two commands: `make run` (set up and start the portal) and `make test` (set up and test);
-# `make test-fast` is the everyday subset (no `slow` or `e2e` tests).
+# `make test-fast` is the everyday subset: no browser (`e2e`), no training (`train`), no `slow` tests.
 # Every target creates what it needs first and is safe to run again.
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -10,10 +10,10 @@ STAMP := $(VENV)/.installed
 FRONTEND_STAMP := frontend/dist/.built
 FRONTEND_SRC := $(shell find frontend/src frontend/public -type f 2>/dev/null) frontend/package.json frontend/vite.config.ts frontend/tsconfig.json
 
-.PHONY: help run test test-fast lint bench setup frontend migrate clean
+.PHONY: help run test test-fast lint bench docs screenshots setup frontend migrate clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -65,9 +65,9 @@ test: lint $(if $(filter docker compose,$(COMPOSE)),,$(VENV)/bin/docker-compose)
 	$(COMPOSE) -f docker/compose.yaml --env-file docker/env.example config --quiet
 	$(VENV)/bin/pytest
 
-test-fast: lint ## everyday work: lint, the front-end unit tests, then pytest without the `slow` and `e2e` tests
+test-fast: lint ## everyday work: lint, the front-end unit tests, then pytest without the `slow`, `e2e` and `train` tests
 	cd frontend && npm test
-	$(VENV)/bin/pytest -m "not slow and not e2e"
+	$(VENV)/bin/pytest -m "not slow and not e2e and not train"
 
 lint: setup ## ruff, import-linter and the TypeScript checker
 	$(VENV)/bin/ruff check .
@@ -84,6 +84,12 @@ bench: setup ## run the benchmarks in bench/ (prints ratios measured side by sid
 	$(PY) bench/reports.py
 	$(PY) bench/queue_recall.py
 	$(PY) bench/portal_scale.py
+
+docs: setup ## build the documentation site (docs/, mkdocs.yml) into build/site, failing on any warning
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
+
+screenshots: setup ## take docs/img/viewer.png and report.png again, from a live portal in headless Chromium
+	PORTAL_SCREENSHOTS=1 $(VENV)/bin/pytest -p no:cacheprovider tests/e2e/test_screenshots.py
 
 clean: ## remove the virtual environment, the front-end build and the local data
 	rm -rf $(VENV) frontend/node_modules frontend/dist var

@@ -29,13 +29,11 @@ import os
 import re
 import resource
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -51,6 +49,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 import review_api  # noqa: E402  (bench/ is not a package: its throwaway database is reused)
 
 from tests.dicom_files import make_dicom  # noqa: E402
+from tests.peers import Orthanc, orthanc_binary  # noqa: E402
 
 
 def generate(folder: Path, count: int, size: int, seed: int) -> int:
@@ -237,64 +236,23 @@ def films(folder: Path, count: int, name: str) -> int:
     return sum(p.stat().st_size for p in folder.iterdir())
 
 
-def orthanc_binary() -> str | None:
-    """Orthanc's server, where the Debian package puts it (/usr/sbin, which the PATH of a user
-    other than root may lack) or on the PATH."""
-    return shutil.which("Orthanc") or shutil.which("Orthanc", path="/usr/sbin:/sbin")
-
-
 def orthanc(folder: Path, work: Path, clients: int = 5) -> tuple[float | None, str]:
     """Seconds for Orthanc to store every file of `folder` over REST with `clients` clients,
     or None and why it did not run."""
-    binary = orthanc_binary()
-    if not binary:
+    if orthanc_binary() is None:
         return None, "not installed (Debian package `orthanc`)"
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    work.mkdir(parents=True, exist_ok=True)
-    config = work / "orthanc.json"
-    config.write_text(
-        json.dumps(
-            {
-                "StorageDirectory": str(work / "orthanc-db"),
-                "HttpPort": port,
-                "DicomServerEnabled": False,
-                "RemoteAccessAllowed": False,
-                "AuthenticationEnabled": False,
-                "Plugins": [],
-            }
-        )
-    )
-    proc = subprocess.Popen(
-        [binary, str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    url = f"http://127.0.0.1:{port}"
-
-    def store(path: Path) -> None:
-        request = urllib.request.Request(f"{url}/instances", data=path.read_bytes(), method="POST")
-        urllib.request.urlopen(request, timeout=60).read()
-
     try:
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(f"{url}/system", timeout=1)
-                break
-            except OSError:
-                if proc.poll() is not None:
-                    return None, f"Orthanc exited at start (status {proc.returncode})"
-                time.sleep(0.1)
-        else:
-            return None, "Orthanc did not answer within 10 s"
+        server = Orthanc(work)
+    except RuntimeError as exc:
+        return None, str(exc)
+    try:
         paths = sorted(folder.iterdir())
         start = time.perf_counter()
         with ThreadPoolExecutor(clients) as pool:
-            list(pool.map(store, paths))
+            list(pool.map(server.store, paths))
         return time.perf_counter() - start, f"{clients} REST clients"
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-        shutil.rmtree(work / "orthanc-db", ignore_errors=True)
+        server.stop()
 
 
 def main() -> None:

@@ -12,7 +12,12 @@ export default defineConfig({
     emptyOutDir: true,
     target: "es2022",
     rollupOptions: {
-      input: { upload: "src/ui/upload.ts", jobs: "src/ui/jobs.ts", review: "src/ui/review.ts" },
+      input: {
+        upload: "src/ui/upload.ts",
+        jobs: "src/ui/jobs.ts",
+        review: "src/ui/review.ts",
+        banner: "src/ui/banner.ts",
+      },
       output: { entryFileNames: "[name].js", chunkFileNames: "chunks/[name]-[hash].js" },
     },
   },

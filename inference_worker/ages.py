@@ -2,7 +2,7 @@
 groups, sex normalisation and the days <-> (years, months) conversions.
 
 Torch-free and numpy-free: ingest, review, validation, reports, metrics and the phantoms import
-it, and `frontend/src/ages.ts` mirrors it (tested against `table()`, see README "Ages").
+it, and `frontend/src/ages.ts` mirrors it (tested against `table()`, see docs/ages.md).
 
 Ages are whole days since birth. A mean year is 365.25 days and a mean month 365.25 / 12 =
 30.4375 days (both exact in binary floating point). Every boundary, of a month, a year, an age
@@ -85,6 +85,10 @@ def years_months_text(days: float) -> str:
     return f"{years} y {months} m"
 
 
+# Days whose "y m" text the TypeScript twin must show alike: month and year edges either side.
+TEXT_EXAMPLES = (0, 1, 29, 30, 59, 60, 183, 364, 365, 366, 730, 1095, 2190, 4383, 6573)
+
+
 def check_group(low: float, high: float) -> None:
     """An age group in years must be finite, from 0, no later than 18 years, and not empty."""
     if not (math.isfinite(low) and math.isfinite(high)):
@@ -147,6 +151,8 @@ def table() -> dict:
             for lo, hi in AGE_GROUPS
         ],
         "entries": entries,
+        # how a person reads an age: days -> "y m", at month and year edges
+        "texts": [[d, years_months_text(d)] for d in TEXT_EXAMPLES],
         # completed months shown for every whole day from 0 to the first out of scope
         "completed_months": [completed_months(d) for d in range(AGE_LIMIT_DAYS + 1)],
     }

@@ -3,22 +3,30 @@
     python -m inference_worker.demo --out var/models/demo [--data DIR] [--count 1500]
 
 Recipe: 1,500 phantoms from each of the `north` and `south` profiles (clean labels), CA-ResNet-18
-at width 16 on 128 x 128 inputs, 15 epochs, batch 32, AdamW at 2e-3 with cosine decay. It trains
-in minutes on two CPU cores and does far better than predicting the mean age, but it is trained
-on synthetic phantoms and says nothing about real children. A finished model is reused: the
+at width 16 on 128 x 128 inputs, 15 epochs, batch 32, AdamW at 2e-3 with cosine decay (the counts
+and their cost on two CPU cores are in `progress`: `progress.demo_expected_minutes()`). It does
+far better than predicting the mean age, but it is trained on synthetic phantoms and says
+nothing about real children. A finished model is reused: the
 command returns at once when the folder holds a checkpoint whose weights match their card.
 """
 
 import argparse
 import csv
+import datetime as dt
 import fcntl
 import os
 import sys
+import time
 from pathlib import Path
 
-import torch
+# OpenMP threads that wait sleep rather than spin (read when torch loads): on two cores shared
+# with the portal's workers, spinning made a training step 8 times slower (2.2 CPU-seconds a
+# step against 0.28).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from inference_worker import checkpoint, synthetic, train
+import torch  # noqa: E402
+
+from inference_worker import checkpoint, progress, synthetic, train
 
 PROFILES = (("north", 101), ("south", 202))
 BUSY = 75  # EX_TEMPFAIL: another process is training it
@@ -30,7 +38,7 @@ RECIPE = [
     "--size",
     "128",
     "--epochs",
-    "15",
+    str(progress.DEMO_EPOCHS),
     "--batch-size",
     "32",
     "--lr",
@@ -43,16 +51,37 @@ RECIPE = [
 ]
 
 
-def make_data(data: Path, count: int, workers: int) -> Path:
-    """Phantoms of both profiles and one manifest over them (reused when complete)."""
+def make_data(data: Path, count: int, workers: int, out: Path, epochs: int) -> Path:
+    """Phantoms of both profiles and one manifest over them (reused when complete); the
+    progress file in `out` counts them (at most once a second)."""
     manifest = data / "manifest.csv"
     if manifest.exists():
         return manifest
-    rows = []
+    rows: list[dict] = []
+    total, started = count * len(PROFILES), dt.datetime.now(dt.UTC).isoformat()
+    last = 0.0
+
+    def counted(done: int) -> None:
+        nonlocal last
+        if time.monotonic() - last >= 1 or len(rows) + done == total:
+            last = time.monotonic()
+            progress.write(
+                out,
+                state=progress.PHANTOMS,
+                done=len(rows) + done,
+                total=total,
+                started_at=started,
+                images=total,
+                epochs=epochs,
+            )
+
+    counted(0)
     for profile, seed in PROFILES:
         folder = data / profile
-        for row in synthetic.generate(folder, count, seed, profile, 0.0, workers, progress=True):
-            rows.append({**row, "file": f"{profile}/{row['file']}"})
+        made = synthetic.generate(
+            folder, count, seed, profile, 0.0, workers, progress=True, on_row=counted
+        )
+        rows.extend({**row, "file": f"{profile}/{row['file']}"} for row in made)
     tmp = data / ".manifest.csv.tmp"
     with tmp.open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=synthetic.MANIFEST_FIELDS)
@@ -68,14 +97,16 @@ def ready(out: Path) -> bool:
         checkpoint.verify(out)
     except checkpoint.CheckpointError:
         return False
-    return (train.read_progress(out) or {}).get("state") == "done"
+    return (progress.read(out) or {}).get("state") == progress.DONE
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Train (or reuse) the phantom demo model.")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--data", type=Path, help="phantom folder (default: OUT/../phantoms)")
-    parser.add_argument("--count", type=int, default=1500, help="phantoms per site profile")
+    parser.add_argument(
+        "--count", type=int, default=progress.DEMO_COUNT, help="phantoms per site profile"
+    )
     parser.add_argument("--epochs", type=int, default=None)
     args = parser.parse_args(argv)
     if ready(args.out):
@@ -91,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     workers = os.cpu_count() or 1
     torch.set_num_threads(workers)
     data = args.data or args.out.parent / "phantoms"
-    manifest = make_data(data, args.count, workers)
+    epochs = args.epochs or progress.DEMO_EPOCHS
+    manifest = make_data(data, args.count, workers, args.out, epochs)
     recipe = list(RECIPE)
     if args.epochs:
         recipe[recipe.index("--epochs") + 1] = str(args.epochs)

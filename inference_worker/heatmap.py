@@ -30,6 +30,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F  # noqa: N812
 
+from inference_worker import heatmap_scales
 from inference_worker.model import ResNet
 from inference_worker.preprocess import Geometry
 
@@ -43,7 +44,7 @@ ZERO_LEVEL = 128
 SIGNED_RANGE = 127
 # Written with the prediction (`heatmap_scale`); the portal reads a missing one as "positive",
 # the 0..255 ReLU maps of workers before issue 17.
-SCALE = "signed"
+SCALE = heatmap_scales.SIGNED
 
 
 @dataclass

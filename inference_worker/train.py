@@ -34,14 +34,14 @@ from torch.nn import functional as F  # noqa: N812
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
-from inference_worker import checkpoint, distributed, metrics
+from inference_worker import checkpoint, distributed, metrics, progress
 from inference_worker.ages import normalise_sex
 from inference_worker.dataset import DTYPES, CachedImages, build_cache, collate, to_input
 from inference_worker.distributed import Ranks
 from inference_worker.model import build_model, sex_tensor
 from inference_worker.preprocess import MEAN, STD
 
-PROGRESS = "progress.json"
+PROGRESS = progress.PROGRESS
 LAST = "last.pt"
 SAMPLES = "samples-rank{rank}.json"  # --record-samples: the manifest rows each rank trained on
 
@@ -122,19 +122,6 @@ def _autocast(device: torch.device):
     )
 
 
-def _write_progress(out: Path, **state) -> None:
-    tmp = out / f".{PROGRESS}.tmp"
-    tmp.write_text(json.dumps({**state, "updated_at": dt.datetime.now(dt.UTC).isoformat()}))
-    tmp.replace(out / PROGRESS)
-
-
-def read_progress(out: Path) -> dict | None:
-    try:
-        return json.loads((out / PROGRESS).read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-
-
 def train(args: argparse.Namespace) -> dict:
     """Train as one process, or as one rank of a torchrun job (WORLD_SIZE > 1 in the
     environment); returns the best checkpoint's card (an empty dict on ranks other than 0)."""
@@ -169,7 +156,7 @@ def _train(args: argparse.Namespace, ranks: Ranks, device: torch.device) -> dict
     if not train_set or not val_set:
         raise SystemExit("the patient-level split left the training or validation set empty")
     if ranks.main:
-        _write_progress(out, state="preprocessing", epoch=0, epochs=args.epochs)
+        progress.write(out, state="preprocessing", epoch=0, epochs=args.epochs, images=len(samples))
     # One cache over the whole manifest: another split or seed reuses it.
     cache = build_cache(
         [s.path for s in samples],
@@ -272,7 +259,7 @@ def _train(args: argparse.Namespace, ranks: Ranks, device: torch.device) -> dict
                 bar.set_postfix(loss=f"{running.item() / (step + 1):.3f}")
                 position = epoch * steps_per_epoch + step + 1  # steps since the very start
                 seconds_per_step = (time.monotonic() - started) / (position - first_step)
-                _write_progress(
+                progress.write(
                     out,
                     state="training",
                     epoch=epoch + 1,
@@ -323,7 +310,7 @@ def _train(args: argparse.Namespace, ranks: Ranks, device: torch.device) -> dict
     if not ranks.main:
         return {}
     card = checkpoint.read_card(out)
-    _write_progress(
+    progress.write(
         out,
         state="done",
         epoch=args.epochs,

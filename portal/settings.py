@@ -2,7 +2,7 @@
 
 PORTAL_DATA_DIR holds the SQLite database and every stored file; DATABASE_URL switches to
 PostgreSQL; REDIS_URL names the Celery broker. DJANGO_ENV=production turns on HTTPS-only
-cookies, HSTS and the redirect to HTTPS behind a proxy (see README, "Production").
+cookies, HSTS and the redirect to HTTPS behind a proxy (see docs/production.md).
 """
 
 import os
@@ -36,7 +36,7 @@ if PRODUCTION and (
     raise ImproperlyConfigured(
         f"DJANGO_ENV=production needs {' and '.join(missing)} in the environment: "
         "DJANGO_SECRET_KEY a random string of at least 50 characters, DJANGO_ALLOWED_HOSTS "
-        "the comma-separated host names the portal answers to (see README, Production)"
+        "the comma-separated host names the portal answers to (see docs/production.md)"
     )
 
 DATA_DIR = Path(os.environ.get("PORTAL_DATA_DIR", BASE_DIR / "var")).resolve()
@@ -91,6 +91,7 @@ INSTALLED_APPS = [
     "portal.review",
     "portal.validation",
     "portal.reports",
+    "portal.pacs",
     "portal.operations",
 ]
 
@@ -125,7 +126,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "portal.core.context_processors.demo_model",
-                "portal.core.context_processors.navigation",
+                "portal.accounts.context_processors.navigation",
             ],
         },
     },
@@ -189,7 +190,9 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = DATA_DIR / "static"
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)
-FRONTEND_DIST = BASE_DIR / "frontend" / "dist"
+# PORTAL_FRONTEND_DIST points at another build of the front end (a second checkout's, or a build
+# made with `vite build --outDir`), so that two builds can be tested side by side.
+FRONTEND_DIST = Path(os.environ.get("PORTAL_FRONTEND_DIST") or BASE_DIR / "frontend" / "dist")
 STATICFILES_DIRS = [FRONTEND_DIST] if FRONTEND_DIST.exists() else []
 
 # Uploads stream to disk (never into memory), each part to its own file that is closed when
@@ -213,7 +216,7 @@ DATA_UPLOAD_MAX_NUMBER_FIELDS = _env_int("PORTAL_MAX_FIELDS_PER_REQUEST", 50000)
 # owner-only). Unset: `signing_key.pem` in the data folder, wherever that is at the time.
 SIGNING_KEY_FILE = os.environ.get("PORTAL_SIGNING_KEY_FILE") or None
 
-# Ingest limits (see README, "What is accepted").
+# Ingest limits (see docs/ingest.md, "What is accepted").
 INGEST = {
     "MIN_DIMENSION": _env_int("PORTAL_MIN_DIMENSION", 64),
     "MAX_DIMENSION": _env_int("PORTAL_MAX_DIMENSION", 8192),
@@ -226,6 +229,23 @@ INGEST = {
     "PARALLEL_MIN_FILES": _env_int("PORTAL_INGEST_PARALLEL_MIN_FILES", 32),
     # An upload left open (no submit) this long after its last batch expires with its files.
     "UPLOAD_EXPIRY_HOURS": float(os.environ.get("PORTAL_UPLOAD_EXPIRY_HOURS", "24")),
+}
+
+# The DICOM receiver (`manage.py dicom_listen`, `portal.pacs`): its ports, how many
+# associations at once, how long a silent peer is waited for, and DICOM over TLS (on when a
+# certificate is given; peers' certificates are required and checked when a CA is given).
+DICOM = {
+    "HOST": os.environ.get("PORTAL_DICOM_HOST", "127.0.0.1"),
+    "PORT": _env_int("PORTAL_DICOM_PORT", 11112),
+    "TLS_PORT": _env_int("PORTAL_DICOM_TLS_PORT", 2762),
+    "MAX_ASSOCIATIONS": _env_int("PORTAL_DICOM_MAX_ASSOCIATIONS", 10),
+    "TIMEOUT_S": float(os.environ.get("PORTAL_DICOM_TIMEOUT_S", "60")),
+    # 0: each association is one upload; else a sender's associations within this many
+    # seconds of each other fill one upload (modalities that send an image per association).
+    "UPLOAD_WINDOW_S": float(os.environ.get("PORTAL_DICOM_UPLOAD_WINDOW_S", "0")),
+    "TLS_CERT": os.environ.get("PORTAL_DICOM_TLS_CERT", ""),
+    "TLS_KEY": os.environ.get("PORTAL_DICOM_TLS_KEY", ""),
+    "TLS_CA": os.environ.get("PORTAL_DICOM_TLS_CA", ""),
 }
 
 # Login failures and API throttles are counted in this cache; every web process must share it
@@ -344,8 +364,9 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_TIME_LIMIT = TASK_HARD_LIMIT_S
 CELERY_TASK_SOFT_TIME_LIMIT = int(TASK_HARD_LIMIT_S * 0.9)
-# A send is a nudge (README, "When the broker is down"): with the broker down it fails within
-# about a second (connection refused) or a few (no answer), and the request answers as usual.
+# A send is a nudge (docs/reliability.md, "When the broker is down"): with the broker down
+# it fails within about a second (connection refused) or a few (no answer), and the request
+# answers as usual.
 CELERY_BROKER_CONNECTION_TIMEOUT = 2.0
 CELERY_TASK_PUBLISH_RETRY_POLICY = {
     "max_retries": 2,
@@ -360,14 +381,14 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 PREDICT_BATCH_SIZE = _env_int("PORTAL_PREDICT_BATCH_SIZE", 16)
-# Prediction jobs (README, "Prediction jobs"): batches sent per dispatch task run; a job with no
+# Prediction jobs (docs/predictions.md): batches sent per dispatch task run; a job with no
 # progress for this many minutes while nothing holds its messages is re-dispatched, and failed
 # after this many dispatch rounds.
 PREDICT_DISPATCH_CHUNK = _env_int("PORTAL_DISPATCH_CHUNK_BATCHES", 200)
 JOB_STALL_MINUTES = _env_int("PORTAL_JOB_STALL_MINUTES", 10)
 JOB_MAX_DISPATCHES = max(1, _env_int("PORTAL_JOB_MAX_DISPATCHES", 3))
 # Uploads, exports and reports still waiting for a worker this long after their last send are
-# sent again by the sweeps below (README, "When the broker is down").
+# sent again by the sweeps below (docs/reliability.md, "When the broker is down").
 RESEND_AFTER_S = _env_int("PORTAL_RESEND_AFTER_SECONDS", 300)
 # Periodic tasks, run by `celery -A portal beat` (started by `make run` and the compose file).
 CELERY_BEAT_SCHEDULE = {
@@ -379,7 +400,7 @@ CELERY_BEAT_SCHEDULE = {
     "ingest-expire-open-uploads": {"task": "portal.ingest.upload_expire_stale", "schedule": 900.0},
 }
 
-# Review (see README, "Review"): which cases enter the queue, how long a lease holds a case,
+# Review (see docs/review.md): which cases enter the queue, how long a lease holds a case,
 # and how far apart two corrected ages may be before a double-read case is disputed.
 REVIEW = {
     "QUEUE_THRESHOLD": float(os.environ.get("PORTAL_QUEUE_THRESHOLD", "2.0")),

@@ -19,7 +19,7 @@ from django.db.backends.base.operations import BaseDatabaseOperations
 from django.test import override_settings
 
 from portal.celery import app as celery_app
-from portal.core.processes import local_redis
+from portal.core.processes import free_port, local_redis
 from portal.ingest.services import site_create
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -266,11 +266,12 @@ def at_once(*calls: Callable[[], object], timeout_s: float = 60) -> list:
 
 
 def run_portal(port: int, env: dict) -> subprocess.Popen:
-    """`manage.py run_portal` (no demo model) in a real subprocess, its output piped."""
+    """`manage.py run_portal` (no demo model) in a real subprocess, its output piped; its DICOM
+    receiver on a free port unless `env` names one."""
     return subprocess.Popen(
         [sys.executable, "manage.py", "run_portal", "--port", str(port), "--skip-demo-model"],
         cwd=ROOT,
-        env=env,
+        env={"PORTAL_DICOM_PORT": str(free_port()), **env},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )

@@ -16,6 +16,7 @@ import {
   groupName,
   inScope,
   normaliseSex,
+  yearsMonthsText,
   yearsMonthsToDays,
 } from "./ages";
 import expected from "./ages.expected.json";
@@ -59,6 +60,11 @@ describe("ages.ts agrees with inference_worker/ages.py", () => {
   it("shows every day from 0 to the first out of scope as the same completed months", () => {
     const shown = Array.from({ length: AGE_LIMIT_DAYS + 1 }, (_, days) => completedMonths(days));
     expect(shown).toEqual(expected.completed_months);
+  });
+
+  it("writes ages as Python does (\"y m\")", () => {
+    expect(expected.texts.length).toBeGreaterThan(0);
+    for (const [days, text] of expected.texts) expect([days, yearsMonthsText(Number(days))]).toEqual([days, text]);
   });
 
   it("normalises sex as Python does", () => {

@@ -67,6 +67,12 @@ export function daysToYearsMonths(days: number): { years: number; months: number
   return { years: Math.floor(total / MONTHS_PER_YEAR), months: total % MONTHS_PER_YEAR };
 }
 
+/** An age in days as a person reads it: "1 y 0 m" (completed years and months). */
+export function yearsMonthsText(days: number): string {
+  const { years, months } = daysToYearsMonths(days);
+  return `${years} y ${months} m`;
+}
+
 /** An age group in years as the half-open interval [low, high) of whole days. */
 export function groupDays(low: number, high: number): [number, number] {
   if (!(Number.isFinite(low) && Number.isFinite(high) && low >= 0 && low < high && high <= MAX_AGE_YEARS)) {

@@ -10,6 +10,7 @@ import datetime as dt
 import logging
 import multiprocessing
 import sys
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,8 +114,10 @@ def generate(
     label_noise: float = 0.0,
     workers: int = 1,
     progress: bool = False,
+    on_row: Callable[[int], None] | None = None,
 ) -> list[dict]:
-    """Write `count` phantoms and `manifest.csv` into `out`; returns the manifest rows."""
+    """Write `count` phantoms and `manifest.csv` into `out`; returns the manifest rows.
+    `on_row(n)` is called after each phantom, with the number written so far."""
     if profile not in PROFILES:
         raise ValueError(f"unknown site profile {profile!r}; one of {', '.join(PROFILES)}")
     if not 0 <= label_noise <= 1:
@@ -132,10 +135,14 @@ def generate(
                 for row in pool.map(_run, jobs, chunksize=8):
                     rows.append(row)
                     bar.update(1)
+                    if on_row:
+                        on_row(len(rows))
         else:
             for job in jobs:
                 rows.append(_run(job))
                 bar.update(1)
+                if on_row:
+                    on_row(len(rows))
     with (out / "manifest.csv").open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=MANIFEST_FIELDS)
         writer.writeheader()

@@ -1,5 +1,5 @@
 """Every action name the audit log knows, in one place: callers pass `AuditAction.X` to
-`portal.accounts.services.audit_record`, which refuses a name that is not here. The README's
+`portal.accounts.services.audit_record`, which refuses a name that is not here. docs/review.md's
 audit event list describes each one."""
 
 from django.db import models
@@ -26,6 +26,8 @@ class AuditAction(models.TextChoices):
     UPLOAD_CREATE = "upload.create"
     UPLOAD_FILES = "upload.files"
     UPLOAD_SUBMIT = "upload.submit"
+    DICOM_AE = "dicom.ae"  # a site's called AE title and the senders allowed to call it
+    DICOM_ASSOCIATION = "dicom.association"  # accepted (with its counts) or refused
     JOB_CREATE = "job.create"
     # Model versions: global (no site); every lead sees them, as they change every queue.
     MODEL_REGISTER = "model.register"
@@ -40,6 +42,7 @@ class AuditAction(models.TextChoices):
     IMAGE_VIEW = "image.view"
     IMAGE_DICOM = "image.dicom"
     IMAGE_HEATMAP = "image.heatmap"
+    IMAGE_PREVIEW = "image.preview"  # the viewer's quick low-resolution JPEG of the film
     # Validation sets, their exports, and reports (one event per site of the set).
     VALIDATION_SET_CREATE = "validation_set.create"
     VALIDATION_SET_FREEZE = "validation_set.freeze"

@@ -36,7 +36,7 @@ def audit_record(
     after: dict | None = None,
 ) -> AuditEvent:
     """Append one event (in the caller's transaction, so it lands with what it records).
-    `action` must be an `AuditAction`: one list of names, which the README describes."""
+    `action` must be an `AuditAction`: one list of names, which docs/review.md describes."""
     if action not in AuditAction.values:
         raise ValueError(f"unknown audit action {action!r}: add it to AuditAction")
     authenticated = actor is not None and getattr(actor, "is_authenticated", False)

@@ -158,7 +158,7 @@ class ApiToken(models.Model):
 
 
 class TrustedPortal(models.Model):
-    """Another portal whose signed exports this one imports (portal.core.trust): added and
+    """Another portal whose signed exports this one imports (portal.accounts.trust): added and
     removed by an administrator, each change audited."""
 
     name = models.CharField(max_length=100, unique=True)

@@ -38,7 +38,7 @@ def _sealer(secret: str) -> Fernet:
 
 # A cursor is sealed (encrypted and authenticated with a key derived from SECRET_KEY): it
 # carries the sort key of its edge row, and the queue's is the score, which blind reading hides
-# (README, Blind reading); sealed, a cursor can be neither read nor forged to probe values.
+# (docs/review.md, Blind reading); sealed, a cursor can be neither read nor forged to probe values.
 def _encode(values: list, forward: bool) -> str:
     raw = json.dumps({"v": values, "f": forward}, separators=(",", ":")).encode()
     return _sealer(settings.SECRET_KEY).encrypt(raw).decode().rstrip("=")

@@ -109,7 +109,7 @@ def proxy_settings_check(app_configs=None, **kwargs) -> list:
             checks.Warning(
                 "PORTAL_NUM_PROXIES is set but PORTAL_TRUSTED_PROXIES is empty: X-Forwarded-For "
                 "is ignored and clients are counted by the address that connects",
-                hint="set PORTAL_TRUSTED_PROXIES to the proxies' networks (README, Production)",
+                hint="set PORTAL_TRUSTED_PROXIES to the proxies' networks (docs/production.md)",
                 id="portal.W001",
             )
         ]

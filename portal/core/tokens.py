@@ -1,47 +1,16 @@
 """API tokens kept as a sha256 of the key: the key is high-entropy (256 bits), so a plain hash
 is enough (no salt or slow hash, which only help against guessable passwords), and lookups stay
-one indexed query."""
+one indexed query. Tokens are made and revoked (each an audit event) by
+portal.accounts.tokens."""
 
 import hashlib
 import hmac
-import secrets
 
-from django.db import transaction
-
-from portal.accounts.audit import AuditAction
-from portal.accounts.services import audit_record
 from portal.core.models import ApiToken
 
 
 def token_digest(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
-
-
-def token_create(*, actor, user, name: str = "") -> tuple[ApiToken, str]:
-    """A new token for `user`; returns it with its key, which is stored nowhere."""
-    key = secrets.token_urlsafe(32)
-    with transaction.atomic():
-        token = ApiToken.objects.create(
-            user=user, name=name, prefix=key[:8], key_sha256=token_digest(key)
-        )
-        audit_record(
-            actor=actor,
-            action=AuditAction.TOKEN_CREATE,
-            target=user.get_username(),
-            after={"name": name},
-        )
-    return token, key
-
-
-def token_revoke(*, actor, token: ApiToken) -> None:
-    with transaction.atomic():
-        audit_record(
-            actor=actor,
-            action=AuditAction.TOKEN_REVOKE,
-            target=token.user.get_username(),
-            before={"name": token.name, "prefix": token.prefix},
-        )
-        token.delete()
 
 
 def token_find(*, key: str) -> ApiToken | None:

@@ -1,5 +1,5 @@
 """The login page: Django's, with a form that refuses throttled attempts with a wait; and the
-not-found answer, in JSON under /api/."""
+error answers: JSON under /api/, pages in the portal's frame that say what to do elsewhere."""
 
 from django import forms
 from django.contrib.auth import views as auth_views
@@ -44,12 +44,19 @@ def _api(request: HttpRequest) -> bool:
     return request.path.startswith("/api/")
 
 
+def _reason(exception: Exception | None) -> str:
+    """The message a view raised with (`PermissionDenied("the audit log is for leads")`), for
+    the page; the resolver's 404 carries the URL patterns it tried, never shown."""
+    args = getattr(exception, "args", ())
+    return args[0] if args and isinstance(args[0], str) else ""
+
+
 def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
     """A path that matches no URL (`/api/images/abc/`): JSON like every other API answer,
-    as the schema documents, rather than the HTML page."""
+    as the schema documents; a page in the portal's frame that says what to do otherwise."""
     if _api(request):
         return JsonResponse({"detail": "Not found."}, status=404)
-    return defaults.page_not_found(request, exception)
+    return render(request, "404.html", {"reason": _reason(exception)}, status=404)
 
 
 # Errors Django answers itself (outside DRF's handler: a body over DATA_UPLOAD_MAX_MEMORY_SIZE,
@@ -79,10 +86,12 @@ def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
 def permission_denied(request: HttpRequest, exception: Exception) -> HttpResponse:
     if _api(request):
         return JsonResponse({"detail": "You do not have permission to do this."}, status=403)
-    return defaults.permission_denied(request, exception)
+    return render(request, "403.html", {"reason": _reason(exception)}, status=403)
 
 
 def server_error(request: HttpRequest) -> HttpResponse:
     if _api(request):
         return JsonResponse({"detail": SERVER_ERROR}, status=500)
-    return defaults.server_error(request)
+    # Rendered without the request (as Django does): its context processors query the
+    # database, which may be what failed.
+    return defaults.server_error(request, template_name="500.html")

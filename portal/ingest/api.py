@@ -77,6 +77,9 @@ _STATUS_FIELDS = {
     "id": serializers.IntegerField(),
     "site": serializers.CharField(),
     "source": serializers.CharField(),
+    "sender": serializers.CharField(
+        help_text="a DICOM sender's calling AE title and address, or a STOW-RS user; else empty"
+    ),
     "status": serializers.ChoiceField(choices=Upload.Status.choices),
     "failure_reason": serializers.CharField(),
     "received_files": serializers.IntegerField(help_text="files received so far"),

@@ -23,8 +23,8 @@ class Site(models.Model):
         default=False,
         help_text="Two reviewers decide each case blind; a lead adjudicates when they disagree.",
     )
-    # On: a reader study without the model in the room (README, Blind reading); the rule lives
-    # in `portal.predictions.blind`.
+    # On: a reader study without the model in the room (docs/review.md, Blind reading); the rule
+    # lives in `portal.predictions.blind`.
     blind_reading = models.BooleanField(
         default=False,
         help_text="Hide the model's prediction, residual, score and heatmap of an image from "
@@ -63,6 +63,8 @@ class Upload(models.Model):
         WEB = "web"
         API = "api"
         CLI = "cli"
+        DICOM = "dicom"  # a DICOM association (C-STORE): one association, one upload
+        DICOMWEB = "dicomweb"  # a STOW-RS request
 
     # Names the upload's staging folder: a primary key can come back after a rollback
     # (SQLite), a random token cannot.
@@ -72,6 +74,8 @@ class Upload(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
     )
     source = models.CharField(max_length=8, choices=Source.choices)
+    # Who sent it, where the source is a DICOM peer: its calling AE title and address.
+    sender = models.CharField(max_length=80, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.RECEIVING)
     failure_reason = models.TextField(blank=True)
     # Files received so far: the next file's index is this plus one.
@@ -86,7 +90,8 @@ class Upload(models.Model):
     last_received_at = models.DateTimeField(null=True, blank=True)
     submitted_at = models.DateTimeField(null=True, blank=True)
     # The last time its processing task was sent (a submit, a resubmit or the sweep): a
-    # submitted upload whose task never came is sent again (README, "When the broker is down").
+    # submitted upload whose task never came is sent again
+    # (docs/reliability.md, "When the broker is down").
     sent_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -242,3 +247,12 @@ class Image(models.Model):
 
     def __str__(self) -> str:
         return f"image {self.pk} ({self.site.slug})"
+
+    @property
+    def wado_rs_path(self) -> str:
+        """Where DICOMweb serves this instance (WADO-RS, `portal.pacs`): the viewer loads it
+        from here."""
+        return (
+            f"/dicomweb/studies/{self.study_instance_uid}/series/{self.series_instance_uid}"
+            f"/instances/{self.sop_instance_uid}"
+        )

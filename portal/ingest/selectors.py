@@ -103,6 +103,7 @@ def upload_status(*, upload: Upload) -> dict:
         "id": upload.pk,
         "site": upload.site.slug,
         "source": upload.source,
+        "sender": upload.sender,
         "status": upload.status,
         "failure_reason": upload.failure_reason,
         "received_files": upload.received_files,

@@ -20,10 +20,11 @@ from portal.ingest.models import Image, Site
 # reports count and flag as a possible copy (a reader taking the model's age as the answer).
 COPY_TOLERANCE_DAYS = 7
 
-# The image detail's keys that carry the model's output (`prediction` holds the heatmap URL).
-OUTPUT_KEYS = ("predicted_age_days", "residual_days", "score", "prediction")
+# The image detail's keys that carry the model's output (`prediction` holds the heatmap URL,
+# `why` the review queue's sentence, which quotes the predicted age and the score).
+OUTPUT_KEYS = ("predicted_age_days", "residual_days", "score", "why", "prediction")
 # The queue and image list rows' keys that carry it.
-ROW_OUTPUT_KEYS = ("predicted_age_days", "residual_days", "score")
+ROW_OUTPUT_KEYS = ("predicted_age_days", "residual_days", "score", "why")
 
 
 def blinded_on(*, user, site: Site) -> bool:

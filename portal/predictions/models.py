@@ -5,6 +5,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from inference_worker import heatmap_scales
 from portal.ingest.models import Image, Site, Upload
 
 
@@ -123,8 +124,8 @@ class Prediction(models.Model):
         put no contribution at 128, pushes up above it and down below it; "positive" maps, from
         workers before that, are 0..255 Grad-CAM heat with the negative part cut off."""
 
-        SIGNED = "signed"
-        POSITIVE = "positive"
+        SIGNED = heatmap_scales.SIGNED
+        POSITIVE = heatmap_scales.POSITIVE
 
     heatmap_scale = models.CharField(
         max_length=8, choices=HeatmapScale.choices, default=HeatmapScale.POSITIVE

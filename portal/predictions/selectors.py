@@ -118,5 +118,6 @@ def image_data(*, image: Image, latest: Prediction | None = None) -> dict:
         "photometric_interpretation": image.photometric_interpretation,
         "burned_in_annotation": image.burned_in_annotation,
         "dicom_url": reverse("api-image-dicom", args=[image.pk]),
+        "wado_rs_url": image.wado_rs_path,
         "prediction": prediction_data(prediction=latest) if latest else None,
     }

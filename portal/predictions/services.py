@@ -8,6 +8,7 @@ and recovering stalled jobs live in `dispatch.py`.
 import json
 import logging
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
@@ -208,14 +209,36 @@ def prediction_job_create_for_upload(*, upload: Upload) -> PredictionJob | None:
     return prediction_job_create(upload=upload)
 
 
-def outlier_score(*, card: dict, predicted_days: int, recorded_days: int, sex: str) -> float:
-    """|residual| over the model's expected error for the predicted age's group and the sex
-    (the card's `expected_error_months["<group> <sex>"]`, else its `"overall"`)."""
+@dataclass(frozen=True)
+class ExpectedError:
+    """The model's expected error the score divides by, and whose figure it is: `source`
+    "group" (the predicted age's `group` and the `sex`), "overall" (the card's overall MAE) or
+    "none" (the card has neither: 1 month stands in)."""
+
+    months: float
+    source: str
+    group: str | None = None
+    sex: str | None = None
+
+
+def expected_error(*, card: dict, predicted_days: int, sex: str) -> ExpectedError:
+    """The one reading of the card's `expected_error_months["<group> <sex>"]` (else its
+    `"overall"`, else 1 month): the score and the queue's explanation both use it."""
     expected = card.get("expected_error_months") or {}
     group = age_group(predicted_days)
     months = expected.get(f"{group} {sex}") if group else None
-    months = months or expected.get("overall") or 1.0
-    return abs(predicted_days - recorded_days) / DAYS_PER_MONTH / float(months)
+    if months:
+        return ExpectedError(float(months), "group", group=group, sex=sex)
+    if overall := expected.get("overall"):
+        return ExpectedError(float(overall), "overall")
+    return ExpectedError(1.0, "none")
+
+
+def outlier_score(*, card: dict, predicted_days: int, recorded_days: int, sex: str) -> float:
+    """|residual| over the model's expected error for the predicted age's group and the sex
+    (`expected_error`)."""
+    months = expected_error(card=card, predicted_days=predicted_days, sex=sex).months
+    return abs(predicted_days - recorded_days) / DAYS_PER_MONTH / months
 
 
 _REPLACED_FIELDS = [

@@ -32,7 +32,7 @@ class Report(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
     # The last time its build task was sent: a queued report is sent again by the sweep
-    # (README, "When the broker is down").
+    # (docs/reliability.md, "When the broker is down").
     sent_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 

@@ -23,12 +23,21 @@ def report_new(request: HttpRequest) -> HttpResponse:
         "age_groups": request.POST.get("age_groups", ""),
         "internal_sites": request.POST.getlist("internal_sites"),
     }
+    name = values["validation_set"].partition(":")[0]
+    back = redirect("validation:detail", name=name) if name else redirect("validation:list")
+    if not values["model"]:
+        # The form offers no model until one is registered: say so rather than a 404.
+        messages.error(
+            request,
+            "Choose a model for the report. None is registered yet: an administrator "
+            "registers one (manage.py model_register), or `make run` trains the demo model.",
+        )
+        return back
     try:
         report = report_request(user=request.user, values=values)
     except ReportError as exc:
         messages.error(request, str(exc))
-        name = values["validation_set"].partition(":")[0]
-        return redirect("validation:detail", name=name) if name else redirect("validation:list")
+        return back
     return redirect("reports:detail", report_id=report.pk)
 
 

@@ -40,11 +40,13 @@ from portal.core.api import (
 from portal.core.csv_cells import SafeWriter
 from portal.core.files import stored_file_response
 from portal.ingest.models import Image, ReviewStatus
+from portal.ingest.services.preview import PreviewUnavailable, image_preview_ensure
 from portal.predictions.api import HEATMAP_FIELDS
 from portal.predictions.blind import output_hidden
 from portal.predictions.models import Prediction
 from portal.predictions.selectors import latest_prediction
 from portal.review import selectors, services
+from portal.review.history import event_text
 from portal.review.models import Decision, ExclusionReason
 from portal.review.rules import ReviewError, ReviewForbidden
 
@@ -57,7 +59,8 @@ def _image(request: Request, image_id: int) -> Image:
 
 
 # Query parameters of numbers or choices: empty is refused by the API (pages read it as "any").
-_NOT_BLANK = ("sex", "status", "min_age_days", "max_age_days", "has_prediction", "image", "limit")
+_FILTER_CHOICES = ("sex", "status", "min_age_days", "max_age_days", "has_prediction", "reviewed")
+_NOT_BLANK = (*_FILTER_CHOICES, "image", "limit")
 
 
 def _filters(cls, request: Request):
@@ -76,7 +79,8 @@ _IMAGE_ROW = {
     "curated_age_days": serializers.IntegerField(allow_null=True),
     "status": serializers.ChoiceField(choices=ReviewStatus.choices),
     "revision": serializers.IntegerField(),
-    # Absent, not null, where blind reading hides the model's output (README, Blind reading).
+    # Absent, not null, where blind reading hides the model's output (docs/review.md,
+    # Blind reading).
     "predicted_age_days": serializers.IntegerField(allow_null=True, required=False),
     "score": serializers.FloatField(allow_null=True, required=False),
     "burned_in_annotation": serializers.BooleanField(),
@@ -88,6 +92,7 @@ _IMAGE_FILTERS = [
     OpenApiParameter("min_age_days", WHOLE_NUMBER),
     OpenApiParameter("max_age_days", WHOLE_NUMBER),
     OpenApiParameter("has_prediction", bool, description="with the active model's prediction"),
+    OpenApiParameter("reviewed", bool, description="with a decision (any status but unreviewed)"),
 ]
 
 
@@ -107,6 +112,16 @@ class ImageListApi(APIView):
         )
 
 
+_WADO_RS_URL = serializers.CharField(
+    help_text="the instance under /dicomweb/ (WADO-RS: /metadata, /frames/1, /rendered), "
+    "where the viewer loads the film from"
+)
+_WHY = serializers.CharField(
+    required=False,
+    allow_null=True,
+    help_text="why the case is (or is not) in the queue, in one sentence of words and numbers "
+    "(ages in years and months); absent while blind reading hides the model's output",
+)
 _PREDICTION = inline_serializer(
     "ImagePrediction",
     {
@@ -157,7 +172,22 @@ _IMAGE_DETAIL = inline_serializer(
         "can_review": serializers.BooleanField(),
         "can_adjudicate": serializers.BooleanField(),
         "dicom_url": serializers.CharField(),
+        "wado_rs_url": _WADO_RS_URL,
         "prediction": _PREDICTION,
+        "why": _WHY,
+        "other_films": serializers.ListField(
+            help_text="the same pseudonymous patient's other films of this site, youngest first",
+            child=inline_serializer(
+                "PatientFilm",
+                {
+                    "id": serializers.IntegerField(),
+                    "recorded_age_days": serializers.IntegerField(),
+                    "view_position": serializers.CharField(),
+                    "dicom_url": serializers.CharField(),
+                    "wado_rs_url": _WADO_RS_URL,
+                },
+            ),
+        ),
     },
 )
 
@@ -181,6 +211,24 @@ class ImageDicomApi(APIView):
         image = _image(request, image_id)
         response = stored_file_response(image.file, "application/dicom")  # 404: no event
         services.image_access_record(user=request.user, image=image, action=AuditAction.IMAGE_DICOM)
+        return response
+
+
+class ImagePreviewApi(APIView):
+    """A small JPEG of the film (at most 512 pixels on its long side, the file's own window),
+    which the viewer draws while it decodes the DICOM file; 404 where it cannot be rendered."""
+
+    @extend_schema(responses={(200, "image/jpeg"): bytes})
+    def get(self, request: Request, image_id: int) -> FileResponse:
+        image = _image(request, image_id)
+        try:
+            relative = image_preview_ensure(image=image)
+        except PreviewUnavailable as exc:
+            raise Http404("no preview of this image") from exc
+        response = stored_file_response(relative, "image/jpeg")
+        services.image_access_record(
+            user=request.user, image=image, action=AuditAction.IMAGE_PREVIEW
+        )
         return response
 
 
@@ -226,10 +274,15 @@ _QUEUE_FILTERS = [
 _QUEUE_ROW = {
     "image": serializers.IntegerField(),
     "site": serializers.CharField(),
+    "sex": serializers.ChoiceField(choices=list(SEXES)),
     # Absent where blind reading hides the model's output; the order still follows the score.
     "score": serializers.FloatField(required=False),
     "recorded_age_days": serializers.IntegerField(),
     "predicted_age_days": serializers.IntegerField(required=False),
+    "residual_days": serializers.IntegerField(
+        required=False, help_text="predicted minus recorded age"
+    ),
+    "why": _WHY,
     "status": serializers.ChoiceField(choices=ReviewStatus.choices),
 }
 
@@ -294,6 +347,7 @@ _REVIEW_FIELDS = {
     "based_on_revision": serializers.IntegerField(),
     "blind": serializers.BooleanField(help_text="made with the model's output hidden"),
     "created_at": serializers.DateTimeField(),
+    "text": serializers.CharField(help_text="the decision in words"),
 }
 _CONFLICT = inline_serializer(
     "ReviewConflict",
@@ -407,11 +461,12 @@ _AUDIT_FIELDS = {
     "target": serializers.CharField(),
     "before": serializers.JSONField(allow_null=True),
     "after": serializers.JSONField(allow_null=True),
+    "text": serializers.CharField(help_text="the event in words, changes as field: old -> new"),
 }
 
 
 def _audit_rows(events) -> list[dict]:
-    return [audit_data(event=e) for e in events]
+    return [{**audit_data(event=e), "text": event_text(e)} for e in events]
 
 
 class ImageAuditApi(APIView):

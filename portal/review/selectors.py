@@ -6,6 +6,7 @@ from datetime import datetime
 
 from django.conf import settings
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Subquery
+from django.urls import reverse
 from django.utils import timezone
 
 from inference_worker.ages import AGE_LIMIT_DAYS, MAX_AGE_YEARS, SEXES, group_days
@@ -16,6 +17,8 @@ from portal.ingest.models import Image, ReviewStatus, Site
 from portal.predictions import blind
 from portal.predictions.models import ModelVersion, Prediction
 from portal.predictions.selectors import image_data, latest_prediction
+from portal.review import history
+from portal.review.explain import why_in_queue
 from portal.review.models import Kind, Review
 from portal.review.rules import ReviewError, decision_kind
 
@@ -120,16 +123,30 @@ def queue(*, user, filters: QueueFilters, now: datetime | None = None) -> QueryS
     return predictions.order_by("-score", "-id")
 
 
-def queue_row(prediction: Prediction, *, hidden: bool = False) -> dict:
+def prediction_why(prediction: Prediction, *, card: dict) -> str:
+    """The sentence saying why the prediction's image is (or is not) in the queue."""
+    return why_in_queue(
+        recorded_days=prediction.image.age_days,
+        predicted_days=prediction.age_days,
+        sex=prediction.image.sex,
+        card=card,
+        threshold=queue_threshold(),
+    )
+
+
+def queue_row(prediction: Prediction, *, card: dict, hidden: bool = False) -> dict:
     """One queue row; `hidden`: the model's output is left out (blind reading), though the
     row's place in the queue still comes from its score."""
     image = prediction.image
     row = {
         "image": image.pk,
         "site": image.site.slug,
+        "sex": image.sex,
         "score": prediction.score,
         "recorded_age_days": image.age_days,
         "predicted_age_days": prediction.age_days,
+        "residual_days": prediction.residual_days,
+        "why": prediction_why(prediction, card=card),
         "status": image.status,
     }
     return blind.without_outputs(row) if hidden else row
@@ -138,7 +155,30 @@ def queue_row(prediction: Prediction, *, hidden: bool = False) -> dict:
 def queue_rows(predictions: list[Prediction], *, user) -> list[dict]:
     """A page of the queue, the model's output left out where it is hidden from `user`."""
     hidden = blind.hidden_image_ids(user=user, image_ids=[p.image_id for p in predictions])
-    return [queue_row(p, hidden=p.image_id in hidden) for p in predictions]
+    cards = dict(
+        ModelVersion.objects.filter(pk__in={p.model_version_id for p in predictions}).values_list(
+            "pk", "card"
+        )
+    )
+    return [
+        queue_row(p, card=cards[p.model_version_id], hidden=p.image_id in hidden)
+        for p in predictions
+    ]
+
+
+def queue_position(*, user, filters: QueueFilters, image: Image) -> tuple[int | None, int]:
+    """("case n of N"): the image's place in this user's queue with these filters (None when
+    it is not in it now) and the number of cases in it. Two counts on the queue's index."""
+    cases = queue(user=user, filters=filters)
+    total = cases.count()
+    here = cases.filter(image=image).first()
+    return (None if here is None else queue_ahead(cases, here) + 1), total
+
+
+def queue_ahead(cases: QuerySet[Prediction], prediction: Prediction) -> int:
+    """How many of the queue's cases come before `prediction` (order: -score, -id)."""
+    score = prediction.score
+    return cases.filter(Q(score__gt=score) | Q(score=score, id__gt=prediction.pk)).count()
 
 
 @dataclass(frozen=True)
@@ -149,6 +189,7 @@ class ImageFilters:
     min_age_days: int | None = None
     max_age_days: int | None = None
     has_prediction: bool | None = None
+    reviewed: bool | None = None  # any decision at all (status other than unreviewed)
 
     @classmethod
     def from_query(cls, query) -> "ImageFilters":
@@ -166,6 +207,9 @@ class ImageFilters:
         has = query.get("has_prediction")
         if has not in (None, "", "true", "false", "1", "0"):
             raise FilterError("has_prediction must be true or false")
+        reviewed = query.get("reviewed")
+        if reviewed not in (None, "", "true", "false", "1", "0"):
+            raise FilterError("reviewed must be true or false")
         status = query.get("status") or None
         if status and status not in ReviewStatus.values:
             raise FilterError(f"unknown status {status!r}")
@@ -178,6 +222,7 @@ class ImageFilters:
             min_age_days=integer("min_age_days"),
             max_age_days=integer("max_age_days"),
             has_prediction=None if has in (None, "") else has in ("true", "1"),
+            reviewed=None if reviewed in (None, "") else reviewed in ("true", "1"),
         )
 
 
@@ -193,6 +238,9 @@ def image_list(*, user, filters: ImageFilters) -> QuerySet[Image]:
         images = images.filter(age_days__gte=filters.min_age_days)
     if filters.max_age_days is not None:
         images = images.filter(age_days__lte=filters.max_age_days)
+    if filters.reviewed is not None:
+        unreviewed = Q(status=ReviewStatus.UNREVIEWED)
+        images = images.exclude(unreviewed) if filters.reviewed else images.filter(unreviewed)
     if filters.has_prediction is not None:
         version = active_version()
         has = Exists(
@@ -262,6 +310,7 @@ def review_data(review: Review) -> dict:
         "based_on_revision": review.based_on_revision,
         "blind": review.blind,
         "created_at": review.created_at,
+        "text": history.review_text(review),
     }
 
 
@@ -275,6 +324,34 @@ def image_audit(*, user, image: Image) -> QuerySet[AuditEvent]:
         if image.first_reader_id is not None:
             events = events.exclude(actor_id=image.first_reader_id)
     return events.order_by("-id")
+
+
+# Enough prior and later films to check a clerical age error, few enough to draw side by side.
+PATIENT_FILMS_SHOWN = 6
+
+
+def patient_films(*, user, image: Image) -> list[dict]:
+    """The same pseudonymous patient's other films of the image's site, oldest first (up to
+    PATIENT_FILMS_SHOWN): recorded ages only, never a model output or another reader's
+    decision. Pseudonyms are per site, so another site's films never match."""
+    if not image.patient_pseudonym:
+        return []
+    films = (
+        image_scope(user=user)
+        .filter(site_id=image.site_id, patient_pseudonym=image.patient_pseudonym)
+        .exclude(pk=image.pk)
+        .order_by("age_days", "id")[:PATIENT_FILMS_SHOWN]
+    )
+    return [
+        {
+            "id": film.pk,
+            "recorded_age_days": film.age_days,
+            "view_position": film.view_position,
+            "dicom_url": reverse("api-image-dicom", args=[film.pk]),
+            "wado_rs_url": film.wado_rs_path,
+        }
+        for film in films
+    ]
 
 
 def _can_decide(*, user, image: Image, role: str | None) -> bool:
@@ -306,6 +383,10 @@ def image_detail(*, user, image: Image) -> dict:
         "predicted_age_days": prediction.age_days if prediction else None,
         "residual_days": prediction.residual_days if prediction else None,
         "score": prediction.score if prediction else None,
+        "why": prediction_why(prediction, card=prediction.model_version.card)
+        if prediction
+        else None,
+        "other_films": patient_films(user=user, image=image),
         "lease": {
             "holder": image.lease_holder.get_username(),
             "expires_at": image.lease_expires_at,
@@ -359,10 +440,14 @@ def dashboard(*, user) -> dict:
         )
         for row in waiting:
             site(row["image__site__slug"])["queue"] = row["n"]
+    led_sites = Site.objects.filter(site_scope(user=user, roles=LEAD_ROLES, field="pk"))
+    led = set(led_sites.values_list("slug", flat=True))
     for entry in sites.values():
         statuses = entry["statuses"]
         entry["reviewed"] = sum(n for s, n in statuses.items() if s != ReviewStatus.UNREVIEWED)
-        entry["status_rows"] = [(s.label, statuses.get(s.value, 0)) for s in ReviewStatus]
+        # (label, count, status): each count links to its list (the leads' disputes: theirs)
+        entry["status_rows"] = [(s.label, statuses.get(s.value, 0), s.value) for s in ReviewStatus]
+        entry["lead"] = entry["slug"] in led
     return {
         "sites": sorted(sites.values(), key=lambda e: e["slug"]),
         "active_model": version,

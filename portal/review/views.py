@@ -19,7 +19,7 @@ from portal.ingest.models import ReviewStatus
 from portal.ingest.selectors import site_list
 from portal.predictions import blind
 from portal.predictions.selectors import job_list, job_status
-from portal.review import selectors, services
+from portal.review import disputes, history, selectors, services
 from portal.review.rules import ReviewForbidden
 
 # The queue's age-group choices: the default groups, as `LOW-HIGH` in years.
@@ -73,14 +73,21 @@ def image_list(request: HttpRequest) -> HttpResponse:
 @login_required
 def image_view(request: HttpRequest, image_id: int) -> HttpResponse:
     image = get_object_or_404(selectors.image_scope(user=request.user), pk=image_id)
-    queue_query = ""
+    queue_query, position, total = "", None, None
     if request.GET.get("queue"):
         filters = _filters(selectors.QueueFilters, request)
         queue_query = urlencode({"queue": "1", **filters.as_query()})
+        position, total = selectors.queue_position(user=request.user, filters=filters, image=image)
     return render(
         request,
         "review/image.html",
-        {"image_id": image.pk, "queue_query": queue_query, "last_age_year": MAX_AGE_YEARS - 1},
+        {
+            "image_id": image.pk,
+            "queue_query": queue_query,
+            "queue_position": position,
+            "queue_total": total,
+            "last_age_year": MAX_AGE_YEARS - 1,
+        },
     )
 
 
@@ -91,11 +98,16 @@ def queue_page(request: HttpRequest) -> HttpResponse:
     predictions = selectors.queue(user=request.user, filters=filters).select_related("image__site")
     page, next_url, previous_url = view_page(request, predictions, keys=["-score", "-id"])
     sites = site_list(user=request.user, roles=[Role.REVIEWER, Role.LEAD])
+    rows = selectors.queue_rows(page.items, user=request.user)
+    first = selectors.queue_ahead(predictions, page.items[0]) + 1 if page.items else 0
+    for n, row in enumerate(rows, start=first):
+        row["n"] = n  # "case n of N"
     return render(
         request,
         "review/queue.html",
         {
-            "rows": selectors.queue_rows(page.items, user=request.user),
+            "rows": rows,
+            "total": predictions.count(),
             "blind_sites": [s.slug for s in sites if blind.blinded_on(user=request.user, site=s)],
             "filters": filters,
             "query": urlencode(filters.as_query()),
@@ -104,6 +116,9 @@ def queue_page(request: HttpRequest) -> HttpResponse:
             "sites": sites,
             "statuses": [(s.value, s.label) for s in selectors.OPEN_STATUSES],
             "age_groups": QUEUE_AGE_GROUPS,
+            "disputes": disputes.dispute_count(user=request.user)
+            if disputes.may_adjudicate(user=request.user)
+            else None,
             "next_url": next_url,
             "previous_url": previous_url,
         },
@@ -122,6 +137,35 @@ def queue_next(request: HttpRequest) -> HttpResponse:
         return redirect(f"/review/?{urlencode(filters.as_query())}")
     query = urlencode({"queue": "1", **filters.as_query()})
     return redirect(f"/images/{claim.image_id}/?{query}")
+
+
+@login_required
+def disputes_page(request: HttpRequest) -> HttpResponse:
+    """The leads' adjudication list: every disputed case of their sites, whatever its score,
+    reader 1 and reader 2 side by side; a case opens in the viewer to adjudicate."""
+    if not disputes.may_adjudicate(user=request.user):
+        raise PermissionDenied("the adjudication list is for leads")
+    site = request.GET.get("site") or None
+    images = disputes.dispute_list(user=request.user, site=site)
+    page, next_url, previous_url = view_page(request, images, keys=disputes.ORDER)
+    rows = disputes.dispute_rows(page.items)
+    for row in rows:
+        for read in (row["first_read"], row["second_read"]):
+            if read is not None:  # "corrected the age to 5 y 3 m", the comment apart
+                read["words"] = history.decision_words(
+                    decision=read["decision"], age_days=read["age_days"], reason=read["reason"]
+                )
+    return render(
+        request,
+        "review/disputes.html",
+        {
+            "rows": rows,
+            "site": site,
+            "sites": site_list(user=request.user, roles=[Role.LEAD]),
+            "next_url": next_url,
+            "previous_url": previous_url,
+        },
+    )
 
 
 @login_required
@@ -155,6 +199,8 @@ def audit_page(request: HttpRequest) -> HttpResponse:
         actor=request.GET.get("actor") or None,
     )
     page, next_url, previous_url = view_page(request, events, keys=["-id"])
+    for event in page.items:  # readable, never a dict's repr
+        event.text = history.event_text(event)
     query = {k: request.GET.get(k, "") for k in ("site", "image", "action", "actor")}
     return render(
         request,

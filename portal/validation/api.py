@@ -114,7 +114,9 @@ class ValidationSetListCreateApi(APIView):
         uploaded_before = serializers.DateField(required=False, allow_null=True)
         blind_only = serializers.BooleanField(
             required=False,
-            help_text="only images whose every decision was made blind (README, Blind reading)",
+            help_text=(
+                "only images whose every decision was made blind (docs/review.md, Blind reading)"
+            ),
         )
 
     @extend_schema(

@@ -149,7 +149,7 @@ def export_write(
             manifest_bytes = json.dumps(manifest, indent=2).encode()
             zf.writestr(_member("manifest.json", exported_at), manifest_bytes)
             # Signing manifest.json signs everything: it holds manifest.csv's sha256, whose rows
-            # hold each file's (README, "Signing and trust").
+            # hold each file's (docs/validation.md, "Signing and trust").
             try:
                 signature = signing.sign(manifest_bytes)
             except signing.SigningError as exc:

@@ -1,15 +1,16 @@
 """What an import believes before it keeps anything: who signed the export and whether this
 portal trusts them, and that manifest.json, its definition and every row hold values this
 portal would have accepted itself (an age as a review decision takes it, a known sex and
-status). Each refusal names the file or field and the reason (README, "Signing and trust")."""
+status). Each refusal names the file or field and the reason
+(docs/validation.md, "Signing and trust")."""
 
 import datetime as dt
 import re
 import zipfile
 
 from inference_worker.ages import AGE_LIMIT_DAYS, REPORTED_SEXES, SEXES
+from portal.accounts.trust import trusted_portal_for_key
 from portal.core import signing
-from portal.core.trust import trusted_portal_for_key
 from portal.ingest.models import ReviewStatus
 from portal.validation.exports import SIGNATURE_FILE
 from portal.validation.services import ELIGIBLE_STATUSES, ValidationSetError

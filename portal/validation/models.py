@@ -106,7 +106,7 @@ class ValidationExport(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
     # The last time its build task was sent: a queued export is sent again by the sweep and by
-    # a retry (README, "When the broker is down").
+    # a retry (docs/reliability.md, "When the broker is down").
     sent_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 

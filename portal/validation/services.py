@@ -27,7 +27,12 @@ MANIFEST_FIELDS = ["image", "site", "sex", "curated_age_days", "sha256"]
 
 
 class ValidationSetError(Exception):
-    """A request about validation sets that cannot be taken, with the reason."""
+    """A request about validation sets that cannot be taken, with the reason; `field` names
+    the form field at fault, where one is (the page shows the reason beside it)."""
+
+    def __init__(self, detail: str, *, field: str | None = None) -> None:
+        super().__init__(detail)
+        self.field = field
 
 
 class ValidationSetForbidden(ValidationSetError):
@@ -69,23 +74,30 @@ def _definition(
     if unknown:
         raise ValidationSetError(
             f"status {', '.join(unknown)} is not a settled age "
-            f"(choose from {', '.join(sorted(ELIGIBLE_STATUSES))})"
+            f"(choose from {', '.join(sorted(ELIGIBLE_STATUSES))})",
+            field="statuses",
         )
     if sex not in (None, "", *REPORTED_SEXES):
-        raise ValidationSetError(f"sex {sex!r}: expected {' or '.join(REPORTED_SEXES)}")
+        raise ValidationSetError(
+            f"sex {sex!r}: expected {' or '.join(REPORTED_SEXES)}", field="sex"
+        )
     if age_group:
         if (min_age_days, max_age_days) != (None, None):
-            raise ValidationSetError("give an age group or a minimum and maximum age, not both")
+            raise ValidationSetError(
+                "give an age group or a minimum and maximum age, not both", field="age_group"
+            )
         try:  # the queue's boundaries: [low, high) in days, so the last day is high - 1
             min_age_days, end = age_group_days(age_group)
         except FilterError as exc:
-            raise ValidationSetError(str(exc)) from exc
+            raise ValidationSetError(str(exc), field="age_group") from exc
         max_age_days = end - 1
     for key, days in (("min_age_days", min_age_days), ("max_age_days", max_age_days)):
         if days is not None and not (isinstance(days, int) and 0 <= days < AGE_LIMIT_DAYS):
-            raise ValidationSetError(f"{key} must be a whole number from 0 to {AGE_LIMIT_DAYS - 1}")
+            raise ValidationSetError(
+                f"{key} must be a whole number from 0 to {AGE_LIMIT_DAYS - 1}", field=key
+            )
     if None not in (min_age_days, max_age_days) and min_age_days > max_age_days:
-        raise ValidationSetError("the minimum age is above the maximum")
+        raise ValidationSetError("the minimum age is above the maximum", field="max_age_days")
     return {
         "statuses": sorted(statuses),
         "sex": sex or None,
@@ -113,10 +125,10 @@ def validation_set_create(
     blind_only: bool = False,
 ) -> ValidationSet:
     if not sites:
-        raise ValidationSetError("a validation set needs at least one site")
+        raise ValidationSetError("a validation set needs at least one site", field="sites")
     require_lead(user=user, sites=sites)
     if ValidationSet.objects.filter(name=name).exists():
-        raise ValidationSetError(f"validation set {name!r} exists")
+        raise ValidationSetError(f"validation set {name!r} exists", field="name")
     definition = _definition(
         statuses=statuses,
         sex=sex,

@@ -3,6 +3,7 @@ with its versions, freezing, comparing, exporting and asking for reports, and im
 portal's signed export."""
 
 import datetime as dt
+import re
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -16,11 +17,12 @@ from portal.accounts.models import LEAD_ROLES
 from portal.core.numbers import whole_number
 from portal.core.pagination import view_page
 from portal.ingest.selectors import site_list
-from portal.predictions.models import ModelVersion
-from portal.reports.models import Report
-from portal.reports.services import DEFAULT_GROUPS_TEXT
 from portal.validation import exports, imports, selectors, services
 from portal.validation.models import ValidationSet
+
+# What the model's SlugField accepts.
+NAME = re.compile(r"[-a-zA-Z0-9_]+")
+NAME_MAX = ValidationSet._meta.get_field("name").max_length
 
 
 def _set(request: HttpRequest, name: str) -> ValidationSet:
@@ -36,37 +38,64 @@ def _days(request: HttpRequest, key: str) -> int | None:
     value = request.POST.get(key, "").strip()
     days = whole_number(value)
     if value and days is None:
-        raise services.ValidationSetError(f"{key} must be a whole number of days")
+        raise services.ValidationSetError(f"{key} must be a whole number of days", field=key)
     return days
+
+
+def _date(request: HttpRequest, key: str) -> dt.date | None:
+    """A date bound: blank is none; a date that cannot be read is refused, never dropped."""
+    value = request.POST.get(key, "").strip()
+    try:
+        return dt.date.fromisoformat(value) if value else None
+    except ValueError as exc:
+        raise services.ValidationSetError(
+            f"{value!r} is not a date (YYYY-MM-DD)", field=key
+        ) from exc
+
+
+def _create(request: HttpRequest, lead_sites) -> ValidationSet:
+    """The new-set form's POST: each value read (`ValidationSetError` with the field at fault),
+    then the service's own checks."""
+    slugs = request.POST.getlist("sites")
+    sites = list(lead_sites.filter(slug__in=slugs))
+    if len(sites) != len(set(slugs)):
+        raise PermissionDenied("you lead only some of those sites")
+    name = request.POST.get("name", "").strip()
+    if not name:
+        raise services.ValidationSetError("give the set a name", field="name")
+    if not NAME.fullmatch(name) or len(name) > NAME_MAX:
+        raise services.ValidationSetError(
+            f"a name is up to {NAME_MAX} letters, digits, - and _ (no spaces)", field="name"
+        )
+    return services.validation_set_create(
+        name=name,
+        sites=sites,
+        user=request.user,
+        description=request.POST.get("description", ""),
+        statuses=request.POST.getlist("statuses") or None,
+        sex=request.POST.get("sex") or None,
+        min_age_days=_days(request, "min_age_days"),
+        max_age_days=_days(request, "max_age_days"),
+        age_group=request.POST.get("age_group") or None,
+        uploaded_after=_date(request, "uploaded_after"),
+        uploaded_before=_date(request, "uploaded_before"),
+        blind_only=request.POST.get("blind_only") == "on",
+    )
 
 
 @login_required
 def set_list(request: HttpRequest) -> HttpResponse:
+    """The list, and the new-set form: a refused form comes back (400) with what was typed
+    and the reason beside the field at fault."""
     lead_sites = site_list(user=request.user, roles=LEAD_ROLES)
+    errors: dict[str, str] = {}
     if request.method == "POST":
-        slugs = request.POST.getlist("sites")
-        sites = list(lead_sites.filter(slug__in=slugs))
-        if len(sites) != len(set(slugs)):
-            raise PermissionDenied("you lead only some of those sites")
         try:
-            created = services.validation_set_create(
-                name=request.POST.get("name", "").strip(),
-                sites=sites,
-                user=request.user,
-                description=request.POST.get("description", ""),
-                statuses=request.POST.getlist("statuses") or None,
-                sex=request.POST.get("sex") or None,
-                min_age_days=_days(request, "min_age_days"),
-                max_age_days=_days(request, "max_age_days"),
-                age_group=request.POST.get("age_group") or None,
-                uploaded_after=_date(request.POST.get("uploaded_after", "")),
-                uploaded_before=_date(request.POST.get("uploaded_before", "")),
-                blind_only=request.POST.get("blind_only") == "on",
-            )
+            created = _create(request, lead_sites)
         except services.ValidationSetError as exc:
-            messages.error(request, str(exc))
-            return redirect("validation:list")
-        return redirect("validation:detail", name=created.name)
+            errors[exc.field or "form"] = str(exc)
+        else:
+            return redirect("validation:detail", name=created.name)
     page, next_url, previous_url = view_page(
         request, selectors.validation_set_list(user=request.user), keys=["name"]
     )
@@ -81,15 +110,13 @@ def set_list(request: HttpRequest) -> HttpResponse:
             "statuses": services.DEFAULT_STATUSES,
             "age_groups": [group_name(low, high) for low, high in AGE_GROUPS],
             "last_age_day": AGE_LIMIT_DAYS - 1,
+            "errors": errors,
+            "values": request.POST if errors else {},
+            "checked_sites": request.POST.getlist("sites") if errors else [],
+            "checked_statuses": request.POST.getlist("statuses") if errors else [],
         },
+        status=400 if errors else 200,
     )
-
-
-def _date(value: str) -> dt.date | None:
-    try:
-        return dt.date.fromisoformat(value) if value else None
-    except ValueError:
-        return None
 
 
 @login_required
@@ -121,11 +148,6 @@ def set_detail(request: HttpRequest, name: str) -> HttpResponse:
             "matching": services.eligible_images(validation_set=found).count(),
             "diff": diff,
             "refresh": busy,
-            "models": ModelVersion.objects.order_by("name"),
-            "default_age_groups": DEFAULT_GROUPS_TEXT,
-            "reports": Report.objects.filter(version__validation_set=found).select_related(
-                "version", "model_version", "compare_version"
-            )[:20],
         },
     )
 

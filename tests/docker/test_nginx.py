@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import requests
 
+from portal.accounts.tokens import token_create
 from portal.core.processes import free_port, stop_process_groups
-from portal.core.tokens import token_create
 from tests.conftest import ROOT, wait_for
 from tests.portal.core.test_webserver import _closed_by_server, _stalled_upload, serve_web
 

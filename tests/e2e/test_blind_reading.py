@@ -37,6 +37,7 @@ def test_a_reader_on_a_blind_site_sees_the_model_only_after_deciding(
     row = page.locator(f'#queue-table tr[data-image="{image.pk}"]')
     expect(row).to_contain_text("hidden")
     expect(row).not_to_contain_text("2730")
+    expect(row).not_to_contain_text("7 y 5 m")  # the predicted age, nor the sentence quoting it
     expect(page.locator("#blind-note")).to_be_visible()
 
     page.click("#start-reviewing")
@@ -45,6 +46,7 @@ def test_a_reader_on_a_blind_site_sees_the_model_only_after_deciding(
     expect(app).to_have_attribute("data-output-hidden", "true")
     for field in ("#predicted-age", "#residual", "#score"):
         expect(page.locator(field)).to_have_text(HIDDEN)
+    expect(page.locator("#why")).to_contain_text(HIDDEN)  # the sentence quotes the score
     expect(page.locator("#heatmap-note")).to_contain_text("blind reading")
     expect(page.locator("#heatmap-toggle")).to_be_disabled()
     page.keyboard.press("h")  # the key does nothing: there is no heatmap to show
@@ -57,6 +59,7 @@ def test_a_reader_on_a_blind_site_sees_the_model_only_after_deciding(
     expect(page.locator("#predicted-age")).to_have_text("7 y 5 m")
     expect(page.locator("#residual")).to_have_text("+24.0 months")
     expect(page.locator("#score")).to_have_text("4.00")
+    expect(page.locator("#why")).to_contain_text("4.0x the expected 6.0-month error")
     expect(page.locator("#decision-message")).to_contain_text("model's output is shown now")
     expect(page.locator("#heatmap-toggle")).to_be_enabled()
     if app.get_attribute("data-heatmap") == "off":

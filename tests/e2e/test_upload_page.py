@@ -47,7 +47,7 @@ def test_admin_uploads_a_folder_and_sees_progress_and_the_report(
     rejected = page.locator("#report-table tbody tr.rejected")
     expect(rejected).to_contain_text("north-export/series2/ct.dcm (#3)")
     expect(rejected).to_contain_text("modality CT is not a radiograph")
-    expect(page.locator("#report-table")).to_contain_text("6 m (183 d)")
+    expect(page.locator("#report-table")).to_contain_text("0 y 6 m")
     # A warning is its own marked cell on an accepted line, not a rejection.
     warned = page.locator("#report-table tbody tr.accepted.warned")
     expect(warned).to_have_count(1)

@@ -15,6 +15,8 @@ from inference_worker.synthetic import generate
 from inference_worker.train import patient_split, read_manifest
 from tests.dicom_files import make_dicom
 
+pytestmark = pytest.mark.train  # trains a model on phantoms: not in `make test-fast`
+
 
 def run(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(

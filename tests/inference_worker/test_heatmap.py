@@ -63,6 +63,7 @@ def _quadrant_task(n: int, size: int, generator: torch.Generator):
     return x, y
 
 
+@pytest.mark.train  # trains a small model until its heat can be checked
 def test_grad_cam_puts_most_heat_where_the_age_signal_is():
     torch.manual_seed(0)
     g = torch.Generator().manual_seed(0)

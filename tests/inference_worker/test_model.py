@@ -124,6 +124,7 @@ def test_sex_enters_the_head_beside_the_pooled_features():
     assert len({round(float(v), 6) for v in out}) == 3
 
 
+@pytest.mark.train
 def test_a_tiny_model_overfits_a_tiny_set():
     torch.manual_seed(0)
     model = build_model("ca_resnet18", width=8)

@@ -22,12 +22,14 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from rest_framework.test import APIClient
 
 from portal.accounts.models import AuditEvent, Membership
+from portal.accounts.tokens import token_create
+from portal.accounts.trust import trusted_portal_add
 from portal.core import signing
 from portal.core.models import ApiToken, TrustedPortal
-from portal.core.tokens import token_create
-from portal.core.trust import trusted_portal_add
 from portal.ingest.models import Upload
 from portal.ingest.services import upload_create
+from portal.pacs.multipart import write_parts
+from portal.pacs.services import site_ae_set
 from portal.predictions.models import ModelVersion
 from portal.reports.models import Report
 from portal.reports.services import report_finish
@@ -102,6 +104,7 @@ def build_world(tmp_path: Path) -> World:
         membership=Membership.objects.get(user=member, site=north),
         member=member,
         dicom=make_dicom(tmp_path / "a.dcm").read_bytes(),
+        site_ae=site_ae_set(site=north, ae_title="NORTH_AE", senders=["PACS@10.0.0.1"]),
     )
     world.objects["foreign_zip"] = _foreign_export(world, tmp_path)
     return world
@@ -122,6 +125,7 @@ class Audited:
     status: tuple[int, ...] = (200, 201, 202, 204, 302)
     prepare: Callable[[World], None] | None = None
     by_system: tuple[str, ...] = ()  # actions the portal takes in follow-up: no actor
+    content_type: str | None = None  # a raw body of this type (DICOMweb's multipart/related)
 
 
 def _files(world: World) -> dict:
@@ -149,16 +153,90 @@ def _import_body(world: World) -> dict:
     return {"file": SimpleUploadedFile("foreign.zip", path.read_bytes())}
 
 
-# An import as an administrator into a site it creates: the site, its upload, the set, and
-# the prediction job the portal queues for the new images (actor: the system).
-IMPORT_EVENTS = ("site.create", "upload.create", "job.create", "validation_set.import")
+# An import as an administrator into a site it creates: the site, its upload and the set. The
+# prediction job for the new images comes after commit, from predictions' `upload_done` task
+# (ingest sends it by name: tests/portal/test_broker_outage.py), and is no part of the request.
+IMPORT_EVENTS = ("site.create", "upload.create", "validation_set.import")
 
 SET = "/validation-sets/set-north"
 API_SET = "/api/validation-sets/set-north"
 
 # Every URL name (outside the admin) -> per HTTP method: READ, SESSION or Audited.
+STOW_BOUNDARY = "audit-stow"
+
+
+def _instance(w: World, tail: str = "") -> str:
+    """The world's image under /dicomweb/ (WADO-RS), with `tail` after it."""
+    return w["image"].wado_rs_path + tail
+
+
+def _wado(tail: str, action: str = "image.dicom") -> dict:
+    return {"GET": Audited("get", lambda w: _instance(w, tail), (action,), user="uploader")}
+
+
+def _stow_body(world: World) -> bytes:
+    return b"".join(write_parts([("application/dicom", [world["dicom"]])], STOW_BOUNDARY))
+
+
 URLS: dict[str, dict[str, object]] = {
+    # DICOMweb: searches read; retrieval hands out pixels; STOW-RS is an upload.
+    "dicomweb:studies": {
+        "GET": READ,
+        "POST": Audited(
+            "post",
+            lambda w: "/dicomweb/studies",
+            ("upload.create",),
+            user="uploader",
+            body=_stow_body,
+            content_type=f'multipart/related; type="application/dicom"; boundary={STOW_BOUNDARY}',
+        ),
+    },
+    "dicomweb:series": {"GET": READ},
+    "dicomweb:instances": {"GET": READ},
+    "dicomweb:study-series": {"GET": READ},
+    "dicomweb:study-instances": {"GET": READ},
+    "dicomweb:series-instances": {"GET": READ},
+    "dicomweb:study": {
+        "GET": Audited(
+            "get",
+            lambda w: f"/dicomweb/studies/{w['image'].study_instance_uid}",
+            ("image.dicom",),
+            user="uploader",
+        )
+    },
+    "dicomweb:study-metadata": {
+        "GET": Audited(
+            "get",
+            lambda w: f"/dicomweb/studies/{w['image'].study_instance_uid}/metadata",
+            ("image.dicom",),
+            user="uploader",
+        )
+    },
+    "dicomweb:series-retrieve": {
+        "GET": Audited(
+            "get",
+            lambda w: _instance(w).rsplit("/instances/", 1)[0],
+            ("image.dicom",),
+            user="uploader",
+        )
+    },
+    "dicomweb:series-metadata": {
+        "GET": Audited(
+            "get",
+            lambda w: _instance(w).rsplit("/instances/", 1)[0] + "/metadata",
+            ("image.dicom",),
+            user="uploader",
+        )
+    },
+    "dicomweb:instance": _wado(""),
+    "dicomweb:instance-metadata": _wado("/metadata"),
+    "dicomweb:frames": _wado("/frames/1"),
+    "dicomweb:rendered": _wado("/rendered", "image.view"),
+    "dicomweb:frames-rendered": _wado("/frames/1/rendered", "image.view"),
     "home": {"GET": READ},
+    "api-demo-model-status": {"GET": READ},
+    "api-review-disputes": {"GET": READ},
+    "review:disputes": {"GET": READ},
     "login": {"GET": SESSION, "POST": SESSION, "PUT": SESSION},
     "logout": {"POST": SESSION},
     "schema": {"GET": READ},
@@ -282,6 +360,14 @@ URLS: dict[str, dict[str, object]] = {
             user="uploader",
         )
     },
+    "api-image-preview": {
+        "GET": Audited(
+            "get",
+            lambda w: f"/api/images/{w['image'].pk}/preview/",
+            ("image.preview",),
+            user="uploader",
+        )
+    },
     "api-image-heatmap": {
         "GET": Audited(
             "get",
@@ -359,7 +445,6 @@ URLS: dict[str, dict[str, object]] = {
             IMPORT_EVENTS,
             site="ext",
             user="root",
-            by_system=("job.create",),
             body=_import_body,
             multipart=True,
         ),
@@ -371,7 +456,6 @@ URLS: dict[str, dict[str, object]] = {
             IMPORT_EVENTS,
             site="ext",
             user="root",
-            by_system=("job.create",),
             body=_import_body,
             multipart=True,
         )
@@ -419,6 +503,16 @@ def _user_form(world: World, **overrides) -> dict:
 
 def _delete(world: World) -> dict:
     return {"post": "yes"}
+
+
+def _no_senders() -> dict:
+    """An unchanged, empty senders inline of the AE title form."""
+    return {
+        "senders-TOTAL_FORMS": "0",
+        "senders-INITIAL_FORMS": "0",
+        "senders-MIN_NUM_FORMS": "0",
+        "senders-MAX_NUM_FORMS": "1000",
+    }
 
 
 BLOCKED = "blocked"  # the admin refuses it (no permission, even for a superuser)
@@ -656,6 +750,34 @@ ADMIN_MODELS: dict[str, dict[str, object]] = {
         "delete": BLOCKED,
     },
     "ingest.upload": {"add": BLOCKED, "change": BLOCKED, "delete": BLOCKED},
+    # A site's DICOM AE title and its senders (portal.pacs): each form audited as dicom_ae is.
+    "pacs.siteae": {
+        "add": Audited(
+            "post",
+            lambda w: _admin("pacs/siteae/add/"),
+            ("dicom.ae",),
+            site="south",
+            user="root",
+            body=lambda w: {"site": w.south.pk, "ae_title": "SOUTH_AE", **_no_senders()},
+            multipart=True,
+        ),
+        "change": Audited(
+            "post",
+            lambda w: _admin(f"pacs/siteae/{w['site_ae'].pk}/change/"),
+            ("dicom.ae",),
+            user="root",
+            body=lambda w: {"site": w.north.pk, "ae_title": "NORTH_NEW", **_no_senders()},
+            multipart=True,
+        ),
+        "delete": Audited(
+            "post",
+            lambda w: _admin(f"pacs/siteae/{w['site_ae'].pk}/delete/"),
+            ("dicom.ae",),
+            user="root",
+            body=_delete,
+            multipart=True,
+        ),
+    },
     "ingest.image": {"add": BLOCKED, "change": BLOCKED, "delete": BLOCKED},
     "predictions.modelversion": {
         "add": BLOCKED,
@@ -850,6 +972,8 @@ def test_each_change_or_pixel_hand_out_writes_its_audit_events(rule: Audited, tm
     last = AuditEvent.objects.order_by("-id").values_list("id", flat=True).first() or 0
 
     kwargs = {"format": "multipart" if rule.multipart else "json"} if body is not None else {}
+    if rule.content_type:
+        kwargs = {"content_type": rule.content_type}
     response = getattr(client, rule.method)(path, body, **kwargs)
     if response.streaming:
         b"".join(response.streaming_content)

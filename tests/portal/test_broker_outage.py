@@ -22,10 +22,12 @@ from rest_framework.test import APIClient
 from portal.celery import app as celery_app
 from portal.core import outbox
 from portal.core.processes import free_port, local_redis
+from portal.ingest.archive import Source
 from portal.ingest.models import Image, Upload, UploadFile
-from portal.ingest.services import PROCESS_TASK
-from portal.predictions import dispatch, workers
+from portal.ingest.services import PROCESS_TASK, UPLOAD_DONE_TASK, upload_create, upload_process
+from portal.predictions import dispatch, uploads, workers
 from portal.predictions import services as predictions
+from portal.predictions.models import PredictionJob
 from portal.reports.models import Report
 from portal.validation.exports import EXPORT_TASK
 from portal.validation.models import ValidationExport
@@ -132,6 +134,7 @@ def _ask_for_all_three(client: APIClient, tmp_path: Path) -> tuple[int, int, int
     return upload_id, exported.json()["id"], reported.json()["id"]
 
 
+@pytest.mark.slow  # real workers, Redis stopped and started again
 def test_work_asked_for_while_redis_is_down_finishes_once_when_it_is_back(
     broker, world, tmp_path, data_dir
 ):
@@ -221,6 +224,61 @@ def test_a_prediction_job_dispatched_while_redis_is_down_keeps_its_place_and_is_
     assert broker.messages() == [(predictions.DISPATCH_TASK, [job.pk, 2])]
     assert dispatch.prediction_job_dispatch(job_id=job.pk, round_=2) == 1
     assert len(broker.messages("inference")) == 1
+
+
+def _ingest_two(site, folder: Path) -> Upload:
+    """Two DICOM files ingested in this process (its commits send what they send)."""
+    for n in range(2):
+        make_dicom(folder / f"{n}.dcm", seed=200 + n)
+    upload = upload_process(
+        upload=upload_create(site=site, source=Upload.Source.CLI), sources=[Source.given(folder)]
+    )
+    assert (upload.status, upload.accepted_count) == ("done", 2)
+    return upload
+
+
+def test_an_upload_done_while_redis_is_down_gets_its_prediction_job_from_the_sweep(
+    broker, settings, tmp_path
+):
+    """Ingest hands a done upload to predictions by task name after commit; when the broker
+    loses that message, predictions' sweep finds the done upload without a job and makes it,
+    once, whatever comes late."""
+    north = f.site("north")
+    f.model_version()
+    broker.stop()
+    upload = _ingest_two(north, tmp_path / "in")  # its UPLOAD_DONE_TASK is lost
+    assert not PredictionJob.objects.filter(upload=upload).exists()
+    broker.start()
+
+    # A message may still be on its way for RESEND_AFTER_S: the sweep leaves the upload alone.
+    assert uploads.uploads_without_job() == []
+    later = timezone.now() + timedelta(seconds=settings.RESEND_AFTER_S + 1)
+    assert uploads.uploads_without_job(finished_before=later) == [upload.pk]
+    assert uploads.upload_jobs_recover(finished_before=later) == 1
+
+    job = PredictionJob.objects.get(upload=upload)
+    assert (job.total, job.state) == (2, "queued")
+    assert broker.messages() == [(predictions.DISPATCH_TASK, [job.pk, 1])]
+    # Nothing twice: the sweep again, and the lost message arriving after all.
+    assert uploads.upload_jobs_recover(finished_before=later) == 0
+    assert uploads.upload_done(upload_id=upload.pk) is None
+    assert PredictionJob.objects.filter(upload=upload).count() == 1
+
+
+def test_ingest_sends_the_done_upload_by_name_and_the_sweep_leaves_uploads_of_no_model(
+    broker, settings, tmp_path
+):
+    """The message names the predictions task (ingest imports nothing of predictions); an
+    upload done while no model was active gets no job, then or once a model is registered."""
+    north = f.site("north")
+    upload = _ingest_two(north, tmp_path / "in")
+    assert broker.messages() == [(UPLOAD_DONE_TASK, [upload.pk])]
+    assert uploads.upload_done(upload_id=upload.pk) is None  # no active model
+
+    f.model_version()
+    later = timezone.now() + timedelta(seconds=settings.RESEND_AFTER_S + 1)
+    assert uploads.upload_jobs_recover(finished_before=later) == 0
+    assert not PredictionJob.objects.exists()
 
 
 @pytest.mark.slow

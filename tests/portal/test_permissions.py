@@ -30,7 +30,9 @@ from tests.portal import factories as f
 
 ROLES = ("anonymous", "uploader", "reviewer", "lead", "superuser")
 SITE_ROLES = ("uploader", "reviewer", "lead")
-PUBLIC = {"login", "logout"}  # the only pages that need no login
+# The only pages that need no login; the demo model's training status is what the login page's
+# banner shows, and names nothing of any site.
+PUBLIC = {"login", "logout", "api-demo-model-status"}
 
 
 def url_names() -> list[str]:
@@ -144,7 +146,52 @@ def _dicom_files(world: World) -> dict:
     return {"files": [SimpleUploadedFile("a.dcm", data)], "finish": "false"}
 
 
+def _study_path(o: dict) -> str:
+    return f"/dicomweb/studies/{o['image'].study_instance_uid}"
+
+
+def _series_path(o: dict) -> str:
+    return f"{_study_path(o)}/series/{o['image'].series_instance_uid}"
+
+
+def _instance_path(o: dict) -> str:
+    return o["image"].wado_rs_path
+
+
 RULES: dict[str, list[Rule]] = {
+    # DICOMweb names no site in its answers: scoping is proven by tests/portal/pacs.
+    "dicomweb:studies": [
+        Rule("get", lambda o: "/dicomweb/studies", ANY, "absent", lists_sites=False)
+    ],
+    "dicomweb:series": [
+        Rule("get", lambda o: "/dicomweb/series", ANY, "absent", lists_sites=False)
+    ],
+    "dicomweb:instances": [
+        Rule("get", lambda o: "/dicomweb/instances", ANY, "absent", lists_sites=False)
+    ],
+    "dicomweb:study": [
+        Rule("get", lambda o: f"/dicomweb/studies/{o['image'].study_instance_uid}", ANY)
+    ],
+    "dicomweb:instance": [Rule("get", _instance_path, ANY)],
+    "dicomweb:instance-metadata": [Rule("get", lambda o: _instance_path(o) + "/metadata", ANY)],
+    "dicomweb:frames": [Rule("get", lambda o: _instance_path(o) + "/frames/1", ANY)],
+    "dicomweb:rendered": [Rule("get", lambda o: _instance_path(o) + "/rendered", ANY)],
+    "dicomweb:frames-rendered": [
+        Rule("get", lambda o: _instance_path(o) + "/frames/1/rendered", ANY)
+    ],
+    "dicomweb:study-metadata": [Rule("get", lambda o: _study_path(o) + "/metadata", ANY)],
+    "dicomweb:series-retrieve": [Rule("get", _series_path, ANY)],
+    "dicomweb:series-metadata": [Rule("get", lambda o: _series_path(o) + "/metadata", ANY)],
+    # Searches under a study or series: another site's answers an empty list, not 404.
+    "dicomweb:study-series": [
+        Rule("get", lambda o: _study_path(o) + "/series", ANY, "absent", lists_sites=False)
+    ],
+    "dicomweb:study-instances": [
+        Rule("get", lambda o: _study_path(o) + "/instances", ANY, "absent", lists_sites=False)
+    ],
+    "dicomweb:series-instances": [
+        Rule("get", lambda o: _series_path(o) + "/instances", ANY, "absent", lists_sites=False)
+    ],
     "home": [Rule("get", lambda o: "/", ANY, "absent")],
     "schema": [Rule("get", lambda o: "/api/schema/", ANY, "same")],
     "api-docs": [Rule("get", lambda o: "/api/docs/", ANY, "same")],
@@ -160,6 +207,10 @@ RULES: dict[str, list[Rule]] = {
         Rule("post", lambda o: "/review/next/", _with(REVIEWERS, reviewer=302, lead=302), "same")
     ],
     "review:audit": [Rule("get", lambda o: "/audit/", LEADS, "absent")],
+    # No dispute in this world: the superuser's list has nothing of south's to show.
+    "review:disputes": [
+        Rule("get", lambda o: "/review/disputes/", LEADS, "absent", lists_sites=False)
+    ],
     "review:site-blind-reading": [
         Rule(
             "post",
@@ -216,6 +267,7 @@ RULES: dict[str, list[Rule]] = {
     "api-images": [Rule("get", lambda o: "/api/images/", ANY, "absent")],
     "api-image-detail": [Rule("get", lambda o: f"/api/images/{o['image'].pk}/", ANY)],
     "api-image-dicom": [Rule("get", lambda o: f"/api/images/{o['image'].pk}/dicom/", ANY)],
+    "api-image-preview": [Rule("get", lambda o: f"/api/images/{o['image'].pk}/preview/", ANY)],
     "api-image-heatmap": [Rule("get", lambda o: f"/api/images/{o['image'].pk}/heatmap/", ANY)],
     "api-image-reviews": [
         Rule("get", lambda o: f"/api/images/{o['image'].pk}/reviews/", ANY),
@@ -230,6 +282,9 @@ RULES: dict[str, list[Rule]] = {
     "api-review-queue": [Rule("get", lambda o: "/api/review/queue/", ANY, "absent")],
     "api-review-queue-next": [  # one case, of any site the user reviews
         Rule("post", lambda o: "/api/review/queue/next/", REVIEWERS, "absent", lists_sites=False)
+    ],
+    "api-review-disputes": [
+        Rule("get", lambda o: "/api/review/disputes/", LEADS, "absent", lists_sites=False)
     ],
     "api-audit": [Rule("get", lambda o: "/api/audit/", LEADS, "absent")],
     "api-audit-export": [Rule("get", lambda o: "/api/audit/export/", LEADS, "absent")],
@@ -369,7 +424,7 @@ def test_permission_matrix(name, index, role, scope, tmp_path):
     response = getattr(client, rule.method)(rule.path(objects), body, **kwargs)
 
     if role == "anonymous":
-        if name.startswith("api") or name == "schema":
+        if name.startswith(("api", "dicomweb")) or name == "schema":
             assert response.status_code in (401, 403), response.content[:200]
         else:
             assert response.status_code == 302

@@ -91,6 +91,7 @@ def _every_file(*roots: Path) -> list[tuple[Path, bytes]]:
     return files
 
 
+@pytest.mark.slow  # every way in, with real workers
 def test_a_patient_name_in_file_and_folder_names_is_kept_nowhere(
     site,
     admin_user,

@@ -62,6 +62,13 @@ export interface NamedFile {
   path: string;
 }
 
+/** The demo model's training as the banner words it (`text` null: no demo model trains). */
+export interface DemoTraining {
+  state: "starting" | "phantoms" | "preprocessing" | "training" | "done" | "failed" | null;
+  minutes_left: number | null;
+  text: string | null;
+}
+
 export class ApiError extends Error {}
 
 export class ApiClient {
@@ -105,6 +112,13 @@ export class ApiClient {
     const response = await fetch(url, { credentials: "same-origin" });
     if (!response.ok) throw new ApiError(`upload ${uploadId} report: HTTP ${response.status}`);
     return (await response.json()) as Page<ReportLine>;
+  }
+
+  /** The demo model's training status (anyone may ask, as the login page shows it too). */
+  async demoTraining(): Promise<DemoTraining> {
+    const response = await fetch("/api/status/demo-model/", { credentials: "same-origin" });
+    if (!response.ok) throw new ApiError(`demo model status: HTTP ${response.status}`);
+    return (await response.json()) as DemoTraining;
   }
 
   /** The newest jobs (the first cursor page). */
@@ -222,7 +236,23 @@ export interface ImageDetail {
   can_review: boolean;
   can_adjudicate: boolean;
   dicom_url: string;
+  /** The instance under /dicomweb/ (WADO-RS), where the viewer loads the film from. */
+  wado_rs_url: string;
   prediction?: PredictionSummary | null;
+  /** Why the case is (or is not) in the queue, in one sentence; absent while blind reading hides it. */
+  why?: string | null;
+  /** The same pseudonymous patient's other films of this site, youngest first. */
+  other_films?: PatientFilm[];
+}
+
+/** Another film of the same patient (site pseudonym): its recorded age only. */
+export interface PatientFilm {
+  id: number;
+  recorded_age_days: number;
+  view_position: string;
+  dicom_url: string;
+  /** The instance under /dicomweb/ (WADO-RS), where the viewer loads the film from. */
+  wado_rs_url: string;
 }
 
 export interface Page<T> {
@@ -244,6 +274,8 @@ export interface ReviewRecord {
   /** Made with the model's output hidden (blind reading). */
   blind: boolean;
   created_at: string;
+  /** The decision in words, from the server: "alice corrected the age to 5 y 3 m (first read)". */
+  text?: string;
 }
 
 export interface AuditRecord {
@@ -256,6 +288,8 @@ export interface AuditRecord {
   target: string;
   before: Record<string, unknown> | null;
   after: Record<string, unknown> | null;
+  /** The event in words, changes as "field: old -> new", from the server. */
+  text?: string;
 }
 
 export type DecisionRequest =

@@ -13,12 +13,16 @@ const positive = (value: unknown): boolean => typeof value === "number" && Numbe
 /**
  * Some CR films carry PixelSpacing 0\0; a zero spacing collapses the image to nothing in world
  * space (a black viewport). Such films are shown in pixel units instead, as without any spacing.
+ *
+ * A film with a spacing is marked as not using default values: Cornerstone sets that flag for a
+ * missing ImagePositionPatient or ImageOrientationPatient too, which no radiograph has, and then
+ * measures every length of it in pixels although its spacing is known.
  */
 function repairPixelSpacing(next: metaData.TypedProviderBound, query: string, data?: unknown, options?: unknown): unknown {
   const plane = next(query, data, options);
   if (plane === null || typeof plane !== "object" || plane instanceof Promise) return plane;
   const { rowPixelSpacing, columnPixelSpacing } = plane as { rowPixelSpacing?: unknown; columnPixelSpacing?: unknown };
-  if (positive(rowPixelSpacing) && positive(columnPixelSpacing)) return plane;
+  if (positive(rowPixelSpacing) && positive(columnPixelSpacing)) return { ...plane, usingDefaultValues: false };
   return { ...plane, rowPixelSpacing: 1, columnPixelSpacing: 1, pixelSpacing: [1, 1], usingDefaultValues: true };
 }
 

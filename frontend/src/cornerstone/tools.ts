@@ -1,7 +1,9 @@
 // Cornerstone3D tools: each tool class is added once; tool groups are plain data.
 import {
   addTool,
+  annotation,
   Enums as ToolEnums,
+  LengthTool,
   PanTool,
   ToolGroupManager,
   WindowLevelTool,
@@ -11,16 +13,22 @@ import {
 
 const { MouseBindings, KeyboardBindings } = ToolEnums;
 
-const TOOLS = [WindowLevelTool, ZoomTool, PanTool];
+const TOOLS = [WindowLevelTool, ZoomTool, PanTool, LengthTool];
 
 interface ToolGroupSpec {
   id: string;
   tools: { name: string; bindings: ToolTypes.IToolBinding[] }[];
+  /** Tools added passive: their annotations are drawn and can be edited, nothing starts them. */
+  passive?: string[];
 }
 
-/** The review viewer: left-drag window/level, right-drag or wheel zoom, middle or shift+left pan. */
+/**
+ * The review viewer: left-drag window/level, right-drag or wheel zoom, middle or shift+left pan;
+ * the length tool takes the left drag from window/level while measuring (`setMeasuring`).
+ */
 export const REVIEW_TOOLS: ToolGroupSpec = {
   id: "review",
+  passive: [LengthTool.toolName],
   tools: [
     { name: WindowLevelTool.toolName, bindings: [{ mouseButton: MouseBindings.Primary }] },
     {
@@ -56,10 +64,35 @@ export function attachToolGroup(spec: ToolGroupSpec, viewportId: string, renderi
       group.addTool(name);
       group.setToolActive(name, { bindings });
     }
+    for (const name of spec.passive ?? []) {
+      group.addTool(name);
+      group.setToolPassive(name);
+    }
   }
   group.addViewport(viewportId, renderingEngineId);
 }
 
 export function destroyToolGroup(spec: ToolGroupSpec): void {
   ToolGroupManager.destroyToolGroup(spec.id);
+}
+
+/** Left drag measures lengths (on) or windows (off); the other bindings stay. */
+export function setMeasuring(spec: ToolGroupSpec, on: boolean): void {
+  const group = ToolGroupManager.getToolGroup(spec.id);
+  if (!group) return;
+  const primary = { mouseButton: MouseBindings.Primary };
+  if (on) {
+    group.setToolPassive(WindowLevelTool.toolName, { removeAllBindings: [primary] });
+    group.setToolActive(LengthTool.toolName, { bindings: [primary] });
+  } else {
+    group.setToolPassive(LengthTool.toolName, { removeAllBindings: true });
+    group.setToolActive(WindowLevelTool.toolName, { bindings: [primary] });
+  }
+}
+
+/** Removes every length drawn on `element`'s viewport. */
+export function clearMeasurements(element: HTMLDivElement): void {
+  for (const drawn of annotation.state.getAnnotations(LengthTool.toolName, element) ?? []) {
+    if (drawn.annotationUID) annotation.state.removeAnnotation(drawn.annotationUID);
+  }
 }

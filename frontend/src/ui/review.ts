@@ -11,9 +11,11 @@ import { createHeatmapOverlay, decodeHeatmap, type HeatmapLayer, type HeatmapOve
 import { createStackViewer, type StackViewer } from "../viewer/stack";
 import { describeChange, describeFieldErrors, formatAge, formatLease, REASONS, SEX } from "./review/format";
 import { modelOutputText, revealed } from "./review/blind";
+import { renderOtherFilms, whyText } from "./review/context";
 import { blankHeatmapNote, missingHeatmapNote, renderLegend } from "./review/heatmap-panel";
 import { applyPreset, renderPresets, renderPresetState } from "./review/presets";
 import { actionFor, renderHelp, type Action } from "./review/keys";
+import { isViewerAction, runViewerAction, startViewerTools } from "./review/viewer-actions";
 import { describeError, element, isTyping, setText } from "./review/dom";
 import { renderHistory } from "./review/history";
 import { readCorrection, readExclusion } from "./review/forms";
@@ -78,6 +80,8 @@ class ReviewScreen {
       return;
     }
     if (this.viewer) renderPresets(this.viewer);
+    if (this.viewer) startViewerTools(this.viewer);
+    if (this.viewer) void renderOtherFilms(this.api, detail, this.viewer);
     element<HTMLButtonElement>("invert").disabled = false;
     element<HTMLButtonElement>("reset").disabled = false;
     setText("viewer-status", `${detail.columns} × ${detail.rows} px, ${detail.photometric_interpretation}`);
@@ -163,6 +167,7 @@ class ReviewScreen {
     setText("predicted-age", output.predicted);
     setText("residual", output.residual);
     setText("score", output.score);
+    setText("why", whyText(d));
     this.root.dataset.outputHidden = String(d.output_hidden);
     setText("sex", SEX[d.sex] ?? d.sex);
     setText("site", d.site);
@@ -412,6 +417,8 @@ class ReviewScreen {
       case "help":
         this.help.hidden = !this.help.hidden;
         break;
+      default:
+        if (isViewerAction(action)) runViewerAction(viewer, action);
     }
   }
 

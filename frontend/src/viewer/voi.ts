@@ -1,7 +1,9 @@
-// Window/level presets for plain radiographs. CR/DX pixel values are not calibrated (no Hounsfield
-// units), so the presets are percentiles of the image's own histogram, taken in display order
-// (0 = darkest, 1 = brightest on screen) so that they mean the same for MONOCHROME1 and 2.
-import type { Types } from "@cornerstonejs/core";
+// Window/level presets for plain radiographs: first the windows the file itself names (its
+// WindowCenter/WindowWidth pairs, as the modality chose them for this film), then, since CR/DX
+// pixel values are not calibrated (no Hounsfield units), percentiles of the image's own histogram,
+// taken in display order (0 = darkest, 1 = brightest on screen) so that they mean the same for
+// MONOCHROME1 and 2.
+import { utilities, type Types } from "@cornerstonejs/core";
 
 export interface VoiPreset {
   id: string;
@@ -27,11 +29,57 @@ function sortedSample(pixels: ArrayLike<number>): Float64Array {
   return sample.subarray(0, n).sort();
 }
 
+/** The file's VOI LUT module as the metadata provider answers it (each value one or several). */
+export interface VoiLutModule {
+  windowCenter?: number | number[] | string;
+  windowWidth?: number | number[] | string;
+  windowCenterWidthExplanation?: string | string[];
+}
+
+const list = <T>(value: T | T[] | undefined | null): T[] =>
+  value === undefined || value === null ? [] : Array.isArray(value) ? value : [value];
+
+const numbers = (value: unknown): number[] =>
+  list(value as unknown)
+    .flatMap((v) => (typeof v === "string" ? v.split("\\") : [v]))
+    .map(Number);
+
 /**
- * The presets for one image: the file's own window first (or Cornerstone's choice without one),
- * then lung, soft tissue, bone, and the full stored range.
+ * The file's own windows (PS3.3 C.11.2: WindowCenter and WindowWidth, one pair per window, each
+ * named by WindowCenterWidthExplanation where the file gives one), as linear VOI ranges.
  */
-export function voiPresets(image: Types.IImage, fileDefault: Types.VOIRange, inverted: boolean): VoiPreset[] {
+export function fileWindows(module: VoiLutModule | undefined | null): VoiPreset[] {
+  if (!module) return [];
+  const centers = numbers(module.windowCenter);
+  const widths = numbers(module.windowWidth);
+  const names = list(module.windowCenterWidthExplanation).flatMap((v) => String(v).split("\\"));
+  const presets: VoiPreset[] = [];
+  for (let i = 0; i < Math.min(centers.length, widths.length); i++) {
+    const [center, width] = [centers[i], widths[i]];
+    if (!Number.isFinite(center) || !Number.isFinite(width) || width < 1) continue;
+    const name = names[i]?.trim();
+    const label = name ? `File: ${name}` : centers.length > 1 ? `File window ${i + 1}` : "File window";
+    presets.push({ id: `file-${i + 1}`, label, range: utilities.windowLevel.toLowHighRange(width, center) });
+  }
+  return presets;
+}
+
+/** Window width and level (centre) of a VOI range, as the readout and DICOM state them. */
+export function windowOf(range: Types.VOIRange): { width: number; level: number } {
+  const { windowWidth, windowCenter } = utilities.windowLevel.toWindowLevel(range.lower, range.upper);
+  return { width: windowWidth, level: windowCenter };
+}
+
+/**
+ * The presets for one image: the file's own windows first (without any, Cornerstone's choice,
+ * the stored range), then lung, soft tissue, bone, and the full stored range.
+ */
+export function voiPresets(
+  image: Types.IImage,
+  fileDefault: Types.VOIRange,
+  inverted: boolean,
+  own: VoiPreset[] = [],
+): VoiPreset[] {
   const sorted = sortedSample(image.getPixelData());
   const last = sorted.length - 1;
   // An inverted display (MONOCHROME1) shows low values bright: display order is value order reversed.
@@ -42,7 +90,7 @@ export function voiPresets(image: Types.IImage, fileDefault: Types.VOIRange, inv
   });
   const full = { lower: image.minPixelValue, upper: Math.max(image.maxPixelValue, image.minPixelValue + 1) };
   return [
-    { id: "default", label: "Default", range: fileDefault },
+    ...(own.length ? own : [{ id: "default", label: "Default", range: fileDefault }]),
     ...relative,
     { id: "full", label: "Full range", range: full },
   ];

@@ -22,6 +22,7 @@ from portal.ingest.dicom.age import (
     patient_age_disagreement,
 )
 from portal.ingest.dicom.checks import (
+    ACCEPTED_TRANSFER_SYNTAXES,
     GRAYSCALE,
     MODALITY_TERMS,
     PHOTOMETRIC_TERMS,
@@ -56,6 +57,7 @@ from portal.ingest.dicom.subject import (
 )
 
 __all__ = [
+    "ACCEPTED_TRANSFER_SYNTAXES",
     "BODY_PART_TERMS",
     "GRAYSCALE",
     "JPEG2000_SYNTAXES",

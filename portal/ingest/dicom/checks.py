@@ -5,7 +5,25 @@ from dataclasses import dataclass
 
 import numpy as np
 from pydicom.dataset import Dataset
-from pydicom.uid import UID
+from pydicom.uid import (
+    HTJ2K,
+    JPEG2000,
+    UID,
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    HTJ2KLossless,
+    HTJ2KLosslessRPCL,
+    ImplicitVRLittleEndian,
+    JPEG2000Lossless,
+    JPEGBaseline8Bit,
+    JPEGExtended12Bit,
+    JPEGLossless,
+    JPEGLosslessSV1,
+    JPEGLSLossless,
+    JPEGLSNearLossless,
+    RLELossless,
+)
 
 from portal.ingest.dicom.errors import Rejected
 from portal.ingest.dicom.pixels import check_pixels, number_of_frames
@@ -28,6 +46,28 @@ PHOTOMETRIC_TERMS = frozenset(
     | {"YBR_FULL", "YBR_FULL_422", "YBR_PARTIAL_422", "YBR_PARTIAL_420", "YBR_ICT", "YBR_RCT"}
 )
 
+# Every transfer syntax ingest reads: those whose pixels a decoder installed here decodes
+# (pydicom's own, pylibjpeg, CharLS, Pillow). The one list: the checks refuse a file in any
+# other, and the DICOM listener proposes exactly these for the storage classes it accepts.
+ACCEPTED_TRANSFER_SYNTAXES: tuple[UID, ...] = (
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    JPEGBaseline8Bit,
+    JPEGExtended12Bit,
+    JPEGLossless,
+    JPEGLosslessSV1,
+    JPEGLSLossless,
+    JPEGLSNearLossless,
+    JPEG2000Lossless,
+    JPEG2000,
+    HTJ2KLossless,
+    HTJ2KLosslessRPCL,
+    HTJ2K,
+    RLELossless,
+)
+
 
 @dataclass(frozen=True)
 class Limits:
@@ -36,7 +76,7 @@ class Limits:
     max_aspect_ratio: float = 4.0
 
 
-# The usable-range rule (README, "What is accepted"): a film is refused when its pixels hold
+# The usable-range rule (docs/ingest.md, "What is accepted"): a film is refused when its pixels hold
 # one value, or when the middle 98% of them (1st to 99th percentile) span fewer grey levels
 # than MIN_USABLE_GREY_LEVELS or than MIN_USABLE_FRACTION of the 2**BitsStored the header
 # declares. Real radiographs span 10% to 99% of theirs (pydicom's, pydicom-data's and
@@ -69,6 +109,8 @@ def check_radiograph(
     ts = transfer_syntax(ds)
     if ts is not None and not ts.is_transfer_syntax:
         raise Rejected("unknown transfer syntax (not one of the standard's); cannot decode it")
+    if ts is not None and ts not in ACCEPTED_TRANSFER_SYNTAXES:
+        raise Rejected(f"transfer syntax {ts.name} is not one that ingest reads")
     frames = number_of_frames(ds)
     if frames > 1:
         raise Rejected(f"multi-frame image ({frames} frames); only single-frame radiographs")

@@ -14,7 +14,7 @@ from portal.ingest.dicom.age import Age, patient_age_disagreement
 # PatientAge's own: the dates are used, as always when they are there.
 AGE_DISAGREES = "PatientAge says {patient_age}; the dates say {dates} (the dates are used)"
 
-# Every warning text, for the README and the tests.
+# Every warning text, for the docs (docs/ingest.md) and the tests.
 WARNING_TEXTS = (AGE_DISAGREES,)
 # A report line's warnings are one text, one warning per line.
 SEPARATOR = "\n"

@@ -16,11 +16,13 @@ from portal.ingest.services.processing import (
     upload_process_staged,
 )
 from portal.ingest.services.store import DUPLICATE_REASON, FileRef, file_name_hash
+from portal.ingest.services.streaming import Stream, streams_close_orphaned
 from portal.ingest.services.uploads import (
     EXPIRE_TASK,
     PROCESS_TASK,
     RESEND_TASK,
     SITE_FIELDS,
+    UPLOAD_DONE_TASK,
     IngestError,
     site_change,
     site_create,
@@ -39,12 +41,15 @@ __all__ = [
     "PROCESS_TASK",
     "RESEND_TASK",
     "SITE_FIELDS",
+    "Stream",
+    "UPLOAD_DONE_TASK",
     "FileRef",
     "IngestError",
     "file_name_hash",
     "ingest_workers_start",
     "site_change",
     "site_create",
+    "streams_close_orphaned",
     "upload_create",
     "upload_expire",
     "upload_expire_stale",

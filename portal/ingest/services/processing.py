@@ -17,6 +17,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from portal.core import outbox
 from portal.core.files import data_folder
 from portal.ingest import staging
 from portal.ingest.archive import Item, Source, ZipLimits, count_items, iter_items
@@ -24,8 +25,14 @@ from portal.ingest.dicom import Limits, may_need_native_decoder
 from portal.ingest.models import Upload, UploadFile
 from portal.ingest.prepare import Prepared, Refused, prepare, prepare_many
 from portal.ingest.services.store import FileRef, _counters_refresh, _store, _store_many
-from portal.ingest.services.uploads import _OPEN, IngestError, _fail, _lock, upload_claim
-from portal.predictions.services import prediction_job_create_for_upload
+from portal.ingest.services.uploads import (
+    _OPEN,
+    UPLOAD_DONE_TASK,
+    IngestError,
+    _fail,
+    _lock,
+    upload_claim,
+)
 
 # One logger for the package, whichever of its modules logs.
 log = logging.getLogger(__package__)
@@ -224,7 +231,9 @@ def _finish(upload: Upload) -> Upload:
             )
         upload.refresh_from_db()
         if upload.status == Upload.Status.DONE and upload.accepted_count:
-            prediction_job_create_for_upload(upload=upload)
+            # The predictions app queues its images once this commits (a nudge: what the
+            # broker loses, predictions' sweep finds in the done upload without a job).
+            outbox.send_on_commit(UPLOAD_DONE_TASK, args=[upload.pk])
     return upload
 
 

@@ -24,6 +24,10 @@ log = logging.getLogger(__package__)
 PROCESS_TASK = "portal.ingest.upload_process"
 EXPIRE_TASK = "portal.ingest.upload_expire_stale"
 RESEND_TASK = "portal.ingest.resend"
+# Sent (by name, once the upload is done and committed) to the predictions app above, whose task
+# queues the upload's images for the active model: ingest never imports predictions (the layers
+# contract in pyproject.toml). A send the broker loses is made good by predictions' sweep.
+UPLOAD_DONE_TASK = "portal.predictions.upload_done"
 
 
 class IngestError(Exception):

@@ -21,7 +21,10 @@ SMALL_MARK = "†"
 # "<a> - <b>") fill only n and the difference columns; paper-table rows (section
 # "paper_internal" / "paper_external", group "<age group> <sex>" or "overall <sex>") fill n, MAE,
 # MAPE and, on the overall rows, the published MAE. Site x age-group rows: section
-# "by_site_group", group "<site> <age group>". `small_n` is "yes" when n < SMALL_N.
+# "by_site_group", group "<site> <age group>". `small_n` is "yes" when n < SMALL_N. Corrections
+# equal to the model's output (the page's and the PDF's "copies" table): section
+# "copied_corrections", model the model compared with, group "<reader> <site>" (n corrections,
+# `copies`, `blind_copies`) and "overall" (the totals, and the flagged image ids, space-separated).
 CSV_COLUMNS = (
     "model",
     "section",
@@ -41,6 +44,9 @@ CSV_COLUMNS = (
     "difference_ci_high_months",
     "published_mae_months",
     "small_n",
+    "copies",
+    "blind_copies",
+    "flagged_images",
 )
 DECIMALS = {
     "mae_months": 2,
@@ -57,7 +63,7 @@ DECIMALS = {
 }
 
 # Cells of these columns are numbers ("-1.20" is a bias, not a formula); the rest is text.
-NUMERIC_COLUMNS = frozenset({"n", "mape_n", "mape_excluded", *DECIMALS})
+NUMERIC_COLUMNS = frozenset({"n", "mape_n", "mape_excluded", "copies", "blind_copies", *DECIMALS})
 
 
 def fmt(value: float | None, decimals: int = 2) -> str:
@@ -127,6 +133,37 @@ def _paper_rows(model: str, table: dict) -> list[dict]:
     return rows
 
 
+def _copies_rows(copied: dict | None) -> list[dict]:
+    """The copies table's rows (reports before issue 17 have none)."""
+    if not copied or not copied["by_reader"]:
+        return []
+    rows = [
+        _csv_row(
+            model=copied["model"],
+            section="copied_corrections",
+            group=f"{r['reader']} {r['site']}",
+            n=r["corrections"],
+            copies=r["copies"],
+            blind_copies=r["blind_copies"],
+        )
+        for r in copied["by_reader"]
+    ]
+    rows.append(
+        _csv_row(
+            model=copied["model"],
+            section="copied_corrections",
+            group="overall",
+            n=copied["corrections"],
+            copies=copied["copies"],
+            blind_copies=copied["blind_copies"],
+            flagged_images=" ".join(str(i) for i in copied["flagged_images"]),
+        )
+    )
+    for row in rows:
+        row["small_n"] = ""  # counts of corrections, not a metric's sample
+    return rows
+
+
 def to_csv(report: dict) -> str:
     """See CSV_COLUMNS. Empty cells for missing values (None)."""
     rows = [
@@ -150,6 +187,7 @@ def to_csv(report: dict) -> str:
             )
     if report.get("paper_table"):
         rows.extend(_paper_rows(report["model"], report["paper_table"]))
+    rows.extend(_copies_rows(report.get("copied_corrections")))
     out = io.StringIO()
     writer = SafeDictWriter(out, CSV_COLUMNS, numeric=NUMERIC_COLUMNS, lineterminator="\n")
     writer.writeheader()

@@ -250,6 +250,7 @@ def try_rewrites(execute, statements: list[str], count) -> None:
     assert {t: count(t) for t in tables} == before
 
 
+@pytest.mark.slow  # migrates a fresh database
 def test_a_fresh_sqlite_database_refuses_update_and_delete_on_every_append_only_table(tmp_path):
     path = tmp_path / "fresh.sqlite3"
     migrate_and_seed(f"sqlite:///{path}", tmp_path / "data")
@@ -285,6 +286,7 @@ def _postgres_server() -> dict:
     return {"host": "127.0.0.1", "port": 5432, "user": "postgres", "password": ""}
 
 
+@pytest.mark.slow  # migrates a fresh database
 def test_a_fresh_postgresql_database_refuses_update_delete_and_truncate_on_every_append_only_table(
     tmp_path,
 ):

@@ -15,7 +15,7 @@ from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from rest_framework.test import APIClient
 
-from portal.core.tokens import token_create
+from portal.accounts.tokens import token_create
 from tests.conftest import ROOT
 from tests.portal import factories
 

@@ -21,6 +21,7 @@ def test_run_portal_serves_the_login_page_and_stops_everything_on_ctrl_c(tmp_pat
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL")}
     env["PORTAL_DATA_DIR"] = str(tmp_path)
+    env["PORTAL_DICOM_PORT"] = str(dicom_port := free_port())
     subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
     proc = run_portal(port, env)
     try:
@@ -40,6 +41,13 @@ def test_run_portal_serves_the_login_page_and_stops_everything_on_ctrl_c(tmp_pat
         assert "-A portal beat" in names  # the periodic stalled-jobs sweep
         assert "serve_web" in names  # waitress (portal.core.webserver)
         assert "inference_worker" in names
+        assert "dicom_listen" in names  # the DICOM receiver (portal.pacs)
+        echo = subprocess.run(
+            ["echoscu", "-aet", "ANYONE", "-aec", "NO_SITE", "127.0.0.1", str(dicom_port)],
+            capture_output=True,
+            text=True,
+        )
+        assert "Called AE Title Not Recognized" in echo.stderr  # it answers, and checks titles
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=60)
         gone, alive = psutil.wait_procs(children, timeout=30)

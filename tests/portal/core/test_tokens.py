@@ -8,8 +8,8 @@ from django.apps import apps
 from django.db import connection
 from rest_framework.test import APIClient
 
+from portal.accounts.tokens import token_create
 from portal.core.models import ApiToken
-from portal.core.tokens import token_create
 from tests.conftest import manage
 from tests.portal import factories
 

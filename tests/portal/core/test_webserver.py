@@ -18,8 +18,8 @@ import pytest
 import requests
 from django.conf import settings
 
+from portal.accounts.tokens import token_create
 from portal.core.processes import free_port, stop_process_groups
-from portal.core.tokens import token_create
 from tests.conftest import ROOT, _database_url, wait_for
 from tests.dicom_files import make_dicom
 
@@ -34,10 +34,12 @@ def serve_web(data_dir: Path, **env: str) -> Iterator[str]:
     port = free_port()
     environ = {k: v for k, v in os.environ.items() if k != "PORTAL_STAGING_DIR"}
     environ.update(
-        PORTAL_DATA_DIR=str(data_dir),
-        DATABASE_URL=_database_url(),
-        PORTAL_CLIENT_TIMEOUT_S=str(CLIENT_TIMEOUT_S),
-        **env,
+        {
+            "PORTAL_DATA_DIR": str(data_dir),
+            "DATABASE_URL": _database_url(),
+            "PORTAL_CLIENT_TIMEOUT_S": str(CLIENT_TIMEOUT_S),
+            **env,
+        }
     )
     proc = subprocess.Popen(
         [sys.executable, "manage.py", "serve_web", "--port", str(port)],

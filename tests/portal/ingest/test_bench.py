@@ -1,6 +1,6 @@
 """`bench/ingest.py` in a small mode: it runs end to end and prints the two ratios the issue
 sets goals for, `manage.py ingest` against Orthanc and a JPEG 2000 chest film against its
-uncompressed copy. Timing goals are the benchmark's (README, "Benchmarks / Ingest"), not
+uncompressed copy. Timing goals are the benchmark's (bench/RESULTS.md, "Ingest"), not
 asserted here: a shared test machine's load moves them."""
 
 import importlib.util

@@ -73,6 +73,7 @@ def _pixels(path: Path) -> np.ndarray:
     return ds.pixel_array
 
 
+@pytest.mark.slow  # over 200 files, each ingested and decoded back
 @pytest.mark.parametrize(
     "every_image_as_radiograph",
     [False, True],
@@ -209,7 +210,7 @@ def test_real_files_of_other_packages_as_childrens_chest_films_keep_encoding_and
             stored = _pixels(data_dir / line.image.file)
             np.testing.assert_array_equal(stored, _pixels(sent[name]), err_msg=name)
             transfer_syntax = pydicom.dcmread(sent[name]).file_meta.TransferSyntaxUID
-            if not transfer_syntax.is_deflated:  # stored inflated, as README says
+            if not transfer_syntax.is_deflated:  # stored inflated, as docs/ingest.md says
                 assert line.image.transfer_syntax_uid == transfer_syntax, name
         else:
             assert line.outcome == UploadFile.Outcome.REJECTED, name

@@ -15,8 +15,8 @@ import pytest
 from django.db import connection
 
 from portal.accounts.models import Role
+from portal.accounts.tokens import token_create
 from portal.core import signing
-from portal.core.tokens import token_create
 from portal.predictions.integrity import file_sha256
 from portal.review.services import review_submit
 from portal.validation import services as validation
@@ -102,6 +102,7 @@ def dump(data_dir: Path, database_url: str) -> list[dict]:
     return sorted(json.loads(result.stdout), key=lambda o: (o["model"], str(o["pk"])))
 
 
+@pytest.mark.slow  # backs up, then migrates and restores a new database
 def test_backup_restores_into_a_new_database_and_data_folder_with_everything(
     data_dir: Path, tmp_path: Path
 ) -> None:

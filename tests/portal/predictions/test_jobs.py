@@ -54,6 +54,16 @@ def wait_job(job: PredictionJob, timeout_s: float = 120) -> PredictionJob:
     return PredictionJob.objects.get(pk=job.pk)
 
 
+def job_of(upload: Upload, timeout_s: float = 60) -> PredictionJob:
+    """The job the `default` worker makes when ingest's message says the upload is done."""
+    wait_for(
+        lambda: PredictionJob.objects.filter(upload=upload).exists(),
+        timeout_s=timeout_s,
+        what=f"the job of upload {upload.pk}",
+    )
+    return PredictionJob.objects.get(upload=upload)
+
+
 def start_default_worker(start_worker, *, batch_size: int = 16, env: dict | None = None):
     """The `default` worker dispatches jobs, so the batch size is its setting."""
     env = {"PORTAL_PREDICT_BATCH_SIZE": str(batch_size), **(env or {})}
@@ -75,7 +85,7 @@ def test_an_upload_is_predicted_automatically_once_per_image(
     version = services.model_version_register(folder=tmp_path / "ckpt", activate=True)
     upload = ingest_phantoms(site, tmp_path / "phantoms", 24)
 
-    job = PredictionJob.objects.get(upload=upload)
+    job = job_of(upload)
     assert (job.model_version, job.total) == (version, 24)
     job = wait_job(job)
 
@@ -190,7 +200,7 @@ def test_only_one_version_is_active_and_activating_another_predicts_again(
     assert ok.returncode == 0
     assert "model version one active" in ok.stdout
     upload = ingest_phantoms(site, tmp_path / "phantoms", 4)
-    wait_job(PredictionJob.objects.get(upload=upload))
+    wait_job(job_of(upload))
     assert (
         manage("model_register", str(tmp_path / "two"), "--activate", data_dir=data_dir).returncode
         == 0

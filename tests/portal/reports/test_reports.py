@@ -104,6 +104,7 @@ def test_a_report_agrees_with_the_metrics_module_and_later_reviews_change_nothin
     }
 
 
+@pytest.mark.slow  # real workers predict the set first
 @pytest.mark.django_db(transaction=True)
 def test_the_report_command_writes_every_format_with_the_same_overall_mae(data_dir, tmp_path):
     frozen_world()

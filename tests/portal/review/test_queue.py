@@ -75,9 +75,12 @@ def test_the_queue_holds_scores_above_the_threshold_highest_first(north, setting
     assert set(first) == {
         "image",
         "site",
+        "sex",
         "score",
         "recorded_age_days",
         "predicted_age_days",
+        "residual_days",
+        "why",
         "status",
     }
     assert (first["site"], first["status"], first["recorded_age_days"]) == (

@@ -20,8 +20,8 @@ from portal.core import outbox
 from portal.ingest.archive import Source
 from portal.ingest.models import Image, Upload
 from portal.ingest.selectors import upload_report
-from portal.ingest.services import upload_create, upload_process
-from portal.predictions import dispatch, services
+from portal.ingest.services import UPLOAD_DONE_TASK, upload_create, upload_process
+from portal.predictions import dispatch, services, uploads
 from portal.predictions.models import PredictionJob
 from portal.predictions.tasks import store_results
 from portal.review.selectors import QueueFilters, queue
@@ -71,7 +71,8 @@ def train_tiny_model(folder: Path) -> Path:
 
 
 def predict_in_process(monkeypatch, capture_on_commit, data_dir: Path, upload_sources):
-    """Ingest (which queues a prediction job), then answer every batch the portal sent."""
+    """Ingest (which hands the done upload to predictions by task name), run that task's
+    body (which queues the prediction job), then answer every batch the portal sent."""
     sent: list[tuple[str, dict]] = []
 
     def capture(name: str, args: list, **options) -> None:
@@ -83,6 +84,10 @@ def predict_in_process(monkeypatch, capture_on_commit, data_dir: Path, upload_so
             upload=upload_create(site=upload_sources[0], source=Upload.Source.CLI),
             sources=[Source.given(upload_sources[1])],
         )
+    assert sent == [(UPLOAD_DONE_TASK, upload.pk)], "ingest did not hand the upload on"
+    sent.clear()
+    with capture_on_commit(execute=True):
+        uploads.upload_done(upload_id=upload.pk)
     dispatches = [args for name, args in sent if name == services.DISPATCH_TASK]
     assert dispatches, "the upload queued no prediction job"
     sent.clear()

@@ -10,8 +10,8 @@ import pytest
 from django.core.management import call_command
 
 from portal.accounts.models import AuditEvent
+from portal.accounts.trust import trusted_portal_add
 from portal.core import signing
-from portal.core.trust import trusted_portal_add
 from portal.validation.imports import import_zip
 from tests.portal import factories as f
 

@@ -26,9 +26,9 @@ from django.conf import settings
 from rest_framework.test import APIClient
 
 from portal.accounts.models import AuditEvent
+from portal.accounts.trust import trusted_portal_add
 from portal.core import signing
 from portal.core.models import TrustedPortal
-from portal.core.trust import trusted_portal_add
 from portal.ingest.models import Image
 from portal.validation import exports
 from portal.validation.models import ValidationSet
@@ -55,7 +55,7 @@ def public_text(key: Ed25519PrivateKey) -> str:
 
 
 def sign_with(key: Ed25519PrivateKey) -> Callable[[bytes], bytes]:
-    """manifest.sig as the README documents it, written here without the portal's code."""
+    """manifest.sig as docs/validation.md documents it, written here without the portal's code."""
 
     def sign(data: bytes) -> bytes:
         return json.dumps(
@@ -412,6 +412,7 @@ def test_an_unsigned_export_imports_with_allow_unsigned_and_its_provenance_says_
     assert json.loads(provenance)["imported_from"]["signature"] == {"status": "unsigned"}
 
 
+@pytest.mark.slow  # two portals, each a process of its own
 @pytest.mark.django_db
 def test_round_trip_between_two_portals_once_the_second_trusts_the_firsts_key(
     tmp_path, data_dir, untrusting_portal2

@@ -30,6 +30,7 @@ function detail(overrides: Partial<ImageDetail>): ImageDetail {
     can_review: true,
     can_adjudicate: false,
     dicom_url: "/api/images/1/dicom/",
+    wado_rs_url: "/dicomweb/studies/2.25.1/series/2.25.2/instances/2.25.3",
     ...overrides,
   };
 }

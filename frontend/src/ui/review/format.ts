@@ -1,13 +1,11 @@
 // Text for the review screen: ages, residuals, what changed between two versions of a case.
-import { DAYS_PER_MONTH, daysToYearsMonths } from "../../ages";
+import { DAYS_PER_MONTH, yearsMonthsText } from "../../ages";
 import type { AuditRecord, ExcludeReason, ImageDetail, ReviewRecord } from "../../api/client";
 
-/** "5 y 3 m" (completed years and months, as ages.ts shows them); under a year also the
- * days, which matter for infants. */
+/** "5 y 3 m", "0 y 2 m": completed years and months, as ages.ts writes them (the API keeps days). */
 export function formatAge(days: number | null | undefined): string {
   if (days === null || days === undefined) return "—";
-  const { years, months } = daysToYearsMonths(days);
-  return years > 0 ? `${years} y ${months} m` : `${months} m (${days} d)`;
+  return yearsMonthsText(days);
 }
 
 /** Signed months, one decimal: "+10.8 months" means the model says older than recorded. */
@@ -69,6 +67,7 @@ const KIND: Record<string, string> = {
 };
 
 export function describeReview(review: ReviewRecord): string {
+  if (review.text) return review.text; // the server's words, as on the audit page
   let what = VERB[review.decision] ?? review.decision;
   if (review.decision === "correct" && review.age_days !== null) what += ` to ${formatAge(review.age_days)}`;
   if (review.decision === "exclude" && review.reason) {
@@ -87,6 +86,7 @@ function short(value: unknown): string {
 }
 
 export function describeAudit(entry: AuditRecord): string {
+  if (entry.text) return entry.text; // "field: old -> new", ages in y m (portal/review/history.py)
   const before = entry.before ?? {};
   const after = entry.after ?? {};
   const keys = [...new Set([...Object.keys(before), ...Object.keys(after)])];
@@ -120,16 +120,42 @@ export interface HistoryRow {
 /** The reads the API logs for every opening of the viewer, in the order they happen. */
 const ACCESS = ["image.view", "image.dicom", "image.heatmap"];
 
+/** "the case is now disputed": what a decision's audit event says it made of the case. */
+function outcome(entry: AuditRecord | undefined): string {
+  const before = entry?.before?.status;
+  const after = entry?.after?.status;
+  if (typeof after !== "string" || after === before) return "";
+  return ` → the case is now ${after.replace(/_/g, " ")}`;
+}
+
+/** A decision's audit event: the review.* event made on the decision's revision. */
+function decisionEvent(review: ReviewRecord, audit: AuditRecord[]): AuditRecord | undefined {
+  return audit.find(
+    (entry) =>
+      entry.action.startsWith("review.") &&
+      entry.before?.revision === review.based_on_revision &&
+      entry.actor === review.reviewer,
+  );
+}
+
 export function historyRows(reviews: ReviewRecord[], audit: AuditRecord[]): HistoryRow[] {
+  // A decision shows once, in words, with what it made of the case; its audit event (the
+  // same decision as a diff) is folded into it rather than listed again.
+  const folded = new Set<AuditRecord>();
+  const decided = reviews.map((review) => {
+    const entry = decisionEvent(review, audit);
+    if (entry) folded.add(entry);
+    return { at: review.created_at, review, entry: null, text: describeReview(review) + outcome(entry) };
+  });
   const events = [
-    ...reviews.map((review) => ({ at: review.created_at, review, entry: null })),
-    ...audit.map((entry) => ({ at: entry.at, review: null, entry })),
+    ...decided,
+    ...audit.filter((entry) => !folded.has(entry)).map((entry) => ({ at: entry.at, review: null, entry, text: "" })),
   ].sort((a, b) => Date.parse(b.at) - Date.parse(a.at));
   const rows: HistoryRow[] = [];
   let run: { row: HistoryRow; actor: string; reads: Set<string>; opens: number } | null = null;
-  for (const { at, review, entry } of events) {
+  for (const { at, review, entry, text } of events) {
     if (review) {
-      rows.push({ at, text: describeReview(review), kind: "review" });
+      rows.push({ at, text, kind: "review" });
       run = null;
     } else if (entry && ACCESS.includes(entry.action)) {
       if (!run || run.actor !== entry.actor) {

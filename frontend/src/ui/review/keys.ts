@@ -13,10 +13,26 @@ export type Action =
   | "reset"
   | "presetNext"
   | "presetPrev"
+  | ViewerAction
   | "help";
 
+/** The viewer's camera and measuring keys (`viewer-actions` runs them). */
+export type ViewerAction =
+  | "zoomIn"
+  | "zoomOut"
+  | "panLeft"
+  | "panRight"
+  | "panUp"
+  | "panDown"
+  | "rotateRight"
+  | "rotateLeft"
+  | "flipH"
+  | "flipV"
+  | "measure"
+  | "clearMeasures";
+
 /** Global shortcuts (never while typing in a field). Digits are not global: they pick reasons. */
-export const SHORTCUTS: { key: string; action: Action; label: string }[] = [
+export const SHORTCUTS: { key: string; action: Action; label: string; shown?: string }[] = [
   { key: "c", action: "confirm", label: "confirm the recorded age" },
   { key: "e", action: "correct", label: "correct the age (years, Tab, months, Enter)" },
   { key: "x", action: "exclude", label: "exclude the image (then 1-5 for the reason, Enter)" },
@@ -28,7 +44,20 @@ export const SHORTCUTS: { key: string; action: Action; label: string }[] = [
   { key: "w", action: "presetNext", label: "next window/level preset" },
   { key: "W", action: "presetPrev", label: "previous window/level preset" },
   { key: "i", action: "invert", label: "invert grey levels" },
-  { key: "r", action: "reset", label: "reset zoom, pan, window/level and invert" },
+  { key: "+", action: "zoomIn", label: "zoom in (= too)" },
+  { key: "=", action: "zoomIn", label: "zoom in", shown: "" },
+  { key: "-", action: "zoomOut", label: "zoom out" },
+  { key: "ArrowLeft", action: "panLeft", label: "pan: move the film left, right, up, down", shown: "← → ↑ ↓" },
+  { key: "ArrowRight", action: "panRight", label: "", shown: "" },
+  { key: "ArrowUp", action: "panUp", label: "", shown: "" },
+  { key: "ArrowDown", action: "panDown", label: "", shown: "" },
+  { key: "t", action: "rotateRight", label: "rotate 90° clockwise" },
+  { key: "T", action: "rotateLeft", label: "rotate 90° anticlockwise", shown: "Shift + t" },
+  { key: "f", action: "flipH", label: "flip left-right" },
+  { key: "v", action: "flipV", label: "flip upside down" },
+  { key: "m", action: "measure", label: "measure: left drag draws a length (mm), again for window/level" },
+  { key: "M", action: "clearMeasures", label: "remove all lengths", shown: "Shift + m" },
+  { key: "r", action: "reset", label: "reset zoom, pan, rotation, flips, window/level and invert" },
   { key: "?", action: "help", label: "show / hide this help" },
 ];
 
@@ -52,7 +81,9 @@ export function renderHelp(help: HTMLElement): void {
   const title = document.createElement("h2");
   title.textContent = "Keyboard shortcuts";
   const table = document.createElement("table");
-  const rows = [...SHORTCUTS.map(({ key, label }) => ({ key, label })), ...OTHER_KEYS];
+  // A key listed with an empty `shown` is described by the row before it.
+  const listed = SHORTCUTS.filter(({ shown }) => shown !== "");
+  const rows = [...listed.map(({ key, label, shown }) => ({ key: shown ?? key, label })), ...OTHER_KEYS];
   for (const { key, label } of rows) {
     const tr = table.insertRow();
     const keyCell = tr.insertCell();

@@ -61,7 +61,7 @@ class Command(BaseCommand):
         create.add_argument(
             "--blind-only",
             action="store_true",
-            help="only images whose every decision was made blind (README, Blind reading)",
+            help="only images whose every decision was made blind (docs/review.md, Blind reading)",
         )
         sub.add_parser(
             "freeze", help="freeze the set's current items as a new version"

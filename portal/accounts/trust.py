@@ -1,6 +1,7 @@
-"""The other portals whose signed exports this one imports: an administrator adds a portal by
-its public key (which its operator reads with `manage.py signing_key`) and may remove it; each
-change is an audit event."""
+"""The other portals whose signed exports this one imports (`TrustedPortal`, a core model): an
+administrator adds a portal by its public key (which its operator reads with
+`manage.py signing_key`) and may remove it; each change is an audit event, which is why these
+services live here, beside the audit log, and not in core."""
 
 from django.db import transaction
 

@@ -3,9 +3,9 @@ signed exports `validation_set import` accepts. Exit status 1 when a change is r
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from portal.accounts.trust import TrustError, trusted_portal_add, trusted_portal_remove
 from portal.core import signing
 from portal.core.models import TrustedPortal
-from portal.core.trust import TrustError, trusted_portal_add, trusted_portal_remove
 
 
 class Command(BaseCommand):

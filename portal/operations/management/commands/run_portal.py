@@ -14,6 +14,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.utils import timezone
 
+from inference_worker import progress
 from portal.celery import app as celery_app
 from portal.core.files import data_folder
 from portal.core.processes import beat_command, local_redis, stop_process_groups
@@ -21,6 +22,7 @@ from portal.ingest.models import Image, Site
 from portal.ingest.services import upload_resend
 from portal.predictions import services
 from portal.predictions.dispatch import prediction_jobs_sweep
+from portal.predictions.uploads import upload_jobs_recover
 from portal.reports.services import report_resend
 from portal.validation.exports import export_resend
 
@@ -28,7 +30,10 @@ DEMO_VERSION = "demo-ca-resnet18-phantoms"
 
 
 class Command(BaseCommand):
-    help = "Start Redis, the Celery worker(s), Celery beat and the web server together."
+    help = (
+        "Start Redis, the Celery worker(s), Celery beat, the DICOM receiver and the web server "
+        "together."
+    )
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--host", default="127.0.0.1")
@@ -49,6 +54,8 @@ class Command(BaseCommand):
         self, *args, host: str, port: int, web_threads: int, skip_demo_model: bool, **options
     ) -> None:
         with ExitStack() as stack:
+            if not skip_demo_model:
+                self._demo_model_starting()  # the banner shows from the first page on
             env = dict(os.environ, INFERENCE_DATA_DIR=str(settings.DATA_DIR))
             if "REDIS_URL" not in os.environ:
                 env["REDIS_URL"] = stack.enter_context(
@@ -96,6 +103,16 @@ class Command(BaseCommand):
                     "--concurrency",
                     "1",
                 ],
+                # The DICOM receiver (portal.pacs): sites' PACS send to their AE titles.
+                "dicom": [
+                    sys.executable,
+                    str(settings.BASE_DIR / "manage.py"),
+                    "dicom_listen",
+                    "--host",
+                    host,
+                    "--port",
+                    str(settings.DICOM["PORT"]),
+                ],
                 # waitress (portal.core.webserver): stalled uploads never hold a thread.
                 "web": [
                     sys.executable,
@@ -134,18 +151,28 @@ class Command(BaseCommand):
 
     def _resend_waiting_work(self) -> None:
         """Work recorded while the portal or its broker was down starts now: every upload,
-        export and report still waiting for its task is sent again, and stalled prediction
-        jobs are re-dispatched (README, "When the broker is down"). The tasks do nothing twice,
-        whatever the queues still held."""
+        export and report still waiting for its task is sent again, stalled prediction jobs
+        are re-dispatched, and done uploads whose job was never made get it (docs/reliability.md,
+        "When the broker is down"). The tasks do nothing twice, whatever the queues still held."""
         now = timezone.now()
         uploads = upload_resend(sent_before=now)
         built = export_resend(sent_before=now)
         reports = report_resend(sent_before=now)
         jobs = prediction_jobs_sweep(now=now)
+        made = upload_jobs_recover(finished_before=now)
         self.stdout.write(
             f"Waiting work sent again: {uploads} uploads, {built} exports, {reports} reports, "
-            f"{sum(o == 'redispatched' for o in jobs.values())} prediction jobs"
+            f"{sum(o == 'redispatched' for o in jobs.values())} prediction jobs; "
+            f"{made} done uploads given their missing prediction job"
         )
+
+    @staticmethod
+    def _demo_model_starting() -> None:
+        """Record "starting" (with the recipe's estimate) before anything else starts, unless
+        the demo model is trained already."""
+        out = data_folder("models/demo")
+        if (progress.read(out) or {}).get("state") != progress.DONE:
+            progress.demo_starting(out)
 
     def _train_demo_model(self, env: dict) -> subprocess.Popen:
         """Train (or reuse) the demo model in the background; the portal shows its progress."""
@@ -165,6 +192,9 @@ class Command(BaseCommand):
         """Register the trained demo model, make it active unless another version is, and
         queue every image that lacks its prediction."""
         if returncode != 0:
+            progress.write(
+                data_folder("models/demo"), state=progress.FAILED, exit_status=returncode
+            )
             self.stderr.write(
                 f"Demo model: not ready (exit status {returncode}); see its training.log"
             )

@@ -3,7 +3,7 @@
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from portal.core.tokens import token_create
+from portal.accounts.tokens import token_create
 
 
 class Command(BaseCommand):
