@@ -65,9 +65,9 @@ test: lint $(if $(filter docker compose,$(COMPOSE)),,$(VENV)/bin/docker-compose)
 	$(COMPOSE) -f docker/compose.yaml --env-file docker/env.example config --quiet
 	$(VENV)/bin/pytest
 
-test-fast: lint ## everyday work: lint, the front-end unit tests, then pytest without the `slow`, `e2e` and `train` tests
+test-fast: lint ## everyday work: lint, the front-end unit tests, then pytest (two processes) without the `slow`, `e2e` and `train` tests
 	cd frontend && npm test
-	$(VENV)/bin/pytest -m "not slow and not e2e and not train"
+	$(VENV)/bin/pytest -n 2 -m "not slow and not e2e and not train"
 
 lint: setup ## ruff, import-linter and the TypeScript checker
 	$(VENV)/bin/ruff check .

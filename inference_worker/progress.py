@@ -8,9 +8,8 @@ process has done anything), `phantoms` (demo: making the phantoms, `done` of `to
 `epochs`, its own measured `eta_seconds`), `done`; and `failed` (run_portal: the trainer exited
 with an error). Every write adds `updated_at`.
 
-The demo recipe's cost on two CPU cores (DEMO_SECONDS_PER, measured on an otherwise idle
-machine) gives the estimate until the trainer has measured itself, and the time the docs state
-(`demo_expected_minutes()`).
+The demo recipe's cost on two CPU cores (DEMO_SECONDS_PER, from a timed run) gives the estimate
+until the trainer has measured itself, and the time the docs state (`demo_expected_minutes()`).
 """
 
 import datetime as dt
@@ -31,12 +30,12 @@ FAILED = "failed"
 DEMO_COUNT = 1500
 DEMO_PROFILES = 2
 DEMO_EPOCHS = 15
-# Seconds on two otherwise idle CPU cores per phantom made, per image preprocessed into the
-# cache, and per image and epoch of training (validation included). Measured as CPU time (the
-# shared machine it was measured on never stood idle) and halved: 0.095 CPU-s a phantom, 0.015
-# an image cached, 0.25 a training step of 32 images at 128 px (one thread; two threads with
-# OMP_WAIT_POLICY=PASSIVE cost 0.28), 0.07 a validation batch; about 11 CPU-minutes in all.
-DEMO_SECONDS_PER = {PHANTOMS: 0.048, PREPROCESSING: 0.008, TRAINING: 0.0055}
+# Wall seconds on this project's two CPU cores per phantom made, per image preprocessed into
+# the cache, and per image and epoch of training (validation included), from a timed run of
+# `python -m inference_worker.demo` (9 min 49 s in all, 416 CPU-s: the trainer keeps about 0.7
+# of the two cores busy, so CPU time halved would promise too little): about 22 phantoms a
+# second, 3,000 images cached in 20 s, an epoch of 3,000 images in about 28 s.
+DEMO_SECONDS_PER = {PHANTOMS: 0.048, PREPROCESSING: 0.008, TRAINING: 0.0095}
 
 
 def write(out: Path, **state) -> None:

@@ -13,7 +13,7 @@ from rest_framework.views import APIView
 from portal.accounts.audit import AuditAction
 from portal.accounts.services import audit_record
 from portal.ingest.models import Image
-from portal.pacs import dicomweb
+from portal.pacs import dicomweb, stow
 from portal.pacs.dicomweb import DicomWebError
 from portal.pacs.multipart import new_boundary, write_parts
 
@@ -92,10 +92,10 @@ class StudiesView(SearchView):
 
     @_handled
     def post(self, request: Request) -> HttpResponse:
-        site = dicomweb.stow_site(user=request.user, slug=request.query_params.get("site"))
+        site = stow.stow_site(user=request.user, slug=request.query_params.get("site"))
         if request.stream is None:
             raise DicomWebError(400, "the request has no body")
-        result = dicomweb.stow(
+        result = stow.stow(
             user=request.user,
             site=site,
             stream=request.stream,  # the raw body, read part by part

@@ -38,7 +38,7 @@ def test_three_corrections_typed_in_the_viewer_show_back_unchanged(browser: Brow
         expect(page.locator("#case-status")).to_have_text("corrected")
         shown = f"{years} y {months} m"
         expect(page.locator("#curated-age")).to_have_text(shown)
-        expect(page.locator("#history")).to_contain_text(f"corrected to {shown}")
+        expect(page.locator("#history")).to_contain_text(f"corrected the age to {shown}")
 
         days = years_months_to_days(years, months)
         assert Review.objects.get(image=image).age_days == days

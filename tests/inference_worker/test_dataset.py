@@ -105,6 +105,7 @@ def test_a_file_that_cannot_be_read_stops_the_build_naming_it(phantoms, tmp_path
     assert not list((tmp_path / "cache").glob("inputs-*[0-9a-f]"))  # no complete cache
 
 
+@pytest.mark.slow  # starts preprocessing processes after torch ran on threads
 def test_preprocessing_processes_finish_after_the_parent_ran_torch_on_several_threads(
     phantoms, tmp_path
 ):

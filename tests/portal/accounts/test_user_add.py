@@ -14,6 +14,7 @@ from tests.portal import factories as f
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
+@pytest.mark.slow  # manage.py in a subprocess, several times
 def test_user_add_grants_a_role_prints_a_generated_password_once_and_adds_sites(data_dir):
     f.site("north"), f.site("south")
 
@@ -47,6 +48,7 @@ def test_user_add_grants_a_role_prints_a_generated_password_once_and_adds_sites(
     ]
 
 
+@pytest.mark.slow  # manage.py in a subprocess, several times
 def test_user_add_with_a_password_and_usage_errors(data_dir):
     f.site("north")
     given = manage(
@@ -127,6 +129,7 @@ def test_leads_filter_and_export_the_audit_log_of_their_sites_as_csv():
     assert correction["at"].endswith("+00:00")  # UTC
 
 
+@pytest.mark.slow  # manage.py in a subprocess, several times
 def test_user_add_refuses_weak_passwords_mixed_scripts_and_the_last_leads_downgrade(data_dir):
     f.site("north")
     weak = manage(

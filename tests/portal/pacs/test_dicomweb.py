@@ -41,6 +41,8 @@ def _client(web: str, username: str) -> DICOMwebClient:
 
 @pytest.fixture
 def web(transactional_db, data_dir) -> Iterator[str]:
+    """The portal's web server in a process of its own (`make test-fast` leaves its tests
+    out: they are marked slow)."""
     with serve_web(data_dir, PORTAL_CLIENT_TIMEOUT_S="60") as url:
         yield url
 
@@ -64,6 +66,7 @@ def stored(web, tmp_path):
     return north, sent, answer
 
 
+@pytest.mark.slow
 def test_stow_names_each_outcome_and_makes_one_upload(stored):
     north, sent, answer = stored
     referenced, failed = answer.get(REFERENCED, []), answer.get(FAILED, [])
@@ -82,6 +85,7 @@ def test_stow_names_each_outcome_and_makes_one_upload(stored):
     assert (upload.accepted_count, upload.duplicate_count, upload.rejected_count) == (2, 1, 1)
 
 
+@pytest.mark.slow
 def test_qido_searches_the_callers_sites(stored, web):
     north, _sent, _answer = stored
     client = _client(web, "reader")
@@ -106,6 +110,7 @@ def test_qido_searches_the_callers_sites(stored, web):
     assert client.search_for_studies(search_filters={"StudyInstanceUID": "1.2.3"}) == []
 
 
+@pytest.mark.slow
 def test_wado_returns_the_stored_files(stored, web):
     north, _sent, _answer = stored
     client = _client(web, "reader")
@@ -128,6 +133,7 @@ def test_wado_returns_the_stored_files(stored, web):
     assert PILImage.open(io.BytesIO(jpeg)).format == "JPEG"
 
 
+@pytest.mark.slow
 def test_another_sites_user_sees_nothing(stored, web):
     north, _sent, _answer = stored
     south = factories.site("south")
@@ -145,6 +151,7 @@ def test_another_sites_user_sees_nothing(stored, web):
     assert anonymous.status_code == 401
 
 
+@pytest.mark.slow
 def test_stow_refuses_what_it_cannot_store(stored, web, tmp_path):
     url = f"{web}/dicomweb/studies"
     auth = _token("reader")  # a reviewer may read, not store

@@ -23,9 +23,13 @@ from tests.dicom_files import make_dicom
 from tests.peers import Orthanc, orthanc_binary
 from tests.portal.pacs.conftest import real_film
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("storescu") is None, reason="dcmtk (Debian package) is not installed"
-)
+# Each test starts a real listener process (and peers): `make test-fast` leaves them out.
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        shutil.which("storescu") is None, reason="dcmtk (Debian package) is not installed"
+    ),
+]
 CR = "1.2.840.10008.5.1.4.1.1.1"
 DX = "1.2.840.10008.5.1.4.1.1.1.1"
 CT = "1.2.840.10008.5.1.4.1.1.2"

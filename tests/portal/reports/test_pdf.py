@@ -3,6 +3,7 @@ both say the same things: units, the definition of every figure, the age groups 
 from `inference_worker.ages`, the small-N flag and the site x age-group table of the service's
 numbers, with the report's identity on every page."""
 
+import csv
 import html
 import io
 import re
@@ -141,10 +142,11 @@ def test_small_n_flags_exactly_the_figures_under_the_threshold():
                 m = report["by_site_group"][f"{site} {group}"]
             assert cell == render.site_group_cell(m)
             assert (render.SMALL_MARK in cell) == (m["n"] < render.SMALL_N), cell
-    rows = [r for r in render.to_csv(report).splitlines()[1:] if ",by_site_group," in r]
+    table = list(csv.DictReader(io.StringIO(render.to_csv(report))))
+    rows = [r for r in table if r["section"] == "by_site_group"]
     assert len(rows) == 2 * len(GROUPS)
-    flagged = [r.endswith(",yes") for r in rows]
-    cells = [report["by_site_group"][r.split(",")[2]] for r in rows]
+    flagged = [r["small_n"] == "yes" for r in rows]
+    cells = [report["by_site_group"][r["group"]] for r in rows]
     assert flagged == [m["n"] < render.SMALL_N for m in cells]
 
 

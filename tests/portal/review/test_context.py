@@ -145,5 +145,6 @@ def test_other_films_are_the_same_patients_of_the_same_site_and_the_reader_s_sit
             "recorded_age_days": 100,
             "view_position": "PA",
             "dicom_url": f"/api/images/{earlier.pk}/dicom/",
+            "wado_rs_url": earlier.wado_rs_path,
         }
     ]
