@@ -97,8 +97,7 @@ def image_scope(*, user) -> QuerySet[Image]:
 
 def _attribute(level: str, key: str) -> Attribute | None:
     """The attribute `key` (a keyword or eight hex digits) names at `level` or above."""
-    if len(key) == 8 and all(c in "0123456789abcdefABCDEF" for c in key):
-        key = keyword_for_tag(Tag(int(key, 16))) or key
+    key = _keyword(key) or key
     while level:
         for attribute in LEVEL_ATTRIBUTES[level]:
             if attribute.keyword == key:
@@ -155,6 +154,7 @@ def parse_search(level: str, params: Iterable[tuple[str, str]], **path: str) -> 
 
 
 def _keyword(name: str) -> str | None:
+    """The keyword of a keyword or eight hex digits (a tag); None for neither."""
     if len(name) == 8 and all(c in "0123456789abcdefABCDEF" for c in name):
         return keyword_for_tag(Tag(int(name, 16))) or None
     return name if tag_for_keyword(name) is not None else None
