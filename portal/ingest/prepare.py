@@ -83,16 +83,20 @@ _FAILED_STEP = {
 }
 
 
-def prepare(path: str, site_key: bytes, limits: Limits, tmp_dir: str) -> Prepared | Refused:
+def prepare(
+    source: str | bytes, site_key: bytes, limits: Limits, tmp_dir: str
+) -> Prepared | Refused:
     """Never raises for a bad file: a failure of one file at any step is its refusal.
+    `source` is the file's path, or its bytes as a peer sent them (C-STORE, STOW-RS), which
+    then need not be written to a file first.
 
     Only an operating-system error while writing (a full disk, a missing folder) is raised:
     that is the server's problem, not the file's, and it stops the upload.
     """
     step = "read"
     try:
-        with open(path, "rb") as fh:
-            ds = read_dataset_from(fh, size=os.fstat(fh.fileno()).st_size)
+        with io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb") as fh:
+            ds = read_dataset_from(fh, size=_size(fh))
             step = "check"
             # The pixels are read once, from this open file, when the checks need them.
             check_radiograph(ds, limits, lambda: _load_pixels(ds, fh))
@@ -124,6 +128,12 @@ def prepare(path: str, site_key: bytes, limits: Limits, tmp_dir: str) -> Prepare
         Path(tmp_name).unlink(missing_ok=True)
         raise
     return Prepared(tmp_name, size, sha256, pixel_sha256, ids, age, sex, acquisition, warnings)
+
+
+def _size(fh: BinaryIO) -> int:
+    if isinstance(fh, io.BytesIO):
+        return fh.getbuffer().nbytes
+    return os.fstat(fh.fileno()).st_size
 
 
 def prepare_many(

@@ -9,6 +9,7 @@ from django.conf import settings
 
 from portal.accounts.models import UPLOAD_ROLES
 from portal.accounts.selectors import has_role, site_scope
+from portal.ingest.dicom import file_meta_values
 from portal.ingest.models import Image, Site, Upload, UploadFile
 from portal.ingest.services import Stream
 from portal.pacs.dicomweb import DicomWebError, element, instance_url
@@ -99,8 +100,9 @@ def _stow_part(upload: Stream, part: Part, number: int, result: StowResult, base
             reason = f"part {number}: larger than the limit of {limit} bytes"
             result.failed.append(_failed("", "", STATUS_REFUSED, reason))
             return
-    sop_class, sop = _sent_uids(bytes(data))
-    record = upload.add(bytes(data), name=f"part {number}")
+    received = bytes(data)
+    sop_class, sop = _sent_uids(received)
+    record = upload.add(received, name=f"part {number}")
     if record.outcome == UploadFile.Outcome.REJECTED:
         result.failed.append(_failed(sop_class, sop, STATUS_REFUSED, record.reason))
         return
@@ -130,7 +132,11 @@ def _failed(sop_class: str, sop: str, code: int, reason: str) -> dict:
 
 def _sent_uids(data: bytes) -> tuple[str, str]:
     """The SOP Class and Instance UIDs the sender gave (the response names its instances by
-    them), or empty strings when the part cannot be read that far."""
+    them), or empty strings when the part cannot be read that far: from the File Meta
+    Information, where a Part 10 file repeats them, else from the data set."""
+    meta = file_meta_values(data[:4096])
+    if meta.get(0x0002) and meta.get(0x0003):
+        return meta[0x0002], meta[0x0003]
     try:
         ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, force=True)
         return str(ds.get("SOPClassUID", "")), str(ds.get("SOPInstanceUID", ""))

@@ -122,39 +122,50 @@ _META_BYTES = 4096  # the File Meta Information of real files is a few hundred b
 
 
 def may_need_native_decoder(path: Path) -> bool:
-    """Whether checking this file may run a native image codec, from its header alone: True
-    for a Part 10 file whose transfer syntax is compressed or unknown, or whose header cannot
-    be read here; False for an uncompressed or deflated one and for anything without the DICM
-    prefix (a bare data set is uncompressed, and anything else is rejected unread)."""
+    """`native_decoder_needed` for the file at `path` (its first bytes only)."""
     with path.open("rb") as fh:
-        head = fh.read(_META_BYTES)
+        return native_decoder_needed(fh.read(_META_BYTES))
+
+
+def native_decoder_needed(head: bytes | memoryview) -> bool:
+    """Whether checking this file may run a native image codec, from its first bytes alone:
+    True for a Part 10 file whose transfer syntax is compressed or unknown, or whose header
+    cannot be read here; False for an uncompressed or deflated one and for anything without
+    the DICM prefix (a bare data set is uncompressed, and anything else is rejected unread)."""
+    head = bytes(head[:_META_BYTES])
     if head[128:132] != b"DICM":
         return False
-    ts = _meta_transfer_syntax(head)
+    ts = file_meta_values(head).get(0x0010)
     return ts is None or ts not in NATIVE_FREE_SYNTAXES
 
 
-def _meta_transfer_syntax(head: bytes) -> str | None:
-    """Transfer Syntax UID (0002,0010) from the File Meta Information after the DICM prefix
-    (always explicit VR little endian, PS3.10 7.1); None when it cannot be found in `head`."""
+def file_meta_values(head: bytes | memoryview) -> dict[int, str]:
+    """The text values of the File Meta Information after the DICM prefix (always explicit VR
+    little endian, PS3.10 7.1), by element number: 0x0002 the SOP Class, 0x0003 the SOP
+    Instance, 0x0010 the transfer syntax. Stops where `head` ends or group 0002 does: a value
+    cut off is left out."""
+    head = bytes(head)
+    values: dict[int, str] = {}
+    if head[128:132] != b"DICM":
+        return values
     pos = 132
     while pos + 8 <= len(head):
         group, element, vr = struct.unpack_from("<HH2s", head, pos)
         if group != 0x0002:
-            return None
+            break
         if vr in (b"OB", b"OW", b"OF", b"SQ", b"UT", b"UN"):
             if pos + 12 > len(head):
-                return None
+                break
             length, pos = struct.unpack_from("<I", head, pos + 8)[0], pos + 12
         else:
             length, pos = struct.unpack_from("<H", head, pos + 6)[0], pos + 8
-        if element == 0x0010:
-            value = head[pos : pos + length]
-            if len(value) != length:
-                return None
-            return value.decode("ascii", "replace").strip("\0 ")
+        value = head[pos : pos + length]
+        if len(value) != length:
+            break
+        if vr in (b"UI", b"AE", b"SH", b"LO", b"CS"):
+            values[element] = value.decode("ascii", "replace").strip("\0 ")
         pos += length
-    return None
+    return values
 
 
 def plausible_bare_data_set(head: bytes, size: int) -> bool:

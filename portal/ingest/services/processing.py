@@ -21,7 +21,7 @@ from portal.core import outbox
 from portal.core.files import data_folder
 from portal.ingest import staging
 from portal.ingest.archive import Item, Source, ZipLimits, count_items, iter_items
-from portal.ingest.dicom import Limits, may_need_native_decoder
+from portal.ingest.dicom import Limits, may_need_native_decoder, native_decoder_needed
 from portal.ingest.models import Upload, UploadFile
 from portal.ingest.prepare import Prepared, Refused, prepare, prepare_many
 from portal.ingest.services.store import FileRef, _counters_refresh, _store, _store_many
@@ -306,7 +306,19 @@ class _Preparer:
         context.set_forkserver_preload(["portal.ingest.prepare"])
         return ProcessPoolExecutor(max_workers=workers, mp_context=context)
 
-    def submit(self, path: str) -> _Ticket:
+    def submit(self, source: str | bytes) -> _Ticket:
+        """A file by its path, or by its bytes when a peer sent it (`Stream`): bytes are
+        prepared here and must not need a native codec (`native_decoder_needed`)."""
+        if isinstance(source, bytes):
+            if native_decoder_needed(source):
+                raise ValueError("a file that may need a native codec goes to a worker by path")
+            ticket = _Ticket("")
+            try:
+                ticket.result = self._fn(source, *self._args)
+            except Exception as exc:
+                ticket.result = exc
+            return ticket
+        path = source
         ticket = _Ticket(path)
         # Until the fork server has imported `prepare` (about half a second after this
         # process's first parallel upload began), the files it could take are prepared here.

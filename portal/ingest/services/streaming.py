@@ -12,6 +12,7 @@ from django.db import transaction
 from portal.core.files import data_folder
 from portal.ingest import staging
 from portal.ingest.archive import Item
+from portal.ingest.dicom import native_decoder_needed
 from portal.ingest.models import Site, Upload, UploadFile
 from portal.ingest.services.processing import _begin, _finish, _image_limits, _Preparer
 from portal.ingest.services.store import FileRef, _counters_refresh, _store
@@ -48,15 +49,19 @@ class Stream:
         report line is committed when this returns."""
         self._count += 1
         ref = FileRef(self._count, None, name or f"instance {self._count}")
-        fd, path = tempfile.mkstemp(prefix="received-", suffix=".dcm", dir=self._staging)
+        path = None
         try:
-            with os.fdopen(fd, "wb") as out:
-                out.write(data)
-            ticket = self._preparer.submit(path)
-            outcome = self._preparer.outcome(Item(name=ref.name, path=Path(path)), ticket)
+            if native_decoder_needed(data):
+                # A compressed film is read in a worker process, which takes a file.
+                fd, path = tempfile.mkstemp(prefix="received-", suffix=".dcm", dir=self._staging)
+                with os.fdopen(fd, "wb") as out:
+                    out.write(data)
+            ticket = self._preparer.submit(path or bytes(data))
+            outcome = self._preparer.outcome(Item(name=ref.name), ticket)
             record = _store(upload=self.upload, name=ref, prepared=outcome)
         finally:
-            Path(path).unlink(missing_ok=True)
+            if path:
+                Path(path).unlink(missing_ok=True)
         if self._count % COUNTER_EVERY == 0:  # the Uploads page's progress, now and then
             Upload.objects.filter(pk=self.upload.pk).update(total_files=self._count)
             _counters_refresh(self.upload.pk)

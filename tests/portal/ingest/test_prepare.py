@@ -10,6 +10,7 @@ import pydicom
 import pytest
 from pydicom.data import get_testdata_files
 
+from portal.ingest import dicom
 from portal.ingest import prepare as prepare_module
 from portal.ingest.deid import Pseudonyms, deidentify
 from portal.ingest.dicom import Limits, read_dataset_from
@@ -17,6 +18,7 @@ from portal.ingest.prepare import PIXEL_DATA, Prepared, prepare
 from tests.dicom_files import make_dicom
 
 CORPUS = sorted(Path(p) for p in get_testdata_files() if Path(p).is_file())
+CORPUS_CT = Path(get_testdata_files("CT_small.dcm")[0])
 
 
 def _deidentified(path: Path) -> pydicom.Dataset | None:
@@ -90,3 +92,48 @@ def test_pixel_data_is_read_from_the_open_file_once(tmp_path, monkeypatch):
     out.mkdir()
     assert isinstance(prepare(str(sent), b"k" * 32, Limits(), str(out)), Prepared)
     assert reopened == []
+
+
+def test_a_file_sent_as_bytes_is_stored_as_the_same_file_from_disk(tmp_path):
+    """C-STORE and STOW-RS hand `prepare` the bytes they received, unwritten: what is stored
+    must be byte for byte what the same file from disk gives."""
+    sent = make_dicom(tmp_path / "a.dcm", rows=256, cols=256)
+    outs = [tmp_path / "from-path", tmp_path / "from-bytes"]
+    for out in outs:
+        out.mkdir()
+    from_path = prepare(str(sent), b"k" * 32, Limits(), str(outs[0]))
+    from_bytes = prepare(sent.read_bytes(), b"k" * 32, Limits(), str(outs[1]))
+    assert isinstance(from_path, Prepared)
+    assert isinstance(from_bytes, Prepared)
+    assert (from_bytes.sha256, from_bytes.size_bytes) == (from_path.sha256, from_path.size_bytes)
+    assert Path(from_bytes.tmp_path).read_bytes() == Path(from_path.tmp_path).read_bytes()
+    assert prepare(b"not dicom" * 100, b"k" * 32, Limits(), str(outs[1])).reason
+
+
+def test_the_file_meta_is_read_from_the_first_bytes():
+    """What STOW-RS names a part by, and whether a native codec may read it, from the File
+    Meta Information alone; a value cut off by the end of the bytes is left out."""
+    for path in CORPUS:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            meta = pydicom.dcmread(path, stop_before_pixels=True, force=True).file_meta
+        head = path.read_bytes()[:4096]
+        values = dicom.file_meta_values(head)
+        if head[128:132] != b"DICM":
+            assert values == {}
+            assert not dicom.native_decoder_needed(head)
+            continue
+        for element, keyword in (
+            (0x0002, "MediaStorageSOPClassUID"),
+            (0x0003, "MediaStorageSOPInstanceUID"),
+            (0x0010, "TransferSyntaxUID"),
+        ):
+            if element in values:
+                assert values[element] == str(meta.get(keyword, "")).strip("\0 "), path.name
+        ts = values.get(0x0010)
+        assert dicom.native_decoder_needed(head) == (
+            ts is None or ts not in dicom.NATIVE_FREE_SYNTAXES
+        )
+    whole = dicom.file_meta_values(CORPUS_CT.read_bytes())
+    assert dicom.file_meta_values(CORPUS_CT.read_bytes()[:140]) == {}
+    assert whole[0x0010] == str(pydicom.dcmread(CORPUS_CT).file_meta.TransferSyntaxUID)
