@@ -10,6 +10,7 @@ are spooled to unlinked temporary files in the staging folder's incoming/ (they 
 films: never in the system's /tmp), then parsed by the streaming upload handler as before."""
 
 import logging
+import multiprocessing.util
 import signal
 import sys
 import tempfile
@@ -84,6 +85,10 @@ def serve(*, host: str, port: int, threads: int) -> None:
     trusted_networks()  # a bad PORTAL_TRUSTED_PROXIES stops the start, naming the entry
     spool = Path(settings.FILE_UPLOAD_TEMP_DIR)
     spool.mkdir(mode=0o700, parents=True, exist_ok=True)
+    # multiprocessing's own folder (the socket of ingest's fork server, for STOW-RS) stays in
+    # the system's temporary folder: a socket's path may be 107 bytes at most, and staging's is
+    # as deep as the data folder.
+    multiprocessing.util.get_temp_dir()
     # waitress's request-body spool files are tempfile.TemporaryFile()s: in staging.
     tempfile.tempdir = str(spool)
     server = create_server(

@@ -137,15 +137,16 @@ def _size(fh: BinaryIO) -> int:
 
 
 def prepare_many(
-    fn: Callable[..., Prepared | Refused], paths: list[str], *args: object
+    fn: Callable[..., Prepared | Refused], sources: list[str | bytes], *args: object
 ) -> list[Prepared | Refused | Exception]:
-    """`fn(path, *args)` for each path, in order, in one call: how ingest's worker processes
-    take files, a chunk at a time, so that the cost of a round trip to a worker is shared. An
-    exception stays with its file (returned in its place) rather than costing the chunk."""
+    """`fn(source, *args)` for each file (a path, or its bytes), in order, in one call: how
+    ingest's worker processes take files, a chunk at a time, so that the cost of a round trip
+    to a worker is shared. An exception stays with its file (returned in its place) rather
+    than costing the chunk."""
     outcomes: list[Prepared | Refused | Exception] = []
-    for path in paths:
+    for source in sources:
         try:
-            outcomes.append(fn(path, *args))
+            outcomes.append(fn(source, *args))
         except Exception as exc:
             outcomes.append(exc)
     return outcomes

@@ -2,6 +2,7 @@
 the ingest service, as one upload, each part answered by the standard response data set."""
 
 import io
+from collections import deque
 from dataclasses import dataclass, field
 
 import pydicom
@@ -60,21 +61,37 @@ class StowResult:
 
 def stow(*, user, site: Site, stream, content_type: str, base_url: str) -> StowResult:
     """Store every application/dicom part of a multipart/related body into `site` as one
-    upload; a part that fails is named in the response and the rest go on."""
+    upload; a part that fails is named in the response and the rest go on. Parts are
+    prepared by worker processes while earlier ones are recorded (`Stream(many=True)`); the
+    response, sent when every part is committed, names each."""
     try:
         parts = read_parts(stream, content_type)
     except MultipartError as exc:
         raise DicomWebError(415 if "expected" in str(exc) else 400, str(exc)) from exc
     result = StowResult()
     upload: Stream | None = None
+    sent: deque[tuple[str, str]] = deque()  # the sender's UIDs of the parts not yet recorded
+
+    def answer(records: list[UploadFile]) -> None:
+        for record in records:
+            _answer(record, *sent.popleft(), result, base_url)
+
     try:
         for number, part in enumerate(parts, 1):
             if upload is None:
                 sender = user.get_username()
-                upload = Stream(site=site, source=Upload.Source.DICOMWEB, sender=sender, user=user)
+                source = Upload.Source.DICOMWEB
+                upload = Stream(site=site, source=source, sender=sender, user=user, many=True)
                 result.upload_id = upload.upload.pk
-            _stow_part(upload, part, number, result, base_url)
+            received = _received(part, number, result)
+            if received is not None:
+                sent.append(_sent_uids(received))
+                answer(upload.submit(received, name=f"part {number}"))
+        if upload is not None:
+            answer(upload.drain())
     except MultipartError as exc:
+        if upload is not None:
+            answer(upload.drain())  # the whole parts before the broken one are stored too
         raise DicomWebError(400, str(exc)) from exc
     finally:
         if upload is not None:
@@ -84,13 +101,14 @@ def stow(*, user, site: Site, stream, content_type: str, base_url: str) -> StowR
     return result
 
 
-def _stow_part(upload: Stream, part: Part, number: int, result: StowResult, base: str) -> None:
+def _received(part: Part, number: int, result: StowResult) -> bytes | None:
+    """The part's bytes, or None when it is refused before reading it as DICOM."""
     if part.content_type != "application/dicom":
         list(part.chunks())
         result.failed.append(
             _failed("", "", STATUS_REFUSED, f"part {number}: not application/dicom")
         )
-        return
+        return None
     data = bytearray()
     for chunk in part.chunks():
         data += chunk
@@ -99,10 +117,11 @@ def _stow_part(upload: Stream, part: Part, number: int, result: StowResult, base
             limit = settings.PORTAL_MAX_FILE_BYTES
             reason = f"part {number}: larger than the limit of {limit} bytes"
             result.failed.append(_failed("", "", STATUS_REFUSED, reason))
-            return
-    received = bytes(data)
-    sop_class, sop = _sent_uids(received)
-    record = upload.add(received, name=f"part {number}")
+            return None
+    return bytes(data)
+
+
+def _answer(record: UploadFile, sop_class: str, sop: str, result: StowResult, base: str) -> None:
     if record.outcome == UploadFile.Outcome.REJECTED:
         result.failed.append(_failed(sop_class, sop, STATUS_REFUSED, record.reason))
         return

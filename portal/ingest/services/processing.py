@@ -247,7 +247,7 @@ class _Ticket:
     """One file given to `_Preparer`: its outcome is known (run here, or run again after a
     crash), or is item `index` of a chunk's answer once the chunk is sent and done."""
 
-    path: str
+    source: str | bytes  # a path, or a received file's bytes
     result: Prepared | Refused | Exception | None = None
     chunk: Future | None = None
     index: int = 0
@@ -307,25 +307,15 @@ class _Preparer:
         return ProcessPoolExecutor(max_workers=workers, mp_context=context)
 
     def submit(self, source: str | bytes) -> _Ticket:
-        """A file by its path, or by its bytes when a peer sent it (`Stream`): bytes are
-        prepared here and must not need a native codec (`native_decoder_needed`)."""
-        if isinstance(source, bytes):
-            if native_decoder_needed(source):
-                raise ValueError("a file that may need a native codec goes to a worker by path")
-            ticket = _Ticket("")
-            try:
-                ticket.result = self._fn(source, *self._args)
-            except Exception as exc:
-                ticket.result = exc
-            return ticket
-        path = source
-        ticket = _Ticket(path)
+        """A file by its path, or by its bytes when a peer sent it (`Stream`): bytes go to a
+        worker process as they are, never through a file."""
+        ticket = _Ticket(source)
         # Until the fork server has imported `prepare` (about half a second after this
         # process's first parallel upload began), the files it could take are prepared here.
         inline = not self.parallel or not _workers_ready.is_set()
-        if inline and not _isolated(path):
+        if inline and not _isolated(source):
             try:
-                ticket.result = self._fn(path, *self._args)
+                ticket.result = self._fn(source, *self._args)
             except Exception as exc:
                 ticket.result = exc
             return ticket
@@ -338,8 +328,8 @@ class _Preparer:
         batch, self._batch = self._batch, []
         if self._pool is None:
             self._pool = self._new_pool(self.workers)
-        paths = [t.path for t in batch]
-        chunk = self._pool.submit(prepare_many, self._fn, paths, *self._args)
+        sources = [t.source for t in batch]
+        chunk = self._pool.submit(prepare_many, self._fn, sources, *self._args)
         for index, ticket in enumerate(batch):
             ticket.chunk, ticket.index = chunk, index
         self._chunks[chunk] = batch
@@ -394,7 +384,7 @@ class _Preparer:
         try:
             for ticket in broken:
                 try:
-                    ticket.result = solo.submit(self._fn, ticket.path, *self._args).result()
+                    ticket.result = solo.submit(self._fn, ticket.source, *self._args).result()
                 except BrokenExecutor:
                     ticket.result = Refused(CRASH_REASON)
                     solo.shutdown(wait=True)
@@ -446,10 +436,12 @@ def _start_fork_server() -> None:
         _workers_ready.set()
 
 
-def _isolated(path: str) -> bool:
+def _isolated(source: str | bytes) -> bool:
     """Whether a file must be read in a worker process even in a small upload: a native codec
     that crashes on it would otherwise take this process (a Celery worker) with it."""
+    if isinstance(source, bytes):
+        return native_decoder_needed(source)
     try:
-        return may_need_native_decoder(Path(path))
+        return may_need_native_decoder(Path(source))
     except OSError:
         return False  # unreadable: `prepare` rejects it without decoding anything

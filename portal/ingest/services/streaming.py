@@ -1,20 +1,25 @@
-"""An upload whose files arrive one at a time from a peer that waits for each answer: a DICOM
-association (C-STORE) or a STOW-RS request. Each file is checked, de-identified and committed
-before `add` returns, so that what the sender is told is what the portal holds."""
+"""An upload whose files arrive one at a time from a peer: a DICOM association (C-STORE), which
+waits for each answer, or a STOW-RS request, answered once its last part is in. Each file is
+checked, de-identified and committed before the peer is answered about it, so that what the
+sender is told is what the portal holds."""
 
 import logging
-import os
-import tempfile
-from pathlib import Path
+from collections import deque
 
+from django.conf import settings
 from django.db import transaction
 
 from portal.core.files import data_folder
 from portal.ingest import staging
 from portal.ingest.archive import Item
-from portal.ingest.dicom import native_decoder_needed
 from portal.ingest.models import Site, Upload, UploadFile
-from portal.ingest.services.processing import _begin, _finish, _image_limits, _Preparer
+from portal.ingest.services.processing import (
+    _begin,
+    _finish,
+    _image_limits,
+    _Preparer,
+    _Ticket,
+)
 from portal.ingest.services.store import FileRef, _counters_refresh, _store
 from portal.ingest.services.uploads import upload_create
 
@@ -22,61 +27,83 @@ log = logging.getLogger(__package__)
 
 # Report lines between two updates of the upload's counters (the Uploads page's progress).
 COUNTER_EVERY = 20
+# Received bytes held waiting for their turn, at most (beyond the one being recorded).
+AHEAD_BYTES = 256 * 1024 * 1024
 
 
 class Stream:
-    """One streamed upload: `add` each file as it arrives, then `close`."""
+    """One streamed upload: `add` each file as it arrives (a peer that waits for each answer),
+    or `submit` them as they come and `drain` at the end (a peer that sends many at once);
+    then `close`."""
 
-    def __init__(self, *, site: Site, source: str, sender: str = "", user=None) -> None:
+    def __init__(
+        self, *, site: Site, source: str, sender: str = "", user=None, many: bool = False
+    ) -> None:
         upload = upload_create(site=site, source=source, user=user)
         if sender:
             Upload.objects.filter(pk=upload.pk).update(sender=sender[:80])
         self.upload = _begin(upload, 0)
-        self._staging = staging.folder(self.upload.uuid.hex)
-        self._staging.mkdir(mode=0o700, parents=True, exist_ok=True)
-        # One preparer for the whole upload: a compressed file is read in a worker process
-        # (a native codec that crashes costs that file), which then serves the next one.
+        # One preparer for the whole upload. With `many` (STOW-RS) worker processes prepare
+        # the next files while this one records the earlier ones; otherwise each file is
+        # prepared here, except a compressed one, which a worker process reads (a native codec
+        # that crashes costs that file).
         self._preparer = _Preparer(
-            1,
+            settings.INGEST["PARALLEL_MIN_FILES"] if many else 1,  # the least that is parallel
             site_key=site.pseudonym_key.encode(),
             limits=_image_limits(),
             tmp_dir=data_folder("tmp"),
         )
-        self._count = 0
+        self._pending: deque[tuple[FileRef, _Ticket, int]] = deque()
+        self._pending_bytes = 0
+        self._count = self._taken = 0
 
     def add(self, data: bytes | memoryview, name: str = "") -> UploadFile:
         """Ingest one received Part 10 file (its bytes) as the next file of the upload; its
         report line is committed when this returns."""
+        return [*self.submit(data, name), *self.drain()][-1]
+
+    def submit(self, data: bytes | memoryview, name: str = "") -> list[UploadFile]:
+        """Queue one received file; returns the report lines, committed and oldest first, of
+        the files that had to be recorded to keep at most the preparer's `ahead` files (and
+        AHEAD_BYTES) waiting."""
         self._count += 1
         ref = FileRef(self._count, None, name or f"instance {self._count}")
-        path = None
-        try:
-            if native_decoder_needed(data):
-                # A compressed film is read in a worker process, which takes a file.
-                fd, path = tempfile.mkstemp(prefix="received-", suffix=".dcm", dir=self._staging)
-                with os.fdopen(fd, "wb") as out:
-                    out.write(data)
-            ticket = self._preparer.submit(path or bytes(data))
-            outcome = self._preparer.outcome(Item(name=ref.name), ticket)
-            record = _store(upload=self.upload, name=ref, prepared=outcome)
-        finally:
-            if path:
-                Path(path).unlink(missing_ok=True)
-        if self._count % COUNTER_EVERY == 0:  # the Uploads page's progress, now and then
-            Upload.objects.filter(pk=self.upload.pk).update(total_files=self._count)
+        data = bytes(data)
+        self._pending.append((ref, self._preparer.submit(data), len(data)))
+        self._pending_bytes += len(data)
+        taken = []
+        while len(self._pending) > self._preparer.ahead or (
+            len(self._pending) > 1 and self._pending_bytes > AHEAD_BYTES
+        ):
+            taken.append(self._take())
+        return taken
+
+    def drain(self) -> list[UploadFile]:
+        """The report lines of every file still waiting, committed, oldest first."""
+        return [self._take() for _ in range(len(self._pending))]
+
+    def _take(self) -> UploadFile:
+        ref, ticket, size = self._pending.popleft()
+        self._pending_bytes -= size
+        outcome = self._preparer.outcome(Item(name=ref.name), ticket)
+        record = _store(upload=self.upload, name=ref, prepared=outcome)
+        self._taken += 1
+        if self._taken % COUNTER_EVERY == 0:  # the Uploads page's progress, now and then
+            Upload.objects.filter(pk=self.upload.pk).update(total_files=self._taken)
             _counters_refresh(self.upload.pk)
         return record
 
     def close(self) -> Upload:
         """The sender is done, or went away (an abort, a dropped connection): what was
-        acknowledged is stored either way; the counters are final and predictions start."""
+        recorded is stored either way (a file still waiting was never acknowledged, and
+        goes); the counters are final and predictions start."""
         try:
             self._preparer.__exit__(None, None, None)
             with transaction.atomic():
-                Upload.objects.filter(pk=self.upload.pk).update(total_files=self._count)
+                Upload.objects.filter(pk=self.upload.pk).update(total_files=self._taken)
             self.upload = _finish(self.upload)
         finally:
-            staging.sweep(self.upload.uuid.hex)
+            self._pending.clear()
         log.info(
             "streamed upload %s done: %s accepted, %s duplicates, %s rejected",
             self.upload.pk,
