@@ -58,12 +58,13 @@ run: migrate ## set everything up and start the portal with its workers on http:
 	$(MANAGE) seed_demo
 	$(MANAGE) run_portal
 
-test: lint $(if $(filter docker compose,$(COMPOSE)),,$(VENV)/bin/docker-compose) ## set up and run every test (lint, import contracts, migrations check, Vitest, pytest)
+test: lint $(if $(filter docker compose,$(COMPOSE)),,$(VENV)/bin/docker-compose) ## set up and run every test (lint, import contracts, migrations check, Vitest, pytest: two processes, then the browser tests alone)
 	$(MANAGE) makemigrations --check --dry-run -v 0
 	$(MANAGE) spectacular --validate --fail-on-warn --file /dev/null
 	cd frontend && npm test
 	$(COMPOSE) -f docker/compose.yaml --env-file docker/env.example config --quiet
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest -n 2 -m "not e2e"
+	$(VENV)/bin/pytest -m e2e
 
 test-fast: lint ## everyday work: lint, the front-end unit tests, then pytest (two processes) without the `slow`, `e2e` and `train` tests
 	cd frontend && npm test
@@ -83,6 +84,9 @@ bench: setup ## run the benchmarks in bench/ (prints ratios measured side by sid
 	$(PY) bench/review_api.py
 	$(PY) bench/reports.py
 	$(PY) bench/queue_recall.py
+	$(PY) bench/floor.py
+	nice $(PY) bench/finetune.py
+	$(PY) bench/intervals.py
 	$(PY) bench/portal_scale.py
 
 docs: setup ## build the documentation site (docs/, mkdocs.yml) into build/site, failing on any warning

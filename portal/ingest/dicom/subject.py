@@ -28,6 +28,23 @@ HUMAN_SPECIES_CODES = frozenset({("SCT", "337915000"), ("SRT", "L-85B00"), ("SNM
 BREED_TAGS = (0x00102292, 0x00102293, 0x00102294)
 SPECIES_DESCRIPTION, SPECIES_CODES = 0x00102201, 0x00102202  # PatientSpecies...
 BODY_PART_EXAMINED = 0x00180015
+ANATOMIC_REGION = 0x00082218  # AnatomicRegionSequence: the coded body part (PS3.3 C.8.11.5)
+# Codes of the chest and the lungs in CID 4031 (Common Anatomic Regions) and CID 4009 (DX
+# Anatomy Imaged), current SNOMED CT and the retired SNOMED RT ones that older films carry.
+CHEST_REGION_CODES = frozenset(
+    {
+        ("SCT", "51185008"),  # Thorax (Chest)
+        ("SCT", "43799004"),  # Thorax, older "Chest" concept
+        ("SCT", "302551006"),  # Entire thorax
+        ("SCT", "39607008"),  # Lung
+        ("SCT", "181216001"),  # Entire lung
+        ("SRT", "T-D3000"),  # Chest
+        ("SRT", "T-28000"),  # Lung
+        ("SNM3", "T-D3000"),
+        ("SNM3", "T-28000"),
+    }
+)
+_CODE_VALUE = re.compile(r"[A-Z0-9.-]{1,16}")
 
 # Defined terms of Body Part Examined (0018,0015): PS3.16 Annex L (Table L-1, the body parts
 # of CID 4031 Common Anatomic Regions, current and earlier editions). Only these are quoted.
@@ -58,7 +75,8 @@ CHEST_EXPECTED = "expected CHEST, THORAX or LUNG"
 
 def check_subject(ds: Dataset) -> None:
     """Raise Rejected unless the film may be a human child's chest: no species other than
-    human, no breed, and a Body Part Examined, when there is one, that names the chest."""
+    human, no breed, and a Body Part Examined and an Anatomic Region Sequence, when there are
+    any, that name the chest."""
     keys = ds.keys()  # a tag's presence is a dict lookup; a keyword's costs far more
     if not _human(ds, keys):
         raise Rejected(NOT_HUMAN)
@@ -70,6 +88,31 @@ def check_subject(ds: Dataset) -> None:
             f"BodyPartExamined {named} is not the chest ({CHEST_EXPECTED}); "
             "only children's chest films"
         )
+    other = _other_region_code(_value(ds, keys, ANATOMIC_REGION))
+    if other is not None:
+        raise Rejected(
+            f"AnatomicRegionSequence codes {other}, not the chest (expected SNOMED "
+            "51185008 Thorax, 39607008 Lung or their SNOMED RT codes); only children's chest films"
+        )
+
+
+def _other_region_code(items: object) -> str | None:
+    """The first coded region that is not the chest, as "SCHEME VALUE" (codes are never
+    PHI; an odd value is not quoted), or None when every item is the chest or says nothing.
+    An item whose code is unknown here but whose meaning names the chest counts as the
+    chest."""
+    if not _given(items):
+        return None
+    for item in items:
+        scheme = _text(item.get("CodingSchemeDesignator")).strip().upper()
+        value = _text(item.get("CodeValue")).strip().upper()
+        if not value or (scheme, value) in CHEST_REGION_CODES:
+            continue
+        if chest_like(_text(item.get("CodeMeaning"))):
+            continue
+        code = f"{scheme} {value}" if _CODE_VALUE.fullmatch(value) else "(a code)"
+        return code if _CODE_VALUE.fullmatch(scheme) else "(a code)"
+    return None
 
 
 def chest_like(body_part: str) -> bool:

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.peers import bench_environment
+
 ROOT = Path(__file__).resolve().parents[3]
 NUMBER = r"\d+\.\d+"
 
@@ -31,7 +33,7 @@ def test_bench_prints_the_orthanc_and_jpeg2000_ratios(tmp_path):
         pytest.skip("Orthanc is not installed (Debian package `orthanc`): no ratio to print")
     # The bench gives each ingest its own data folder and, on PostgreSQL, a throwaway database
     # beside the configured one; PORTAL_DATA_DIR here only keeps stray files out of the checkout.
-    env = dict(os.environ, PORTAL_DATA_DIR=str(tmp_path / "var"))
+    env = bench_environment(tmp_path)
     done = subprocess.run(
         [sys.executable, "bench/ingest.py", "--small", "60", "--films", "2", "--rounds", "1"],
         cwd=ROOT,

@@ -315,3 +315,56 @@ def test_upload_page_has_a_warning_column(client, admin_user, site):
     assert page.status_code == 200
     html = page.content.decode()
     assert "<th>Reason</th><th>Warning</th>" in html
+
+
+@pytest.mark.parametrize(
+    "codes",
+    [
+        [("SCT", "51185008", "Thorax")],
+        [("SRT", "T-D3000", "Chest")],
+        [("SCT", "39607008", "Lung")],
+        [("99LOCAL", "CXR1", "Chest PA")],  # a local code whose meaning names the chest
+        [("SCT", "", "")],  # an item without a code says nothing
+    ],
+    ids=str,
+)
+def test_an_anatomic_region_coded_as_the_chest_is_accepted(codes):
+    ds = Dataset()
+    ds.BodyPartExamined = "CHEST"
+    ds.AnatomicRegionSequence = Sequence([_code(*c)[0] for c in codes])
+    check_subject(ds)
+
+
+@pytest.mark.parametrize(
+    ("code", "quoted"),
+    [
+        (("SCT", "85562004", "Hand"), "SCT 85562004"),
+        (("SRT", "T-D8700", "Hand"), "SRT T-D8700"),
+        (("SCT", "416949008", "Abdomen and pelvis"), "SCT 416949008"),
+        (("99LOCAL", "Perez knee", "Knee of Mr Perez"), "(a code)"),  # never quoted
+    ],
+    ids=str,
+)
+def test_an_anatomic_region_coded_as_another_part_is_refused(code, quoted):
+    """The coded body part refuses a film whose Body Part Examined is missing or says the
+    chest: a hand coded in the sequence is a hand. Only a plain code is quoted."""
+    ds = Dataset()
+    ds.AnatomicRegionSequence = _code(*code)
+    with pytest.raises(Rejected) as refused:
+        check_subject(ds)
+    assert str(refused.value).startswith(f"AnatomicRegionSequence codes {quoted}, not the chest")
+    assert "Perez" not in str(refused.value)
+    assert "PEREZ" not in str(refused.value)
+
+
+def test_a_real_film_coded_as_a_hand_is_rejected_through_the_upload(site, tmp_path):
+    folder = tmp_path / "films"
+    _real_film(folder / "1-hand.dcm", AnatomicRegionSequence=_code("SCT", "85562004", "Hand"))
+    chest = _code("SRT", "T-D3000", "Chest")
+    _real_film(folder / "2-chest.dcm", film=1, AnatomicRegionSequence=chest)
+    report = ingest(site, folder)
+    assert [line["file"] for line in report["rejected"]] == ["1-hand.dcm"]
+    assert report["rejected"][0]["reason"].startswith(
+        "AnatomicRegionSequence codes SCT 85562004, not the chest"
+    )
+    assert [line["file"] for line in report["accepted"]] == ["2-chest.dcm"]

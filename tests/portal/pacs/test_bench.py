@@ -2,7 +2,6 @@
 ratios the issue sets goals for (C-STORE and STOW-RS). The goals are the benchmark's
 (bench/RESULTS.md), not asserted here: a shared test machine's load moves them."""
 
-import os
 import re
 import shutil
 import subprocess
@@ -11,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.peers import orthanc_binary
+from tests.peers import bench_environment, orthanc_binary
 
 ROOT = Path(__file__).resolve().parents[3]
 pytestmark = pytest.mark.slow
@@ -22,7 +21,7 @@ pytestmark = pytest.mark.slow
     reason="Orthanc and dcmtk (Debian packages) are needed to compare",
 )
 def test_bench_prints_the_cstore_and_stow_ratios(tmp_path):
-    env = dict(os.environ, PORTAL_DATA_DIR=str(tmp_path / "var"))
+    env = bench_environment(tmp_path)
     done = subprocess.run(
         [sys.executable, "bench/dicom_push.py", "--films", "12", "--batch", "5", "--rounds", "1"],
         cwd=ROOT,
