@@ -85,7 +85,7 @@ bench: setup ## run the benchmarks in bench/ (prints ratios measured side by sid
 	$(PY) bench/reports.py
 	$(PY) bench/queue_recall.py
 	$(PY) bench/floor.py
-	nice $(PY) bench/finetune.py
+	$(PY) bench/finetune.py
 	$(PY) bench/intervals.py
 	$(PY) bench/portal_scale.py
 

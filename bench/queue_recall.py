@@ -9,7 +9,9 @@ folder and SQLite database: ingest, the batches the portal queues answered in th
 inference worker's own code (`run_batch`, the body of `inference_worker.predict_batch`), the
 answers stored by the portal's own task body, and the queue ordered by `review.selectors.queue`
 with no threshold. recall@2k: the share of the k corrupted labels among the first 2k entries
-(random order: 2k / N).
+(random order: 2k / N), for the triage score the queue orders by (`predictions.triage`) and, in
+the same run, for the residual-only ranking it replaced (`services.outlier_score`); then by the
+size of the error (|recorded - true|), against the goals of issue 19.
 """
 
 import argparse
@@ -25,6 +27,10 @@ sys.path.insert(0, str(ROOT))
 
 PROFILES = ("north", "south", "east")
 SEED = 424_242  # + the profile's index: the demo model saw seeds 101 (north) and 202 (south)
+CALIBRATION_SEED = 525_252  # + the profile's index
+GOAL_OVERALL, GOAL_LARGE, LARGE_MONTHS = 0.6, 0.9, 24  # issue 19: recall@2k on the demo sites
+# Error sizes (|recorded - true|, months) the recall is broken down by: [low, high).
+SIZES = ((0, 12), (12, 24), (24, None))
 
 
 def main() -> None:
@@ -32,6 +38,13 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=ROOT / "var" / "models" / "demo")
     parser.add_argument("--count", type=int, default=300, help="phantoms per site profile")
     parser.add_argument("--label-noise", type=float, default=0.08)
+    parser.add_argument(
+        "--calibrate",
+        type=int,
+        default=200,
+        metavar="N",
+        help="clean phantoms per profile to calibrate the version on first (0: uncalibrated)",
+    )
     args = parser.parse_args()
     if not (args.model / "model_card.json").exists():
         print(f"demo model: none at {args.model} (make run trains it); recall skipped")
@@ -46,6 +59,8 @@ def run(work: Path, args: argparse.Namespace) -> None:
         PORTAL_DATA_DIR=str(work / "data"),
         DJANGO_SETTINGS_MODULE="portal.settings",
         PORTAL_QUEUE_THRESHOLD="-1",  # the whole ranking, not only the scores above 2
+        # Calibrated: the residual relative to the interval (`services.outlier_score`).
+        PORTAL_OUTLIER_RULE="interval" if args.calibrate else "expected_error",
     )
     os.environ.pop("DATABASE_URL", None)
     import django
@@ -55,14 +70,18 @@ def run(work: Path, args: argparse.Namespace) -> None:
     from django.contrib.auth import get_user_model
     from django.core.management import call_command
 
+    from inference_worker.ages import DAYS_PER_MONTH
     from inference_worker.predict import run_batch
     from inference_worker.synthetic import generate
     from portal.accounts.services import membership_grant
+    from portal.core import outbox
     from portal.ingest.archive import Source
-    from portal.ingest.models import Upload
+    from portal.ingest.models import Site, Upload
     from portal.ingest.selectors import upload_report
     from portal.ingest.services import site_create, upload_create, upload_process
-    from portal.predictions import dispatch, services
+    from portal.predictions import dispatch, services, uploads
+    from portal.predictions.calibration import calibration_store
+    from portal.predictions.models import Prediction
     from portal.predictions.tasks import store_results
     from portal.review.selectors import QueueFilters, queue
 
@@ -73,57 +92,163 @@ def run(work: Path, args: argparse.Namespace) -> None:
     reviewer = get_user_model().objects.create_user("bench-reviewer")
     workers = os.cpu_count() or 1
     corrupted: set[int] = set()
+    error_months: dict[int, float] = {}  # corrupted image -> |recorded - true| in months
     sent: list[dict] = []
 
     def capture(name: str, args: list, **options) -> None:
         sent.append((name, args))
 
-    started = time.perf_counter()
-    for index, profile in enumerate(PROFILES):
-        folder = work / "phantoms" / profile
-        rows = generate(folder, args.count, SEED + index, profile, args.label_noise, workers)
-        (folder / "manifest.csv").unlink()
-        site = site_create(slug=profile)
+    def ingest_and_predict(slug: str, folder: Path) -> dict[str, int]:
+        """A site's upload of `folder` through ingest, the prediction job it queues and the
+        worker's answers, stored; {phantom file name: image id}."""
+        site = site_create(slug=slug)
         site.keep_file_names = True  # the phantoms' names map report lines to their labels
         site.save(update_fields=["keep_file_names"])
-        membership_grant(actor=None, user=reviewer, site=site, role="reviewer")
         sent.clear()
-        with mock.patch.object(services.celery_app, "send_task", capture):
+        with mock.patch.object(outbox.celery_app, "send_task", capture):
             upload = upload_process(
                 upload=upload_create(site=site, source=Upload.Source.CLI),
                 sources=[Source.given(folder)],
-            )  # its prediction job is queued on commit (autocommit: at once)
+            )  # ingest hands the done upload on by task name; this is that task's body,
+            uploads.upload_done(upload_id=upload.pk)  # which queues the prediction job
         jobs = [args for name, args in sent if name == services.DISPATCH_TASK]
         sent.clear()
-        with mock.patch.object(services.celery_app, "send_task", capture):
+        with mock.patch.object(outbox.celery_app, "send_task", capture):
             for job_id, round_ in jobs:
                 dispatch.prediction_job_dispatch(job_id=job_id, round_=round_)
         for _name, (payload,) in sent:
             store_results({**run_batch(payload, data), "worker": "bench"})
-        image_of = {a["name"]: a["image"] for a in upload_report(upload=upload)["accepted"]}
-        corrupted |= {image_of[r["file"]] for r in rows if r["label_corrupted"]}
+        return {a["name"]: a["image"] for a in upload_report(upload=upload)["accepted"]}
+
+    started = time.perf_counter()
+    if args.calibrate:
+        # Clean phantoms of other seeds, on sites the reviewer does not see (out of the
+        # queue), as a frozen validation set would calibrate the version (issue 19, item 1).
+        true_days, predicted_days, sites = [], [], []
+        for index, profile in enumerate(PROFILES):
+            folder = work / "calibration" / profile
+            rows = generate(folder, args.calibrate, CALIBRATION_SEED + index, profile, 0.0, workers)
+            (folder / "manifest.csv").unlink()
+            image_of = ingest_and_predict(f"{profile}-calibration", folder)
+            readings = dict(
+                Prediction.objects.filter(model_version=version, error="").values_list(
+                    "image_id", "age_days"
+                )
+            )
+            for r in rows:
+                true_days.append(int(r["true_age_days"]))
+                predicted_days.append(readings[image_of[r["file"]]])
+                sites.append(profile)
+        calibration_store(
+            version=version,
+            true_days=true_days,
+            predicted_days=predicted_days,
+            sites=sites,
+            coverage=0.9,
+            validation_set="bench-calibration",
+            validation_set_version=1,
+            manifest_sha256="0" * 64,
+        )
+    for index, profile in enumerate(PROFILES):
+        folder = work / "phantoms" / profile
+        rows = generate(folder, args.count, SEED + index, profile, args.label_noise, workers)
+        (folder / "manifest.csv").unlink()
+        image_of = ingest_and_predict(profile, folder)
+        membership_grant(
+            actor=None, user=reviewer, site=Site.objects.get(slug=profile), role="reviewer"
+        )
+        for r in rows:
+            if r["label_corrupted"]:
+                image = image_of[r["file"]]
+                corrupted.add(image)
+                error_months[image] = (
+                    abs(int(r["recorded_age_days"]) - int(r["true_age_days"])) / DAYS_PER_MONTH
+                )
     elapsed = time.perf_counter() - started
 
     print(
         f"model {version.name} (validation MAE "
         f"{version.card['expected_error_months']['overall']:.1f} months), {args.count} phantoms "
         f"per profile, {args.label_noise:.0%} label noise, seeds {SEED} to "
-        f"{SEED + len(PROFILES) - 1}, queue threshold off"
+        f"{SEED + len(PROFILES) - 1}, queue threshold off; "
+        + (
+            f"calibrated on {args.calibrate} clean phantoms per profile (seeds "
+            f"{CALIBRATION_SEED} to {CALIBRATION_SEED + len(PROFILES) - 1}), interval rule"
+            if args.calibrate
+            else "uncalibrated (the card's expected errors)"
+        )
     )
-    print(f"{'set':<16} {'N':>5} {'k':>4} {'recall@2k':>10} {'random 2k/N':>12} {'ratio':>6}")
+    # The triage order (the queue's), and in the same run the residual-only orders: the
+    # calibrated residual (outside the interval) and the expected-error ratio of the queue
+    # before issue 19 ("today").
+    orders = {
+        "triage": None,
+        "residual, interval": lambda p: _residual_key(p, calibrated=True),
+        "residual, today": lambda p: _residual_key(p, calibrated=False),
+    }
+    if not args.calibrate:
+        del orders["residual, interval"]
+    header = "".join(f" {name:>19}" for name in orders)
+    print(f"{'set':<16} {'N':>5} {'k':>4}{header} {'random 2k/N':>12}")
     seen = set(version.card.get("training_data", {}).get("sites", []))
+    overall: dict[str, list[int]] = {}
     for name, filters in [
         *((p, QueueFilters(site=p)) for p in PROFILES),
         ("overall", QueueFilters()),
     ]:
-        ranked = list(queue(user=reviewer, filters=filters).values_list("image_id", flat=True))
-        k = len(corrupted.intersection(ranked))
-        n = len(ranked)
-        recall = len(corrupted.intersection(ranked[: 2 * k])) / k
-        chance = 2 * k / n
+        cases = list(queue(user=reviewer, filters=filters).select_related("image", "model_version"))
+        tops = {}
+        k = len(corrupted.intersection(p.image_id for p in cases))
+        for order, key in orders.items():
+            ranked = cases if key is None else sorted(cases, key=key, reverse=True)
+            tops[order] = [p.image_id for p in ranked[: 2 * k]]
+        cells = "".join(f" {len(corrupted.intersection(t)) / k:>19.2f}" for t in tops.values())
         label = name if name == "overall" or name in seen else f"{name} (unseen)"
-        print(f"{label:<16} {n:>5} {k:>4} {recall:>10.2f} {chance:>12.2f} {recall / chance:>6.2f}")
-    print(f"({elapsed:.0f} s to make, ingest and predict {len(PROFILES) * args.count} phantoms)")
+        print(f"{label:<16} {len(cases):>5} {k:>4}{cells} {2 * k / len(cases):>12.2f}")
+        if name == "overall":
+            overall = tops
+    print(f"\nrecall@2k overall by error size (|recorded - true|), k = {len(corrupted)}:")
+    print(f"{'error':<16} {'k':>4}{header}   goal")
+    rows_out = [("all", lambda m: True, GOAL_OVERALL)]
+    for low, high in SIZES:
+        label = f">= {low} months" if high is None else f"{low}-{high} months"
+        goal = GOAL_LARGE if high is None and low == LARGE_MONTHS else None
+        rows_out.append((label, _in_size(low, high), goal))
+    for label, chosen, goal in rows_out:
+        subset = {i for i in corrupted if chosen(error_months[i])}
+        if not subset:
+            continue
+        recalls = [len(subset.intersection(t)) / len(subset) for t in overall.values()]
+        cells = "".join(f" {r:>19.2f}" for r in recalls)
+        verdict = (
+            "" if goal is None else f">= {goal:.1f}: {'met' if recalls[0] >= goal else 'NOT met'}"
+        )
+        print(f"{label:<16} {len(subset):>4}{cells}   {verdict}")
+    made = len(PROFILES) * (args.count + args.calibrate)
+    print(f"({elapsed:.0f} s to make, ingest and predict {made} phantoms)")
+
+
+def _residual_key(prediction, *, calibrated: bool) -> tuple[float, int]:
+    """A residual-only order, ties by id: |residual| over the interval's reach (`calibrated`,
+    under the interval rule) or over the card's expected error, as `services.outlier_score`."""
+    from portal.predictions.services import outlier_score
+
+    interval = None
+    low, high = prediction.interval_low_days, prediction.interval_high_days
+    if calibrated and low is not None and high is not None:
+        interval = (low, high)
+    score = outlier_score(
+        card=prediction.model_version.card,
+        predicted_days=prediction.age_days,
+        recorded_days=prediction.image.age_days,
+        sex=prediction.image.sex,
+        interval=interval,
+    )
+    return score, prediction.pk
+
+
+def _in_size(low: float, high: float | None):
+    return lambda months: months >= low and (high is None or months < high)
 
 
 if __name__ == "__main__":

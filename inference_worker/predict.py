@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from inference_worker import checkpoint
+from inference_worker import checkpoint, recalibration
 from inference_worker.ages import days_to_years_months
 from inference_worker.decoding import Item, decoded_chunks
 from inference_worker.heatmap import SCALE, compact_heats, is_blank, png_bytes, predict_with_cam
@@ -106,6 +106,8 @@ class Predictor:
         self.size = int(card["input_size"])
         norm = card["normalisation"]
         self.age_mean, self.age_std = float(norm["age_mean_days"]), float(norm["age_std_days"])
+        # Site recalibrations fitted on curated cases (`recalibration`): each to its site's ages.
+        self.recalibration = card.get("recalibration") or []
         # channels-last suits oneDNN on CPUs as well as tensor cores on GPUs.
         self.model = self.model.to(memory_format=torch.channels_last)
         # Only the backbone is compiled: the head runs in fp32 with its own small backward.
@@ -121,12 +123,14 @@ class Predictor:
         *,
         heatmap_paths: list[str | None] | None = None,
         sexes: list[str | None] | None = None,
+        sites: list[str | None] | None = None,
         batch_size: int | None = None,
         settings: Settings | None = None,
     ) -> list[Result]:
         """One Result per file, in order. `heatmap_paths[i]` is where to write file i's PNG
-        (None: no heatmap); `sexes[i]` overrides the file's PatientSex; `batch_size` overrides
-        the settings' GPU batch. Never raises for a file, a batch or a heatmap that fails."""
+        (None: no heatmap); `sexes[i]` overrides the file's PatientSex; `sites[i]` is the
+        file's site, for a recalibration fitted on one site; `batch_size` overrides the
+        settings' GPU batch. Never raises for a file, a batch or a heatmap that fails."""
         settings = settings or Settings()
         if batch_size:
             settings = replace(settings, gpu_batch=batch_size)
@@ -135,6 +139,7 @@ class Predictor:
             files,
             heatmap_paths or [None] * len(files),
             sexes or [None] * len(files),
+            sites or [None] * len(files),
             settings,
         ).execute()
 
@@ -154,8 +159,9 @@ class _Run:
     """One call of `Predictor.run`: decode ahead, launch batch k+1 before reading batch k's
     results (the device never waits for the host), write heatmaps behind."""
 
-    def __init__(self, predictor: Predictor, files, heatmap_paths, sexes, settings) -> None:
+    def __init__(self, predictor: Predictor, files, heatmap_paths, sexes, sites, settings) -> None:
         self.p, self.files, self.paths, self.sexes = predictor, files, heatmap_paths, sexes
+        self.sites = sites
         self.settings = settings
         self.results = [Result(file=f) for f in files]
         self.cuda = predictor.device.type == "cuda"
@@ -296,6 +302,8 @@ class _Run:
         """Wait for a launched batch, record ages and stage times, hand heatmaps to the writer."""
         p = self.p
         ages = (launched.age.float().cpu().numpy() * p.age_std + p.age_mean).clip(0, None)
+        sites = [self.sites[i] for i, _ in launched.items]
+        ages = recalibration.apply(p.recalibration, ages, sites)
         start = time.perf_counter()
         heats = [h.cpu().numpy() for h in launched.heats]
         copy_ms = (time.perf_counter() - start) * 1000
@@ -375,8 +383,8 @@ def failure_answer(payload: dict, reason: str, *, unreadable: bool = False) -> d
 
 def run_batch(payload: dict, data_dir: Path, settings: Settings | None = None) -> dict:
     """A portal batch (`{"job", "model": {"name", "path", "sha256"}, "images": [{"id", "path",
-    "sex", "heatmap"}]}`, paths relative to the shared storage) -> the answer for the portal:
-    one result per image, an age and a heatmap (with its sha256, its scale and whether it is
+    "sex", "site", "heatmap"}]}`, paths relative to the shared storage) -> the answer for the
+    portal: one result per image, an age and a heatmap (with its sha256, its scale and whether it is
     blank), or `{"image", "error", "unreadable"}`. Never raises: whatever fails, the portal
     hears about every image."""
     settings = settings or Settings.from_env()
@@ -392,6 +400,7 @@ def run_batch(payload: dict, data_dir: Path, settings: Settings | None = None) -
             [str(data_dir / image["path"]) for image in images],
             heatmap_paths=[str(data_dir / image["heatmap"]) for image in images],
             sexes=[image.get("sex") for image in images],
+            sites=[image.get("site") for image in images],
             settings=settings,
         )
     except Exception as exc:  # a bug of ours; the batch still gets its answer

@@ -12,11 +12,14 @@ import redis
 import torch
 from celery.signals import worker_process_init
 
+from inference_worker import finetune
 from inference_worker.celery import DATA_DIR, app
 from inference_worker.predict import Settings, failure_answer, run_batch
 
 PREDICT_TASK = "inference_worker.predict_batch"
 STORE_TASK = "portal.predictions.store_results"
+FINETUNE_TASK = "inference_worker.finetune"
+TRAINING_RESULT_TASK = "portal.learning.training_result"
 MAX_ATTEMPTS = 3
 WORKER = f"{socket.gethostname()}:{os.getpid()}"
 # INFERENCE_GPU_BATCH, INFERENCE_DECODE_WORKERS (threads here), INFERENCE_COMPILE.
@@ -61,3 +64,14 @@ def _after_a_crash(payload: dict) -> None:
     for image in images:
         single = {**payload, "images": [image], "attempt": attempt}
         app.send_task(PREDICT_TASK, args=[single], queue="inference")
+
+
+@app.task(name=FINETUNE_TASK, bind=True, acks_late=True, reject_on_worker_lost=True)
+def finetune_job(self, payload: dict) -> None:
+    """Fine-tune or recalibrate (`finetune.run`); a job whose worker died mid-way fails with
+    that reason instead of training again and again."""
+    if _first_delivery(self.request.id):
+        answer = finetune.run(payload, DATA_DIR)
+    else:
+        answer = {"job": payload["job"], "error": "the worker stopped while training"}
+    app.send_task(TRAINING_RESULT_TASK, args=[{**answer, "worker": WORKER}], queue="default")

@@ -170,6 +170,13 @@ def _train(args: argparse.Namespace, ranks: Ranks, device: torch.device) -> dict
     val_rows = np.array([row_of[id(s)] for s in val_set], dtype=np.int64)
     ages = np.array([s.age_days for s in train_set])
     age_mean, age_std = float(ages.mean()), float(ages.std() or 1.0)
+    parent = None
+    if args.init_from:  # fine-tuning keeps the parent's scale: its head already speaks it
+        parent, parent_card = checkpoint.load(args.init_from)
+        if (parent_card["architecture"], parent_card.get("width", 64)) != (args.arch, args.width):
+            raise SystemExit(f"--init-from {args.init_from}: another architecture or width")
+        norm = parent_card["normalisation"]
+        age_mean, age_std = float(norm["age_mean_days"]), float(norm["age_std_days"])
 
     def subset(rows: np.ndarray, chosen: list[Sample]) -> CachedImages:
         targets = torch.tensor([(s.age_days - age_mean) / age_std for s in chosen])
@@ -187,7 +194,10 @@ def _train(args: argparse.Namespace, ranks: Ranks, device: torch.device) -> dict
     train_loader = _loader(train_data, args.batch_size, workers, device, sampler)
     val_loader = _loader(val_data, args.batch_size, workers, device)
 
-    net = build_model(args.arch, width=args.width).to(device)
+    net = build_model(args.arch, width=args.width)
+    if parent is not None:
+        net.load_state_dict(parent.state_dict())
+    net = net.to(device)
     if device.type == "cuda":
         net = net.to(memory_format=torch.channels_last)
         torch.backends.cudnn.benchmark = True  # one input size throughout
@@ -430,6 +440,11 @@ def parser() -> argparse.ArgumentParser:
         help=f"each rank writes the manifest rows it trained on to OUT/{SAMPLES}",
     )
     p.add_argument("--name", default="")
+    p.add_argument(
+        "--init-from",
+        type=Path,
+        help="fine-tune: start from this checkpoint folder's weights and age normalisation",
+    )
     p.add_argument("--synthetic", action="store_true", help="record that the data are phantoms")
     return p
 

@@ -92,6 +92,7 @@ INSTALLED_APPS = [
     "portal.validation",
     "portal.reports",
     "portal.pacs",
+    "portal.learning",
     "portal.operations",
 ]
 
@@ -396,14 +397,25 @@ CELERY_BEAT_SCHEDULE = {
     "ingest-resend-submitted-uploads": {"task": "portal.ingest.resend", "schedule": 60.0},
     "validation-resend-queued-exports": {"task": "portal.validation.resend", "schedule": 60.0},
     "reports-resend-waiting-reports": {"task": "portal.reports.resend", "schedule": 60.0},
+    "learning-resend-queued-training": {"task": "portal.learning.resend", "schedule": 60.0},
     # Open uploads past PORTAL_UPLOAD_EXPIRY_HOURS expire with their staged files.
     "ingest-expire-open-uploads": {"task": "portal.ingest.upload_expire_stale", "schedule": 900.0},
 }
 
 # Review (see docs/review.md): which cases enter the queue, how long a lease holds a case,
 # and how far apart two corrected ages may be before a double-read case is disputed.
+# The outlier rule `portal.predictions.services.outlier_score` applies: "expected_error" (the
+# residual over the card's expected error) or "interval" (the residual over the calibrated
+# interval's reach on its side: over 1 = recorded age outside the interval; uncalibrated
+# versions keep the expected-error rule). The queue threshold follows the rule.
+OUTLIER_RULES = ("expected_error", "interval")
+OUTLIER_RULE = os.environ.get("PORTAL_OUTLIER_RULE", "expected_error").strip().lower()
+if OUTLIER_RULE not in OUTLIER_RULES:
+    raise ImproperlyConfigured(f"PORTAL_OUTLIER_RULE must be one of {', '.join(OUTLIER_RULES)}")
 REVIEW = {
-    "QUEUE_THRESHOLD": float(os.environ.get("PORTAL_QUEUE_THRESHOLD", "2.0")),
+    "QUEUE_THRESHOLD": float(
+        os.environ.get("PORTAL_QUEUE_THRESHOLD", "1.0" if OUTLIER_RULE == "interval" else "2.0")
+    ),
     "LEASE_SECONDS": _env_int("PORTAL_LEASE_SECONDS", 300),
     "DOUBLE_READ_TOLERANCE_MONTHS": float(
         os.environ.get("PORTAL_DOUBLE_READ_TOLERANCE_MONTHS", "3")

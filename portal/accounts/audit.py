@@ -32,6 +32,7 @@ class AuditAction(models.TextChoices):
     # Model versions: global (no site); every lead sees them, as they change every queue.
     MODEL_REGISTER = "model.register"
     MODEL_ACTIVATE = "model.activate"
+    MODEL_CALIBRATE = "model.calibrate"  # a calibration record stored for a version
     # Review: decisions, leases, and pixels handed out.
     REVIEW_CONFIRM = "review.confirm"
     REVIEW_CORRECT = "review.correct"
@@ -56,4 +57,8 @@ class AuditAction(models.TextChoices):
 # Events without a site that every lead sees (besides superusers, who see everything): the
 # active model decides every site's queue. Other site-less events (users, tokens) name people
 # of other sites and stay with superusers.
-LEAD_VISIBLE_GLOBAL = (AuditAction.MODEL_REGISTER, AuditAction.MODEL_ACTIVATE)
+LEAD_VISIBLE_GLOBAL = (
+    AuditAction.MODEL_REGISTER,
+    AuditAction.MODEL_ACTIVATE,
+    AuditAction.MODEL_CALIBRATE,
+)

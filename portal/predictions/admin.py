@@ -5,7 +5,7 @@ from django.utils.html import format_html
 
 from portal.core.admin import ReadOnlyAdmin
 from portal.predictions import services
-from portal.predictions.models import ModelVersion, Prediction, PredictionJob
+from portal.predictions.models import Calibration, ModelVersion, Prediction, PredictionJob
 
 
 @admin.register(ModelVersion)
@@ -62,3 +62,19 @@ class PredictionAdmin(ReadOnlyAdmin):
     list_display = ["id", "image", "model_version", "age_days", "error", "created_at"]
     list_filter = ["model_version"]
     readonly_fields = [f.name for f in Prediction._meta.fields]
+
+
+@admin.register(Calibration)
+class CalibrationAdmin(ReadOnlyAdmin):
+    """Calibrations are made by `manage.py calibrate` and never changed (append-only)."""
+
+    list_display = [
+        "id",
+        "model_version",
+        "validation_set",
+        "validation_set_version",
+        "coverage",
+        "created_at",
+    ]
+    list_filter = ["model_version"]
+    readonly_fields = [f.name for f in Calibration._meta.fields]

@@ -154,6 +154,9 @@ _PREDICTION_FIELDS = {
     "recorded_age_days": serializers.IntegerField(),
     "residual_days": serializers.IntegerField(allow_null=True),
     "score": serializers.FloatField(allow_null=True),
+    # The calibrated interval (null while the model version is uncalibrated).
+    "interval_low_days": serializers.IntegerField(allow_null=True),
+    "interval_high_days": serializers.IntegerField(allow_null=True),
     "error": serializers.CharField(),
     "heatmap_url": serializers.CharField(allow_null=True),
     **HEATMAP_FIELDS,

@@ -44,7 +44,9 @@ def prediction_job_dispatch(*, job_id: int, round_: int) -> int:
             job=job, state=JobImage.State.PENDING, image_id__gt=job.dispatch_cursor
         )
         .order_by("image_id")
-        .values_list("image_id", "image__file", "image__sex", "image__uuid")[:limit]
+        .values_list("image_id", "image__file", "image__sex", "image__site__slug", "image__uuid")[
+            :limit
+        ]
     )
     sent = 0
     for start in range(0, len(rows), size):
@@ -58,9 +60,10 @@ def prediction_job_dispatch(*, job_id: int, round_: int) -> int:
                     "id": image_id,
                     "path": path,
                     "sex": sex,
+                    "site": site,  # a recalibration fitted on one site applies to its images
                     "heatmap": f"heatmaps/{version.name}/{uuid}.png",
                 }
-                for image_id, path, sex, uuid in batch
+                for image_id, path, sex, site, uuid in batch
             ],
         }
         if not outbox.send(

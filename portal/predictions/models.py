@@ -6,6 +6,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from inference_worker import heatmap_scales
+from portal.core.models import AppendOnlyModel
 from portal.ingest.models import Image, Site, Upload
 
 
@@ -133,6 +134,10 @@ class Prediction(models.Model):
     # True: the model's gradient-weighted features are zero everywhere, the map shows nothing
     # (`inference_worker.heatmap.is_blank`). None: not known (no heatmap, or stored before).
     heatmap_blank = models.BooleanField(null=True, blank=True)
+    # The version's current calibrated interval (`inference_worker.conformal.interval`) in days;
+    # None while the version is uncalibrated. Rewritten when a new calibration is stored.
+    interval_low_days = models.PositiveIntegerField(null=True, blank=True)
+    interval_high_days = models.PositiveIntegerField(null=True, blank=True)
     error = models.TextField(blank=True)
     timing_ms = models.JSONField(default=dict, blank=True)
     worker = models.CharField(max_length=255, blank=True)
@@ -158,3 +163,33 @@ class Prediction(models.Model):
     @property
     def succeeded(self) -> bool:
         return not self.error
+
+
+class Calibration(AppendOnlyModel):
+    """A model version's split-conformal calibration on a frozen validation set version
+    (`inference_worker.conformal.calibrate`). Append-only: recalibrating adds a row, and the
+    latest row of a version is its current calibration. The set is named by plain fields, not a
+    foreign key: validation sets live above predictions (DESIGN.md, "Apps depend one way")."""
+
+    model_version = models.ForeignKey(
+        ModelVersion, on_delete=models.PROTECT, related_name="calibrations"
+    )
+    validation_set = models.CharField(max_length=100)
+    validation_set_version = models.PositiveIntegerField()
+    manifest_sha256 = models.CharField(max_length=64)
+    coverage = models.FloatField(help_text="The goal, e.g. 0.9 for 90% intervals.")
+    record = models.JSONField(help_text="The calibration as inference_worker.conformal made it.")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["model_version", "-id"], name="calibration_current_idx")]
+
+    def __str__(self) -> str:
+        return (
+            f"{self.model_version.name} calibrated on "
+            f"{self.validation_set}:{self.validation_set_version} ({self.coverage:.0%})"
+        )

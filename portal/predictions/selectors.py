@@ -7,7 +7,7 @@ from django.utils import timezone
 from portal.accounts.selectors import site_scope
 from portal.ingest.models import Image
 from portal.predictions.blind import hidden_outputs
-from portal.predictions.models import Prediction, PredictionJob
+from portal.predictions.models import Calibration, ModelVersion, Prediction, PredictionJob
 from portal.predictions.paths import strip_server_paths
 
 
@@ -78,6 +78,8 @@ def prediction_data(*, prediction: Prediction) -> dict:
         "recorded_age_days": prediction.image.age_days,
         "residual_days": prediction.residual_days,
         "score": prediction.score,
+        "interval_low_days": prediction.interval_low_days,
+        "interval_high_days": prediction.interval_high_days,
         "error": strip_server_paths(prediction.error),
         "heatmap_url": reverse("api-image-heatmap", args=[prediction.image_id])
         + f"?model={prediction.model_version.name}"
@@ -121,3 +123,8 @@ def image_data(*, image: Image, latest: Prediction | None = None) -> dict:
         "wado_rs_url": image.wado_rs_path,
         "prediction": prediction_data(prediction=latest) if latest else None,
     }
+
+
+def calibration_current(*, version: ModelVersion) -> Calibration | None:
+    """A version's current calibration: its latest (the records are append-only)."""
+    return version.calibrations.order_by("-id").first()

@@ -18,6 +18,7 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from inference_worker import card as checkpoint_card
+from inference_worker import conformal
 from inference_worker.ages import DAYS_PER_MONTH, age_group
 from portal.accounts.audit import AuditAction
 from portal.accounts.services import audit_record
@@ -25,6 +26,7 @@ from portal.core import outbox
 from portal.ingest.models import Image, Site, Upload
 from portal.predictions.models import JobImage, ModelVersion, Prediction, PredictionJob
 from portal.predictions.paths import strip_server_paths
+from portal.predictions.selectors import calibration_current
 
 log = logging.getLogger(__name__)
 PREDICT_TASK = "inference_worker.predict_batch"
@@ -234,11 +236,27 @@ def expected_error(*, card: dict, predicted_days: int, sex: str) -> ExpectedErro
     return ExpectedError(1.0, "none")
 
 
-def outlier_score(*, card: dict, predicted_days: int, recorded_days: int, sex: str) -> float:
-    """|residual| over the model's expected error for the predicted age's group and the sex
-    (`expected_error`)."""
+def outlier_score(
+    *,
+    card: dict,
+    predicted_days: int,
+    recorded_days: int,
+    sex: str,
+    interval: tuple[int, int] | None = None,
+) -> float:
+    """The rule of `settings.OUTLIER_RULE`. "expected_error": |residual| over the model's
+    expected error for the predicted age's group and the sex (`expected_error`). "interval"
+    (given the version's calibrated `interval`): |residual| over the interval's reach from the
+    prediction on the recorded age's side, so that a score over 1 is exactly "the recorded age
+    is outside the interval" and the queue still orders by how far (an interval end that is the
+    prediction itself, at 0 or 18 years, reaches one day)."""
+    residual = recorded_days - predicted_days
+    if interval is not None and settings.OUTLIER_RULE == "interval":
+        low, high = interval
+        reach = high - predicted_days if residual > 0 else predicted_days - low
+        return abs(residual) / max(reach, 1)
     months = expected_error(card=card, predicted_days=predicted_days, sex=sex).months
-    return abs(predicted_days - recorded_days) / DAYS_PER_MONTH / months
+    return abs(residual) / DAYS_PER_MONTH / months
 
 
 _REPLACED_FIELDS = [
@@ -247,6 +265,8 @@ _REPLACED_FIELDS = [
     "age_days",
     "residual_days",
     "score",
+    "interval_low_days",
+    "interval_high_days",
     "heatmap",
     "heatmap_sha256",
     "heatmap_scale",
@@ -271,11 +291,29 @@ def _heatmap_reading(*, result: dict, stored: bool) -> dict:
     }
 
 
-def _prediction_values(*, version: ModelVersion, image: Image, result: dict, worker: str) -> dict:
+def prediction_interval(
+    *, calibration: dict | None, predicted_days: int | None, site: str | None
+) -> tuple[int, int] | None:
+    """The calibrated interval of a prediction (`conformal.interval`); None when uncalibrated."""
+    if calibration is None or predicted_days is None:
+        return None
+    return conformal.interval(calibration, predicted_days, site)
+
+
+def _prediction_values(
+    *,
+    version: ModelVersion,
+    image: Image,
+    result: dict,
+    worker: str,
+    calibration: dict | None = None,
+    site: str | None = None,
+) -> dict:
     age = result.get("age_days")
     error = result.get("error") or ("" if age is not None else "the worker sent no age")
     if error:
         age = None
+    interval = prediction_interval(calibration=calibration, predicted_days=age, site=site)
     return {
         "site_id": image.site_id,
         "age_days": age,
@@ -283,8 +321,14 @@ def _prediction_values(*, version: ModelVersion, image: Image, result: dict, wor
         "score": None
         if age is None
         else outlier_score(
-            card=version.card, predicted_days=age, recorded_days=image.age_days, sex=image.sex
+            card=version.card,
+            predicted_days=age,
+            recorded_days=image.age_days,
+            sex=image.sex,
+            interval=interval,
         ),
+        "interval_low_days": interval[0] if interval else None,
+        "interval_high_days": interval[1] if interval else None,
         "heatmap": "" if error else (result.get("heatmap") or ""),
         "heatmap_sha256": "" if error else (result.get("heatmap_sha256") or "")[:64],
         **_heatmap_reading(result=result, stored=not error and bool(result.get("heatmap"))),
@@ -319,10 +363,21 @@ def prediction_results_store(*, answer: dict) -> PredictionJob | None:
             .filter(model_version=version, image_id__in=list(images))
             .only("pk", "image_id", "error")
         }
+        current = calibration_current(version=version)
+        slugs = dict(
+            Site.objects.filter(pk__in={i.site_id for i in images.values()}).values_list(
+                "pk", "slug"
+            )
+        )
         new, replaced = [], []
         for image_id, image in images.items():
             values = _prediction_values(
-                version=version, image=image, result=results[image_id], worker=worker
+                version=version,
+                image=image,
+                result=results[image_id],
+                worker=worker,
+                calibration=current.record if current else None,
+                site=slugs.get(image.site_id),
             )
             old = existing.get(image_id)
             if old is None:
@@ -336,6 +391,13 @@ def prediction_results_store(*, answer: dict) -> PredictionJob | None:
         Prediction.objects.bulk_create(new, ignore_conflicts=True)
         if replaced:
             Prediction.objects.bulk_update(replaced, _REPLACED_FIELDS)
+        # The residual ratio above is the score until triage weighs the patient's other films
+        # and the dates; it rescores those films too (triage imports this module: imported here).
+        from portal.predictions.triage import triage_rescore
+
+        triage_rescore(
+            version=version, image_ids=[p.image_id for p in new + replaced if not p.error]
+        )
         _mark_unreadable(results=results, image_ids=images)
         stored = Prediction.objects.filter(model_version=version, image_id__in=list(images))
         outcome = dict(stored.values_list("image_id", "error"))

@@ -21,6 +21,8 @@ from portal.core.numbers import finite_number
 from portal.predictions.blind import COPY_TOLERANCE_DAYS
 from portal.predictions.models import ModelVersion, Prediction, PredictionJob
 from portal.predictions.services import prediction_job_create
+from portal.reports.agreement import report_agreement
+from portal.reports.coverage import coverage_section
 from portal.reports.models import Report
 from portal.review.models import Decision, Review
 from portal.validation.models import ValidationItem, ValidationSetVersion
@@ -367,4 +369,14 @@ def report_compute(*, report: Report) -> dict:
         "paired": paired,
         "paper_table": paper,
         "copied_corrections": report_copied_corrections(report=report),
+        # Reader agreement on the double-read films (None where there are none).
+        "agreement": report_agreement(report=report),
+        "coverage": coverage_section(
+            model=report.model_version,
+            version=version,
+            true_days=points.true_days,
+            predicted_days=points.predicted_days,
+            sites=points.site,
+            groups=groups,
+        ),
     }

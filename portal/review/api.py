@@ -123,6 +123,9 @@ _PREDICTION = inline_serializer(
         "age_days": serializers.IntegerField(allow_null=True),
         "residual_days": serializers.IntegerField(allow_null=True),
         "score": serializers.FloatField(allow_null=True),
+        # The version's calibrated interval; null while it is uncalibrated.
+        "interval_low_days": serializers.IntegerField(allow_null=True),
+        "interval_high_days": serializers.IntegerField(allow_null=True),
         "heatmap_url": serializers.CharField(allow_null=True),
         **HEATMAP_FIELDS,
     },

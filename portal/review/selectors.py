@@ -17,6 +17,7 @@ from portal.ingest.models import Image, ReviewStatus, Site
 from portal.predictions import blind
 from portal.predictions.models import ModelVersion, Prediction
 from portal.predictions.selectors import image_data, latest_prediction
+from portal.predictions.triage import triage_verdict
 from portal.review import history
 from portal.review.explain import why_in_queue
 from portal.review.models import Kind, Review
@@ -124,13 +125,16 @@ def queue(*, user, filters: QueueFilters, now: datetime | None = None) -> QueryS
 
 
 def prediction_why(prediction: Prediction, *, card: dict) -> str:
-    """The sentence saying why the prediction's image is (or is not) in the queue."""
+    """The sentence saying why the prediction's image is (or is not) in the queue, with what
+    label-error triage weighed beside the residual (`predictions.triage`)."""
     return why_in_queue(
         recorded_days=prediction.image.age_days,
         predicted_days=prediction.age_days,
         sex=prediction.image.sex,
         card=card,
         threshold=queue_threshold(),
+        score=prediction.score,
+        verdict=triage_verdict(prediction=prediction),
     )
 
 

@@ -11,7 +11,7 @@ from PIL import Image as PILImage
 from playwright.sync_api import Browser, expect
 
 from inference_worker.ages import years_months_to_days
-from tests.e2e.test_review import _wait_ready
+from tests.e2e.test_review import _wait_ready, assert_loaded_through_wado_rs, record_requests
 from tests.portal import factories as f
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -38,6 +38,7 @@ def test_the_queue_and_viewer_say_why_and_show_the_patient_s_other_films_in_step
     f.prediction(girl, version, age_days=2000 + 500)  # 16.4 months older: score 2.7
 
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    requests = record_requests(page)
     page.goto(f"{live_server.url}/accounts/login/?next=/review/")
     page.fill("#id_username", "rita")
     page.fill("#id_password", f.PASSWORD)
@@ -72,6 +73,8 @@ def test_the_queue_and_viewer_say_why_and_show_the_patient_s_other_films_in_step
     expect(strip).to_have_attribute("data-ready", "true", timeout=60_000)
     for index in range(2):
         expect(films.nth(index).locator(".film-viewport")).to_have_attribute("data-state", "shown")
+    for film in (boy, *priors):  # the main image and the strip's, all over WADO-RS
+        assert_loaded_through_wado_rs(requests, film)
     # Side by side with the main image, not below it.
     main_box = page.locator("#viewport").bounding_box()
     film_box = films.first.locator(".film-viewport").bounding_box()

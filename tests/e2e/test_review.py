@@ -11,7 +11,7 @@ import pydicom
 import pytest
 from django.conf import settings
 from PIL import Image as PILImage
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, Page, Request, expect
 from pydicom.data import get_testdata_file
 
 from inference_worker.ages import years_months_to_days
@@ -57,6 +57,28 @@ def _centre(mask: np.ndarray) -> np.ndarray:
     return np.array([xs.mean(), ys.mean()])
 
 
+def record_requests(page: Page) -> list[Request]:
+    """Every request the page makes from now on, as the browser sent it."""
+    seen: list[Request] = []
+    page.on("request", lambda request: seen.append(request))
+    return seen
+
+
+def assert_loaded_through_wado_rs(requests: list[Request], image: Image) -> bytes:
+    """The viewer took `image` from DICOMweb (its WADO-RS metadata, then frame 1, asking for
+    the frame as stored) and never from the file download; returns the frames answer."""
+    urls = [r.url for r in requests]
+    frames = [r for r in requests if r.url.endswith(f"{image.wado_rs_path}/frames/1")]
+    assert frames, urls
+    assert any(u.endswith(f"{image.wado_rs_path}/metadata") for u in urls), urls
+    assert "transfer-syntax=*" in frames[0].headers["accept"], frames[0].headers
+    assert not [u for u in urls if re.search(r"/api/images/\d+/dicom/", u)], urls
+    response = frames[0].response()
+    assert response is not None
+    assert response.status == 200
+    return response.body()
+
+
 def _wait_ready(page: Page, image_id: int) -> None:
     expect(page.locator("#viewer-app")).to_have_attribute("data-image-id", str(image_id))
     expect(page.locator("#viewer-app")).to_have_attribute("data-ready", "true", timeout=60_000)
@@ -90,6 +112,7 @@ def test_reviewer_works_the_queue_in_the_viewer_and_corrects_an_age_by_keyboard(
 ):
     film, square = world["film"], world["square"]
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    requests = record_requests(page)
     page.goto(f"{live_server.url}/accounts/login/?next=/review/")
     page.fill("#id_username", "rita")
     page.fill("#id_password", f.PASSWORD)
@@ -121,6 +144,9 @@ def test_reviewer_works_the_queue_in_the_viewer_and_corrects_an_age_by_keyboard(
 
     mediastinum, lungs = column(0.5), (column(0.3), column(0.7))
     assert mediastinum > max(lungs) + 15, (mediastinum, lungs)
+    # Those pixels came over WADO-RS: the JPEG 2000 codestream as stored, decoded here.
+    frames = assert_loaded_through_wado_rs(requests, film)
+    assert b"transfer-syntax=1.2.840.10008.1.2.4.90" in frames[:400], frames[:400]
 
     # Window/level by dragging changes the pixels.
     box = page.locator("#viewport").bounding_box()
@@ -257,3 +283,38 @@ def test_the_viewer_explains_the_signed_heatmap_and_says_when_a_map_is_blank(
     expect(legend).to_be_hidden()
     page.keyboard.press("h")
     expect(app).to_have_attribute("data-heatmap", "blank")
+
+
+def test_a_lossy_jpeg2000_film_shows_through_wado_rs_with_its_polarity(
+    browser: Browser, live_server, tmp_path
+):
+    """pydicom-data's RG1_J2KI (JPEG 2000 lossy, MONOCHROME1, PixelSpacing 0\\0): its frame
+    comes over WADO-RS as stored, is decoded in the browser and shown bone-bright."""
+    north = f.site("north")
+    f.user("rita", "reviewer", north)
+    chest = pydicom.dcmread(get_testdata_file("RG1_J2KI.dcm"))
+    chest.PatientBirthDate = "19970826"  # a 7-year-old: the film as shipped is of an adult
+    chest.save_as(tmp_path / "lossy.dcm")
+    (film,) = _ingest(north, tmp_path / "lossy.dcm")
+    assert film.transfer_syntax_uid == "1.2.840.10008.1.2.4.91"
+
+    page = _login(browser, live_server, "rita")
+    requests = record_requests(page)
+    page.goto(f"{live_server.url}/images/{film.pk}/")
+    _wait_ready(page, film.pk)
+    frames = assert_loaded_through_wado_rs(requests, film)
+    assert b"transfer-syntax=1.2.840.10008.1.2.4.91" in frames[:400], frames[:400]
+    # The file's window, from the metadata the viewer registered for the frame.
+    expect(page.locator("#wl-readout")).to_have_text("W 30000 · L 15000")
+    shot = _shot(page)
+    ys, xs = np.nonzero(shot > 10)
+    top, bottom, left, right = ys.min(), ys.max(), xs.min(), xs.max()
+    assert shot[top:bottom, left:right].std() > 20, "the viewport is blank"
+    band = shot[(top + bottom) // 2 - 40 : (top + bottom) // 2 + 40]
+
+    def column(fraction: float) -> float:
+        x = int(left + fraction * (right - left))
+        return band[:, x - 10 : x + 10].mean()
+
+    mediastinum, lungs = column(0.5), (column(0.3), column(0.7))
+    assert mediastinum > max(lungs) + 15, (mediastinum, lungs)

@@ -12,7 +12,9 @@ from django.db import transaction
 from PIL import Image as PILImage
 
 from portal.accounts.services import membership_grant
+from portal.ingest.archive import Source
 from portal.ingest.models import Image, Site, Upload
+from portal.ingest.services import upload_create, upload_process
 from portal.predictions.models import ModelVersion, Prediction
 from portal.predictions.services import outlier_score
 from portal.review.services import review_submit
@@ -80,6 +82,24 @@ def image(s: Site, *, age_days: int = 1000, sex: str = "F", dicom: bool = False)
         make_dicom(Path(settings.DATA_DIR) / img.file, sex=sex)
     img.save()
     return img
+
+
+def ingested(
+    s: Site, folder: Path, *, birth: str, study: str, patient: str, sex: str = "F"
+) -> Image:
+    """A film through the real ingest path (de-identified, date-shifted per patient, aged from
+    `birth` and `study`, YYYYMMDD), one upload of its own; its image row."""
+    path = make_dicom(
+        folder / f"film-{next(_seq)}.dcm",
+        birth_date=birth,
+        study_date=study,
+        sex=sex,
+        extra={"PatientID": patient},
+    )
+    upload = upload_process(
+        upload=upload_create(site=s, source=Upload.Source.CLI), sources=[Source.given(path)]
+    )
+    return Image.objects.get(upload=upload)
 
 
 def prediction(img: Image, version: ModelVersion, *, age_days: int, heatmap: bool = False):

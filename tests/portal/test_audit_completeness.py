@@ -28,6 +28,7 @@ from portal.core import signing
 from portal.core.models import ApiToken, TrustedPortal
 from portal.ingest.models import Upload
 from portal.ingest.services import upload_create
+from portal.learning.models import TrainingJob
 from portal.pacs.multipart import write_parts
 from portal.pacs.services import site_ae_set
 from portal.predictions.models import ModelVersion
@@ -130,6 +131,23 @@ class Audited:
 
 def _files(world: World) -> dict:
     return {"files": [SimpleUploadedFile("a.dcm", world["dicom"])], "finish": "false"}
+
+
+def _curated_cases(world: World) -> None:
+    """Enough curated north films for a recalibration: a set `set-train` frozen from ten."""
+    for i in range(10):
+        _confirm(f.image(world.north, age_days=1000 + 300 * i), world.users["lead"])
+    chosen = validation_set_create(name="set-train", sites=[world.north], user=world.users["lead"])
+    validation_set_freeze(validation_set=chosen, user=world.users["lead"])
+
+
+def _finished_training_job(world: World) -> None:
+    """A recalibration of m1 on set-north that produced m2, waiting for the lead's decision."""
+    job = TrainingJob.objects.create(
+        name="tuned", mode="recalibrate", parent=_model("m1"), result_version=_model("m2")
+    )
+    job.set_versions.set([world["set"].versions.get()])
+    world.objects["training_job"] = job
 
 
 def _new_confirmed(world: World) -> None:
@@ -306,6 +324,41 @@ URLS: dict[str, dict[str, object]] = {
         )
     },
     "reports:detail": {"GET": READ},
+    "learning:detail": {"GET": READ},
+    "learning:activate": {
+        "POST": Audited(
+            "post",
+            lambda w: f"/jobs/training/{w['training_job'].pk}/activate/",
+            ("model.activate",),
+            site=None,
+            prepare=_finished_training_job,
+        )
+    },
+    "api-training-jobs": {
+        "GET": READ,
+        "POST": Audited(
+            "post",
+            lambda w: "/api/training-jobs/",
+            ("job.create",),
+            body=lambda w: {
+                "parent": "m1",
+                "validation_sets": ["set-train"],
+                "name": "tuned",
+                "recalibrate_only": True,
+            },
+            prepare=_curated_cases,
+        ),
+    },
+    "api-training-job": {"GET": READ},
+    "api-training-job-activate": {
+        "POST": Audited(
+            "post",
+            lambda w: f"/api/training-jobs/{w['training_job'].pk}/activate/",
+            ("model.activate",),
+            site=None,
+            prepare=_finished_training_job,
+        )
+    },
     "api-sites": {"GET": READ},
     "api-upload-create": {
         "POST": Audited(
@@ -797,7 +850,9 @@ ADMIN_MODELS: dict[str, dict[str, object]] = {
     },
     "predictions.predictionjob": {"add": BLOCKED, "change": BLOCKED, "delete": BLOCKED},
     "predictions.prediction": {"add": BLOCKED, "change": BLOCKED, "delete": BLOCKED},
+    "predictions.calibration": {"add": BLOCKED, "change": BLOCKED, "delete": BLOCKED},
     "reports.report": {"add": BLOCKED, "change": BLOCKED, "delete": BLOCKED},
+    "learning.trainingjob": {"add": BLOCKED, "change": BLOCKED, "delete": BLOCKED},
     "review.review": {"add": BLOCKED, "change": BLOCKED, "delete": BLOCKED},
     "validation.validationset": {"add": BLOCKED, "change": BLOCKED, "delete": BLOCKED},
     "validation.validationsetversion": {"add": BLOCKED, "change": BLOCKED, "delete": BLOCKED},

@@ -197,6 +197,9 @@ export interface PredictionSummary {
   age_days: number;
   score: number | null;
   residual_days: number | null;
+  /** The model version's calibrated interval in days; null while the version is uncalibrated. */
+  interval_low_days?: number | null;
+  interval_high_days?: number | null;
   heatmap_url: string | null;
   /** How the PNG's levels read; null without a heatmap. */
   heatmap_scale: HeatmapScale | null;
@@ -325,9 +328,9 @@ const PAGE_SIZE = 200;
 export class ReviewApi {
   constructor(private readonly csrfToken: string) {}
 
-  /** The Cornerstone image id of a stored DICOM: wadouri with an absolute same-origin URL. */
-  dicomImageId(dicomUrl: string): string {
-    return `wadouri:${new URL(dicomUrl, location.href).href}`;
+  /** An instance's WADO-RS metadata (DICOM JSON, a list), with the session's credentials. */
+  getDicomMetadata(url: string): Promise<unknown> {
+    return this.getJson<unknown>(url, "application/dicom+json");
   }
 
   getImage(imageId: number): Promise<ImageDetail> {
@@ -372,8 +375,8 @@ export class ReviewApi {
     return response;
   }
 
-  private async getJson<T>(url: string): Promise<T> {
-    const response = await fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } });
+  private async getJson<T>(url: string, accept = "application/json"): Promise<T> {
+    const response = await fetch(url, { credentials: "same-origin", headers: { Accept: accept } });
     if (!response.ok) throw new ApiResponseError(response.status, await this.errorBody(response));
     return (await response.json()) as T;
   }

@@ -1,5 +1,6 @@
-// One-time Cornerstone3D start-up: the DICOM image loader (wadouri + decode workers), then core,
-// then tools. Memoised so every screen can call it.
+// One-time Cornerstone3D start-up: the DICOM image loader (wadors, which the viewer loads films
+// through, and wadouri; decode workers), then core, then tools. Memoised so every screen can call
+// it. Its start-up clears the metadata caches: register an image's metadata after it (wadors.ts).
 import { init as coreInit } from "@cornerstonejs/core";
 import { init as dicomImageLoaderInit } from "@cornerstonejs/dicom-image-loader";
 import { metaData } from "@cornerstonejs/metadata";

@@ -7,6 +7,7 @@ import {
   type ImageDetail,
   type QueueLease,
 } from "../api/client";
+import { wadoRsImageId } from "../cornerstone/wadors";
 import { createHeatmapOverlay, decodeHeatmap, type HeatmapLayer, type HeatmapOverlay } from "../viewer/heatmap";
 import { createStackViewer, type StackViewer } from "../viewer/stack";
 import { describeChange, describeFieldErrors, formatAge, formatLease, REASONS, SEX } from "./review/format";
@@ -73,7 +74,8 @@ class ReviewScreen {
     // Fetch the heatmap while the DICOM downloads and decodes.
     const layer = this.fetchHeatmap(detail);
     try {
-      this.viewer = await createStackViewer(element<HTMLDivElement>("viewport"), this.api.dicomImageId(detail.dicom_url));
+      const imageId = await wadoRsImageId(detail.wado_rs_url, (url) => this.api.getDicomMetadata(url));
+      this.viewer = await createStackViewer(element<HTMLDivElement>("viewport"), imageId);
     } catch (error) {
       setText("viewer-status", `The image could not be shown: ${describeError(error)}`);
       this.root.dataset.ready = "error";
@@ -167,6 +169,7 @@ class ReviewScreen {
     setText("predicted-age", output.predicted);
     setText("residual", output.residual);
     setText("score", output.score);
+    setText("interval", output.interval);
     setText("why", whyText(d));
     this.root.dataset.outputHidden = String(d.output_hidden);
     setText("sex", SEX[d.sex] ?? d.sex);

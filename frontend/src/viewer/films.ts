@@ -21,11 +21,12 @@ export function voiText(range: Types.VOIRange | undefined): string {
 }
 
 /**
- * One passive stack viewport per element (no tools: the main viewer is where one works); a film
- * that does not load gets `data-state="error"` and is skipped. Each element's `data-voi` says
- * the range its viewport shows after every change.
+ * One passive stack viewport per element (no tools: the main viewer is where one works), showing
+ * the image id its `imageIds` function resolves with (WADO-RS: after fetching the film's
+ * metadata); a film that does not load gets `data-state="error"` and is skipped. Each element's
+ * `data-voi` says the range its viewport shows after every change.
  */
-export async function createFilmStrip(elements: HTMLDivElement[], imageIds: string[]): Promise<FilmStrip> {
+export async function createFilmStrip(elements: HTMLDivElement[], imageIds: (() => Promise<string>)[]): Promise<FilmStrip> {
   await initCornerstone();
   getRenderingEngine(ENGINE_ID)?.destroy();
   const engine = new RenderingEngine(ENGINE_ID);
@@ -43,8 +44,9 @@ export async function createFilmStrip(elements: HTMLDivElement[], imageIds: stri
   const loaded = await Promise.all(
     viewports.map(async ({ element, viewport }, index) => {
       try {
-        await imageLoader.loadAndCacheImage(imageIds[index]);
-        await viewport.setStack([imageIds[index]], 0);
+        const imageId = await imageIds[index]();
+        await imageLoader.loadAndCacheImage(imageId);
+        await viewport.setStack([imageId], 0);
         viewport.render();
         element.dataset.state = "shown";
         element.dataset.voi = voiText(viewport.getProperties().voiRange);

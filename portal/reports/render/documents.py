@@ -7,6 +7,11 @@ import base64
 
 from django.template.loader import render_to_string
 
+from portal.reports.render.agreement import (
+    agreement_definitions,
+    agreement_summary,
+    agreement_tables,
+)
 from portal.reports.render.glossary import age_group_bounds, definitions
 from portal.reports.render.plots import PLOTS, _points_or_empty, plots
 from portal.reports.render.tables import SMALL_MARK, SMALL_N, _identity, _meta, _summary, _tables
@@ -51,12 +56,12 @@ def html_context(report: dict, points: dict) -> dict:
         + (f" vs {report['compare_model']}" if report.get("compare_model") else ""),
         "identity": _identity(report),
         "meta": [list(pair) for pair in _meta(report)],
-        "summary": _summary(report),
-        "definitions": [list(pair) for pair in definitions(report)],
+        "summary": _summary(report) + agreement_summary(report),
+        "definitions": [list(pair) for pair in definitions(report) + agreement_definitions(report)],
         "age_groups": age_group_bounds(report),
         "small_n": SMALL_N,
         "small_mark": SMALL_MARK,
-        "tables": _tables(report),
+        "tables": _tables(report) + agreement_tables(report),
         "plots": [
             {
                 "name": name,

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 
 from inference_worker.ages import REPORTED_SEXES, group_name
 from portal.core.csv_cells import SafeDictWriter
+from portal.reports.render.coverage import coverage_csv_rows, coverage_table
 
 SECTIONS = ("overall", "by_sex", "by_group", "by_group_sex", "by_site", "by_site_group")
 # A figure over fewer items than this is flagged (SMALL_MARK beside its N, "small_n" in the CSV):
@@ -25,6 +26,8 @@ SMALL_MARK = "†"
 # equal to the model's output (the page's and the PDF's "copies" table): section
 # "copied_corrections", model the model compared with, group "<reader> <site>" (n corrections,
 # `copies`, `blind_copies`) and "overall" (the totals, and the flagged image ids, space-separated).
+# Calibrated-interval coverage (render/coverage.py): sections "coverage_overall",
+# "coverage_by_group", "coverage_by_site" fill n, MAE and the coverage columns (fractions).
 CSV_COLUMNS = (
     "model",
     "section",
@@ -47,6 +50,10 @@ CSV_COLUMNS = (
     "copies",
     "blind_copies",
     "flagged_images",
+    "coverage",
+    "coverage_ci_low",
+    "coverage_ci_high",
+    "median_interval_width_months",
 )
 DECIMALS = {
     "mae_months": 2,
@@ -60,6 +67,10 @@ DECIMALS = {
     "difference_ci_low_months": 2,
     "difference_ci_high_months": 2,
     "published_mae_months": 2,
+    "coverage": 3,
+    "coverage_ci_low": 3,
+    "coverage_ci_high": 3,
+    "median_interval_width_months": 2,
 }
 
 # Cells of these columns are numbers ("-1.20" is a bias, not a formula); the rest is text.
@@ -188,6 +199,7 @@ def to_csv(report: dict) -> str:
     if report.get("paper_table"):
         rows.extend(_paper_rows(report["model"], report["paper_table"]))
     rows.extend(_copies_rows(report.get("copied_corrections")))
+    rows.extend(coverage_csv_rows(report, _csv_row))
     out = io.StringIO()
     writer = SafeDictWriter(out, CSV_COLUMNS, numeric=NUMERIC_COLUMNS, lineterminator="\n")
     writer.writeheader()
@@ -389,6 +401,9 @@ def _tables(report: dict) -> list[dict]:
     copies = _copies_table(report.get("copied_corrections"))
     if copies:
         tables.append(copies)
+    coverage = coverage_table(report, fmt_n)
+    if coverage:
+        tables.append(coverage)
     return tables
 
 

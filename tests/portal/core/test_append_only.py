@@ -219,6 +219,10 @@ alice = f.user("alice", "reviewer", site)
 review_submit(image=image, reviewer=alice, decision="confirm", age_days=None, reason="",
               comment="", expected_revision=0)
 sets.validation_set_freeze(validation_set=sets.validation_set_create(name="s", sites=[site]))
+from portal.predictions.calibration import calibration_store
+calibration_store(version=f.model_version(), true_days=[1000] * 20, predicted_days=[990] * 20,
+                  sites=["north"] * 20, coverage=0.9, validation_set="s",
+                  validation_set_version=1, manifest_sha256="0" * 64)
 """
 
 

@@ -218,6 +218,14 @@ def test_frames_as_stored_or_uncompressed(client, tmp_path):
     stored = client.get(url, HTTP_ACCEPT=accept)
     assert b"transfer-syntax=1.2.840.10008.1.2.4.90" in stored.content
     assert b"\r\n\r\n\xff\x4f\xff\x51" in stored.content  # SOC, SIZ: a JPEG 2000 codestream
+    # The viewer's own request (Cornerstone's wadors loader: its Accept, type unquoted).
+    viewer = client.get(
+        url, HTTP_ACCEPT="multipart/related; type=application/octet-stream; transfer-syntax=*"
+    )
+    assert viewer.content == stored.content.replace(
+        stored["Content-Type"].rpartition("boundary=")[2].encode(),
+        viewer["Content-Type"].rpartition("boundary=")[2].encode(),
+    )
     plain = client.get(url)
     assert b"transfer-syntax=1.2.840.10008.1.2.1\r\n" in plain.content
     assert len(plain.content) > image.rows * image.columns * 2

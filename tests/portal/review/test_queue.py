@@ -42,13 +42,21 @@ def test_the_worker_answer_is_stored_with_residual_and_score_from_the_model_card
             {"image": boy.pk, "age_days": 700 - 122, "heatmap": "", "ms": {}},
         ],
     }
+    # Read 13.7 years older than recorded: farther than any clerical slip reaches, so the
+    # triage score is the residual ratio alone (`predictions.triage`).
+    far = f.image(north, age_days=100, sex="F")
+    answer["results"].append({"image": far.pk, "age_days": 100 + 5000, "heatmap": "", "ms": {}})
     prediction_results_store(answer=answer)
 
     stored = {p.image_id: p for p in Prediction.objects.all()}
     assert stored[girl.pk].residual_days == 122
-    assert stored[girl.pk].score == pytest.approx(122 / 30.4375 / 2.0)
     assert stored[boy.pk].residual_days == -122
-    assert stored[boy.pk].score == pytest.approx(122 / 30.4375 / 6.0)
+    # The same 4 months weigh three times more against the girl's 2-month expected error; triage
+    # adds to the ratio (4 months is also what a day/month swap makes), never takes from it.
+    assert stored[girl.pk].score >= 122 / 30.4375 / 2.0
+    assert stored[boy.pk].score >= 122 / 30.4375 / 6.0
+    assert stored[girl.pk].score > stored[boy.pk].score
+    assert stored[far.pk].score == pytest.approx(5000 / 30.4375 / 6.0, abs=1e-3)
 
 
 def _queued(north, version, scores: list[float], **kwargs) -> list[Image]:

@@ -37,14 +37,44 @@ function detail(overrides: Partial<ImageDetail>): ImageDetail {
 
 describe("blind reading in the panel", () => {
   it("says hidden, never 'not predicted', while the output is left out", () => {
-    expect(modelOutputText(detail({}))).toEqual({ predicted: HIDDEN, residual: HIDDEN, score: HIDDEN });
+    expect(modelOutputText(detail({}))).toEqual({
+      predicted: HIDDEN,
+      residual: HIDDEN,
+      score: HIDDEN,
+      interval: HIDDEN,
+    });
   });
 
   it("shows the model's output once it is there", () => {
     const shown = modelOutputText(
       detail({ output_hidden: false, predicted_age_days: 1365, residual_days: 365, score: 2.5 }),
     );
-    expect(shown).toEqual({ predicted: "3 y 8 m", residual: "+12.0 months", score: "2.50" });
+    expect(shown).toEqual({
+      predicted: "3 y 8 m",
+      residual: "+12.0 months",
+      score: "2.50",
+      interval: "not calibrated",
+    });
+  });
+
+  it("shows the calibrated interval and says when the recorded age is outside it", () => {
+    const prediction = {
+      id: 1,
+      model: "demo",
+      age_days: 1365,
+      score: 2.5,
+      residual_days: 365,
+      heatmap_url: null,
+      heatmap_scale: null,
+      heatmap_blank: null,
+      interval_low_days: 1200,
+      interval_high_days: 1500,
+    };
+    const base = { output_hidden: false, predicted_age_days: 1365, prediction };
+    expect(modelOutputText(detail({ ...base, recorded_age_days: 1000 })).interval).toBe(
+      "3 y 3 m – 4 y 1 m · recorded age outside",
+    );
+    expect(modelOutputText(detail({ ...base, recorded_age_days: 1300 })).interval).toBe("3 y 3 m – 4 y 1 m");
   });
 
   it("says not predicted yet when there is no prediction", () => {

@@ -3,6 +3,7 @@
 // the main viewer's (the best check for a clerical age error: do the films' ages line up?).
 import { yearsMonthsText } from "../../ages";
 import type { ImageDetail, PatientFilm, ReviewApi } from "../../api/client";
+import { wadoRsImageId } from "../../cornerstone/wadors";
 import { createFilmStrip, followVoi, voiText } from "../../viewer/films";
 import type { StackViewer } from "../../viewer/stack";
 import { HIDDEN } from "./blind";
@@ -50,7 +51,7 @@ export async function renderOtherFilms(api: ReviewApi, detail: ImageDetail, main
   try {
     const filmStrip = await createFilmStrip(
       viewports,
-      films.map((film) => api.dicomImageId(film.dicom_url)),
+      films.map((film) => () => wadoRsImageId(film.wado_rs_url, (url) => api.getDicomMetadata(url))),
     );
     followVoi(main, filmStrip, (range) => (strip.dataset.voi = voiText(range)));
     strip.dataset.ready = "true";

@@ -15,6 +15,18 @@ export function formatResidual(days: number | null | undefined): string {
   return `${months >= 0 ? "+" : "−"}${Math.abs(months).toFixed(1)} months`;
 }
 
+/** A calibrated interval, "2 y 3 m – 3 y 1 m", marked when the recorded age falls outside it;
+ * "not calibrated" when the model version has no calibration (null ends). */
+export function formatInterval(
+  low: number | null | undefined,
+  high: number | null | undefined,
+  recorded: number,
+): string {
+  if (low === null || low === undefined || high === null || high === undefined) return "not calibrated";
+  const outside = recorded < low || recorded > high ? " · recorded age outside" : "";
+  return `${yearsMonthsText(low)} – ${yearsMonthsText(high)}${outside}`;
+}
+
 export function formatScore(score: number | null | undefined): string {
   return score === null || score === undefined ? "—" : score.toFixed(2);
 }
