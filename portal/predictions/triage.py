@@ -35,7 +35,7 @@ import pydicom
 from django.conf import settings
 from django.db.models import Q
 
-from inference_worker.ages import AGE_LIMIT_DAYS, DAYS_PER_MONTH, MAX_AGE_YEARS
+from inference_worker.ages import AGE_LIMIT_DAYS, DAYS_PER_MONTH, DAYS_PER_YEAR, MAX_AGE_YEARS
 from portal.ingest.dicom import parse_date
 from portal.ingest.models import Image
 from portal.predictions.models import ModelVersion, Prediction
@@ -100,7 +100,8 @@ class Verdict:
 def _delta_kernels() -> dict[str, np.ndarray]:
     """Probability of recorded - true = e (index e + N - 1) per kind, for the kinds that are a
     fixed offset: a birth year off by k (365 or 366 days a year, by how many Feb 29ths lie in
-    between) and day/month swaps (a birth date (m, d) read as (d, m), each pair 1/365.25)."""
+    between) and day/month swaps (a birth date (m, d) read as (d, m), each pair one day in a
+    year)."""
     kernels = {}
     wrong = np.zeros(2 * N - 1)
     for k in (1, 2, 3):
@@ -115,7 +116,7 @@ def _delta_kernels() -> dict[str, np.ndarray]:
             if day != month:
                 true = dt.date(2001, month, day)
                 offset = (true - dt.date(2001, day, month)).days  # recorded - true age
-                swap[offset + N - 1] += 1 / 365.25
+                swap[offset + N - 1] += 1 / DAYS_PER_YEAR
     kernels["swapped_day_month"] = swap
     return kernels
 
@@ -128,7 +129,7 @@ def _whole_years_of_months() -> np.ndarray:
     months = (16 * (ages + 1) - 1) // 487  # `ages.completed_months`, vectorised
     out = np.full(N, -N, dtype=np.int64)
     ok = (months >= 1) & (months < MAX_AGE_YEARS)
-    out[ok] = np.floor(months[ok] * 365.25).astype(np.int64)
+    out[ok] = np.floor(months[ok] * DAYS_PER_YEAR).astype(np.int64)
     return out
 
 
@@ -228,7 +229,7 @@ def _joint(film: Film, siblings: list[Film]) -> Verdict:
         verdict.kind = kind
         implied = int(np.argmax(wrong[kind] * weighted))
         verdict.implied_days = implied
-        verdict.years = round(abs(film.recorded - implied) / 365.25)
+        verdict.years = round(abs(film.recorded - implied) / DAYS_PER_YEAR)
     elif disagreeing and wrong_mass > clean_mass:
         verdict.implied_days = int(np.argmax(sum(wrong.values()) * weighted))
     return verdict

@@ -9,7 +9,7 @@ patient's other films) follows from the same verdict that scored the case
 (`predictions.triage`).
 """
 
-from inference_worker.ages import DAYS_PER_MONTH, years_months_text
+from inference_worker.ages import DAYS_PER_MONTH, DAYS_PER_YEAR, years_months_text
 from portal.predictions.services import ExpectedError, expected_error
 from portal.predictions.triage import Verdict
 
@@ -91,9 +91,9 @@ def triage_reasons(verdict: Verdict, *, recorded_days: int) -> list[str]:
         )
     elif verdict.kind == "months_as_years" and implied is not None:
         reasons.append(
-            f"The recorded age is exactly {round(recorded_days / 365.25)} years and the model "
-            f"reads about as many months ({years_months_text(implied)}): months typed as "
-            "years?"
+            f"The recorded age is exactly {round(recorded_days / DAYS_PER_YEAR)} years and the "
+            f"model reads about as many months ({years_months_text(implied)}): months typed "
+            "as years?"
         )
     others = verdict.siblings
     films = f"film{'' if others == 1 else 's'}"
