@@ -19,6 +19,7 @@ import numpy as np
 from tqdm import tqdm
 
 from inference_worker.ages import AGE_LIMIT_DAYS, DAYS_PER_YEAR
+from inference_worker.synthetic.growth import Child
 from inference_worker.synthetic.imaging import acquire, render
 from inference_worker.synthetic.profiles import PROFILES
 from inference_worker.synthetic.records import corrupt_age, make_child, make_dataset
@@ -59,17 +60,33 @@ def _examinations(rng: np.random.Generator, count: int) -> list[tuple[int, int]]
     return exams
 
 
-def _make_one(job: Job, child_index: int, visit: int) -> dict:
-    profile = PROFILES[job.profile]
-    child_rng = np.random.default_rng([job.seed, child_index])
-    child = make_child(child_rng, child_index, profile.name)
-    rng = np.random.default_rng([job.seed, child_index, visit, 7])
+def _examination(
+    seed: int, profile: str, child_index: int, visit: int
+) -> tuple[Child, int, np.random.Generator]:
+    """The child, their true age in days, and the examination's generator (positioning, noise,
+    label noise and the record draw from it next)."""
+    child_rng = np.random.default_rng([seed, child_index])
+    child = make_child(child_rng, child_index, profile)
+    rng = np.random.default_rng([seed, child_index, visit, 7])
     # First visits cover 0-18 years evenly; return visits come 3 months to 3 years later.
     first_days = int(child_rng.integers(0, AGE_LIMIT_DAYS))
-    intervals = np.random.default_rng([job.seed, child_index, 3]).integers(90, 1100, size=3)
+    intervals = np.random.default_rng([seed, child_index, 3]).integers(90, 1100, size=3)
     true_days = first_days + int(intervals[:visit].sum())
     if true_days >= AGE_LIMIT_DAYS:
         true_days = int(rng.integers(0, AGE_LIMIT_DAYS))
+    return child, true_days, rng
+
+
+def replay(count: int, seed: int, profile: str) -> list[tuple[Child, int]]:
+    """The children and true ages (days) of `generate(out, count, seed, profile)`'s phantoms, in
+    manifest order, without drawing them: the hidden build that `bench/floor.py` needs."""
+    plan = _examinations(np.random.default_rng([seed, 1]), count)
+    return [_examination(seed, profile, c, v)[:2] for c, v in plan]
+
+
+def _make_one(job: Job, child_index: int, visit: int) -> dict:
+    profile = PROFILES[job.profile]
+    child, true_days, rng = _examination(job.seed, profile.name, child_index, visit)
     years = true_days / DAYS_PER_YEAR
     pixels = acquire(render(child, years, profile, rng), profile, rng)
     corrupted = job.corrupt

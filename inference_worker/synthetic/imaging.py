@@ -1,6 +1,7 @@
 """Drawing a child's chest as a density map, then acquiring it the way a site does."""
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -44,6 +45,43 @@ def _box_blur(image: np.ndarray, radius: int) -> np.ndarray:
     return out
 
 
+@dataclass(frozen=True)
+class Anatomy:
+    """Every quantity of one examination's anatomy that `render` draws from the child's age and
+    build: the picture depends on the age only through these (and on positioning and the site's
+    acquisition, which do not depend on it). `bench/floor.py` regresses the age from them to
+    measure how well any model could do."""
+
+    width_mm: float  # thorax
+    height_mm: float  # thorax
+    bone: float  # bone density factor
+    thymus: float  # strength of the thymus shadow (0: not drawn)
+    ctr: float  # cardiothoracic ratio
+    vertebra_mm: float  # vertebral body height
+    rib_angle_deg: float
+    clavicle_mm: float
+    humeral_head_mm: float  # radius (0: not ossified)
+    physis_gap_mm: float  # humeral growth plate
+
+
+def anatomy(child: Child, years: float) -> Anatomy:
+    """The anatomy `render` draws for this child at this age."""
+    w = thorax_width_mm(years, child.sex) * child.size
+    thymus = thymus_strength(years)
+    return Anatomy(
+        width_mm=w,
+        height_mm=w * (0.78 + 0.22 * (years / 18)) * child.proportion,  # barrel -> taller chest
+        bone=bone_density(years) * child.density,
+        thymus=thymus if thymus > 0.02 else 0.0,
+        ctr=cardiothoracic_ratio(years) + child.ctr_offset,
+        vertebra_mm=vertebral_height_mm(years) * child.size,
+        rib_angle_deg=rib_angle_deg(years) + child.rib_offset_deg,
+        clavicle_mm=clavicle_length_mm(years) * child.size,
+        humeral_head_mm=humeral_head_radius_mm(years) * child.size,
+        physis_gap_mm=3.0 * (1 - smoothstep(14, 18, years)),
+    )
+
+
 def render(
     child: Child, years: float, profile: SiteProfile, rng: np.random.Generator
 ) -> np.ndarray:
@@ -59,10 +97,9 @@ def render(
     x = math.cos(theta) * (x0 - tx) + math.sin(theta) * (y0 - ty)
     y = -math.sin(theta) * (x0 - tx) + math.cos(theta) * (y0 - ty)
 
-    w = thorax_width_mm(years, child.sex) * child.size
-    h = w * (0.78 + 0.22 * (years / 18)) * child.proportion  # barrel chest -> taller chest
+    g = anatomy(child, years)
+    w, h, bone = g.width_mm, g.height_mm, g.bone
     top = -0.45 * h
-    bone = bone_density(years) * child.density
     density = np.zeros((rows, cols), dtype=np.float32)
 
     # Soft tissue of the trunk, shoulders and neck.
@@ -75,8 +112,8 @@ def render(
         density -= 0.75 * lung
     # Mediastinum, widened at the top by the thymus in infants.
     density += 0.45 * _ellipse(x, y, 0, 0.0, 0.09 * w, 0.5 * h, edge=3)
-    thymus = thymus_strength(years)
-    if thymus > 0.02:
+    thymus = g.thymus
+    if thymus > 0:
         for side in (-1, 1):
             density += (
                 0.55
@@ -84,18 +121,17 @@ def render(
                 * _ellipse(x, y, side * 0.1 * w, top + 0.22 * h, 0.12 * w, 0.16 * h, edge=3)
             )
     # Heart: width = CTR x thorax width, sitting to the patient's left (image right).
-    ctr = cardiothoracic_ratio(years) + child.ctr_offset
-    heart_w = ctr * w * 0.92
+    heart_w = g.ctr * w * 0.92
     density += 0.7 * _ellipse(x, y, 0.08 * w, 0.2 * h, heart_w / 2, 0.26 * h, edge=3)
     # Spine: vertebral bodies and discs down the midline.
-    v_height = vertebral_height_mm(years) * child.size
+    v_height = g.vertebra_mm
     v_width = 0.075 * w + 6
     period = v_height * 1.3
     phase = np.mod(y - top, period)
     body = _soft(np.abs(x) - v_width / 2, 1.0) * _soft(phase - v_height, 0.8)
     density += 0.55 * bone * body * _soft(-(y - top + 0.15 * h), 2) * _soft(y - 0.62 * h, 2)
     # Ribs: ten pairs, posterior arcs descending laterally at the age's angle.
-    slope = math.tan(math.radians(rib_angle_deg(years) + child.rib_offset_deg))
+    slope = math.tan(math.radians(g.rib_angle_deg))
     thickness = 0.028 * h + 1.0
     spacing = 0.085 * h
     for i in range(10):
@@ -107,7 +143,7 @@ def render(
             extent = _soft(v_width / 2 - lateral, 1) * _soft(lateral - 0.47 * w, 2)
             density += 0.32 * bone * band * extent
     # Clavicles: from the sternal notch out to the shoulders, lengthening with age.
-    c_len = clavicle_length_mm(years) * child.size
+    c_len = g.clavicle_mm
     for side in (-1, 1):
         lateral = side * x - 0.04 * w
         centre = (
@@ -116,8 +152,8 @@ def render(
         band = _soft(np.abs(y - centre) - (0.012 * w + 2), 0.8)
         density += 0.5 * bone * band * _soft(-lateral, 1) * _soft(lateral - c_len, 1.5)
     # Humeri: shafts at the sides, an ossified head appearing and a physis that closes.
-    physis_gap = 3.0 * (1 - smoothstep(14, 18, years))
-    head_r = humeral_head_radius_mm(years) * child.size
+    physis_gap = g.physis_gap_mm
+    head_r = g.humeral_head_mm
     for side in (-1, 1):
         hx = side * (0.56 * w + 8)
         shaft_top = top + 0.02 * h
