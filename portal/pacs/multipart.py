@@ -40,11 +40,19 @@ class Part:
 
 
 class _Reader:
+    """The body read CHUNK bytes at a time into one growing buffer; `_pos` is where the unread
+    part starts (what lies before it is dropped now and then, not at every step: a part of a
+    few megabytes is then copied once, into the chunk handed out)."""
+
     def __init__(self, stream: BinaryIO, boundary: str) -> None:
         self._stream = stream
         self._delimiter = b"\r\n--" + boundary.encode("ascii")
-        self._buffer = b"\r\n"  # so that a delimiter at the very start is found as any other
+        self._buffer = bytearray(b"\r\n")  # a delimiter at the very start is found as any other
+        self._pos = 0
         self._eof = False
+
+    def _available(self) -> int:
+        return len(self._buffer) - self._pos
 
     def _fill(self) -> bool:
         if self._eof:
@@ -53,36 +61,45 @@ class _Reader:
         if not data:
             self._eof = True
             return False
+        if self._pos >= CHUNK:
+            del self._buffer[: self._pos]
+            self._pos = 0
         self._buffer += data
         return True
+
+    def _take(self, end: int, skip: int = 0) -> bytes:
+        """The unread bytes up to `end`, consumed with `skip` bytes after them."""
+        chunk = bytes(self._buffer[self._pos : end])
+        self._pos = end + skip
+        return chunk
 
     def parts(self) -> Iterator[Part]:
         # The preamble, up to the first delimiter, is ignored.
         for _ in self.body_chunks():
             pass
         while True:
-            while len(self._buffer) < 2 and self._fill():
+            while self._available() < 2 and self._fill():
                 pass
-            if self._buffer.startswith(b"--"):
+            if self._buffer.startswith(b"--", self._pos):
                 return  # the close delimiter
-            if not self._buffer.startswith(b"\r\n"):
+            if not self._buffer.startswith(b"\r\n", self._pos):
                 raise MultipartError("a delimiter is not followed by a line break")
-            self._buffer = self._buffer[2:]
+            self._pos += 2
             part = Part(self, self._headers())
             yield part
             for _ in part.chunks():  # what the consumer did not read
                 pass
 
     def _headers(self) -> dict[str, str]:
-        while len(self._buffer) < 2 and self._fill():
+        while self._available() < 2 and self._fill():
             pass
-        if self._buffer.startswith(b"\r\n"):  # no headers at all
-            self._buffer = self._buffer[2:]
+        if self._buffer.startswith(b"\r\n", self._pos):  # no headers at all
+            self._pos += 2
             return {}
-        while b"\r\n\r\n" not in self._buffer:
-            if len(self._buffer) > 64 * 1024 or not self._fill():
+        while (end := self._buffer.find(b"\r\n\r\n", self._pos)) < 0:
+            if self._available() > 64 * 1024 or not self._fill():
                 raise MultipartError("a part's headers do not end")
-        head, self._buffer = self._buffer.split(b"\r\n\r\n", 1)
+        head = self._take(end, skip=4)
         headers: dict[str, str] = {}
         for line in head.decode("latin-1").split("\r\n"):
             name, sep, value = line.partition(":")
@@ -94,15 +111,17 @@ class _Reader:
         """The current part's body, up to (and consuming) the next delimiter."""
         keep = len(self._delimiter)
         while True:
-            at = self._buffer.find(self._delimiter)
+            at = self._buffer.find(self._delimiter, self._pos)
             if at >= 0:
-                chunk, self._buffer = self._buffer[:at], self._buffer[at + keep :]
+                chunk = self._take(at, skip=keep)
                 if chunk:
                     yield chunk
                 return
-            if len(self._buffer) > keep:
-                chunk, self._buffer = self._buffer[:-keep], self._buffer[-keep:]
-                yield chunk
+            # Read on before handing out a piece: fewer, larger chunks.
+            if not self._eof and self._available() < CHUNK and self._fill():
+                continue
+            if self._available() > keep:
+                yield self._take(len(self._buffer) - keep)
             if not self._fill():
                 raise MultipartError("the body ends before its close delimiter")
 

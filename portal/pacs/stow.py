@@ -109,16 +109,17 @@ def _received(part: Part, number: int, result: StowResult) -> bytes | None:
             _failed("", "", STATUS_REFUSED, f"part {number}: not application/dicom")
         )
         return None
-    data = bytearray()
+    chunks, size = [], 0
     for chunk in part.chunks():
-        data += chunk
-        if len(data) > settings.PORTAL_MAX_FILE_BYTES:
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > settings.PORTAL_MAX_FILE_BYTES:
             list(part.chunks())
             limit = settings.PORTAL_MAX_FILE_BYTES
             reason = f"part {number}: larger than the limit of {limit} bytes"
             result.failed.append(_failed("", "", STATUS_REFUSED, reason))
             return None
-    return bytes(data)
+    return b"".join(chunks)  # a part read in one chunk is not copied again
 
 
 def _answer(record: UploadFile, sop_class: str, sop: str, result: StowResult, base: str) -> None:
