@@ -20,7 +20,7 @@ from portal.ingest.services.processing import (
     _Preparer,
     _Ticket,
 )
-from portal.ingest.services.store import FileRef, _counters_refresh, _store
+from portal.ingest.services.store import FileRef, _counters_refresh, _store_many
 from portal.ingest.services.uploads import upload_create
 
 log = logging.getLogger(__package__)
@@ -29,6 +29,8 @@ log = logging.getLogger(__package__)
 COUNTER_EVERY = 20
 # Received bytes held waiting for their turn, at most (beyond the one being recorded).
 AHEAD_BYTES = 256 * 1024 * 1024
+# Prepared files recorded in one transaction, at most.
+RUN_FILES = 16
 
 
 class Stream:
@@ -71,27 +73,37 @@ class Stream:
         data = bytes(data)
         self._pending.append((ref, self._preparer.submit(data), len(data)))
         self._pending_bytes += len(data)
-        taken = []
+        taken: list[UploadFile] = []
         while len(self._pending) > self._preparer.ahead or (
             len(self._pending) > 1 and self._pending_bytes > AHEAD_BYTES
         ):
-            taken.append(self._take())
+            taken += self._take_run()
         return taken
 
     def drain(self) -> list[UploadFile]:
         """The report lines of every file still waiting, committed, oldest first."""
-        return [self._take() for _ in range(len(self._pending))]
+        taken: list[UploadFile] = []
+        while self._pending:
+            taken += self._take_run()
+        return taken
 
-    def _take(self) -> UploadFile:
-        ref, ticket, size = self._pending.popleft()
-        self._pending_bytes -= size
-        outcome = self._preparer.outcome(Item(name=ref.name), ticket)
-        record = _store(upload=self.upload, name=ref, prepared=outcome)
-        self._taken += 1
-        if self._taken % COUNTER_EVERY == 0:  # the Uploads page's progress, now and then
+    def _take_run(self) -> list[UploadFile]:
+        """Record the oldest waiting file (waiting for it if need be) and those after it that
+        are ready, in one transaction (`_store_many`: one lock, one insert, one commit)."""
+        run = []
+        while self._pending and len(run) < RUN_FILES:
+            ref, ticket, size = self._pending[0]
+            if run and not self._preparer.ready(ticket):
+                break
+            self._pending.popleft()
+            self._pending_bytes -= size
+            run.append((ref, self._preparer.outcome(Item(name=ref.name), ticket)))
+        records = _store_many(upload=self.upload, files=run)
+        before, self._taken = self._taken, self._taken + len(records)
+        if self._taken // COUNTER_EVERY > before // COUNTER_EVERY:  # the Uploads page's progress
             Upload.objects.filter(pk=self.upload.pk).update(total_files=self._taken)
             _counters_refresh(self.upload.pk)
-        return record
+        return records
 
     def close(self) -> Upload:
         """The sender is done, or went away (an abort, a dropped connection): what was
