@@ -8,7 +8,7 @@ ICC(A,1) is McGraw & Wong's (1996) two-way random effects, absolute agreement, s
 (Shrout & Fleiss's ICC(2,1)): (MSR - MSE) / (MSR + (k-1) MSE + k/n (MSC - MSE)) from the two-way
 ANOVA of n films x k = 2 readers. With k = 2 every mean square is a function of the means of
 s = a + b, s^2, d = a - b and d^2 over the films (see `_figures`), so a resample's ICC needs only
-the resample's means of those columns. `metrics._bootstrap_means` draws the same resamples for
+the resample's means of those columns. `metrics.bootstrap_means` draws the same resamples for
 any values given the same masks and seed (its draws depend on sizes, never on values), so each
 column's means come from one and the same set of resampled films. Bland-Altman (1986): bias =
 mean(d), limits = bias -/+ 1.96 SD(d) (SD with n - 1). Differences are first read minus second
@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from inference_worker.ages import AGE_GROUPS, DAYS_PER_MONTH, group_name
-from inference_worker.metrics import CONFIDENCE, _bootstrap_means, _group_index, _interval
+from inference_worker.metrics import CONFIDENCE, bootstrap_interval, bootstrap_means, group_index
 
 # 95 % limits of agreement: bias -/+ 1.96 SD of the differences (Bland & Altman 1986).
 LIMITS_Z = 1.96
@@ -58,7 +58,7 @@ def _ci(values: np.ndarray | None) -> tuple[float | None, float | None]:
     if values is None:
         return None, None
     finite = values[np.isfinite(values)]
-    return _interval(finite) if len(finite) else (None, None)
+    return bootstrap_interval(finite) if len(finite) else (None, None)
 
 
 def _entry(value, boot: np.ndarray | None) -> dict:
@@ -89,14 +89,14 @@ def agreement(
     s, d = a + b, a - b
     s = s - s.mean()  # ICC is unchanged by a shift; centring keeps s^2 - mean(s)^2 precise
     columns = (s, s**2, d, d**2, np.abs(d))
-    index = _group_index(reference, groups)
+    index = group_index(reference, groups)
     masks = {"overall": np.ones(len(a), dtype=bool)}
     for i, (low, high) in enumerate(groups):
         if (index == i).any():
             masks[group_name(low, high)] = index == i
     keys, mask_list = list(masks), list(masks.values())
     boots = (
-        [_bootstrap_means(column, mask_list, resamples, seed) for column in columns]
+        [bootstrap_means(column, mask_list, resamples, seed) for column in columns]
         if resamples > 0
         else [[None] * len(mask_list) for _ in columns]
     )

@@ -41,7 +41,7 @@ from inference_worker.ages import (
     group_days,
     group_name,
 )
-from inference_worker.metrics import CONFIDENCE, _group_index
+from inference_worker.metrics import CONFIDENCE, group_index
 
 MIN_CELL = 50
 TAXONOMIES = ("label", "predicted")
@@ -116,7 +116,7 @@ def calibrate(
             f"a {coverage:.0%} interval"
         )
     residual = true - pred
-    index = _group_index(true if taxonomy == "label" else pred, groups)
+    index = group_index(true if taxonomy == "label" else pred, groups)
     pooled = _cell(residual, coverage)
     by_site, small_sites = {}, []
     for name in sorted({s for s in site if s not in (None, "")}):
@@ -160,7 +160,7 @@ def interval(calibration: dict, predicted_days: int, site: str | None) -> tuple[
     cells = cells or calibration["cells"]
     groups = [tuple(g) for g in calibration["groups"]]
     if calibration["taxonomy"] == "predicted":
-        index = int(_group_index(np.array([float(predicted_days)]), groups)[0])
+        index = int(group_index(np.array([float(predicted_days)]), groups)[0])
         cell = cells[group_name(*groups[index])] if index >= 0 else calibration["pooled"]
         return _clip(*_ends(cell, predicted_days))
     pieces = []
@@ -234,7 +234,7 @@ def coverage_table(
     inside = (bounds[:, 0] <= true) & (true <= bounds[:, 1])
     width = (bounds[:, 1] - bounds[:, 0]).astype(float)
     error = np.abs(pred - true)
-    index = _group_index(true, groups)
+    index = group_index(true, groups)
 
     def row(mask: np.ndarray) -> dict:
         return _row(inside[mask], width[mask], error[mask])

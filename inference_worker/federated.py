@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from inference_worker.ages import AGE_GROUPS, DAYS_PER_MONTH
-from inference_worker.metrics import _as_arrays, _sections, report
+from inference_worker.metrics import as_arrays, report, report_sections
 
 # The cells a site shares: no site split (the file is one site's) and no per-image rows.
 SECTIONS = ("overall", "by_group", "by_sex", "by_group_sex")
@@ -37,10 +37,10 @@ def site_cells(
     """`metrics.report`'s overall, by_group, by_sex and by_group_sex cells, each with
     `abs_error_sd_months` (None under two items)."""
     rep = report(true_days, predicted_days, sexes, groups=groups, resamples=resamples, seed=seed)
-    true, pred, sex, _ = _as_arrays(true_days, predicted_days, sexes, None)
+    true, pred, sex, _ = as_arrays(true_days, predicted_days, sexes, None)
     error = np.abs(pred - true) / DAYS_PER_MONTH
     out = {section: rep[section] for section in SECTIONS}
-    for section, masks in _sections(true, sex, groups, None).items():
+    for section, masks in report_sections(true, sex, groups, None).items():
         if section not in SECTIONS:
             continue
         for key, mask in masks.items():

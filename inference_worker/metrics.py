@@ -102,7 +102,7 @@ def compute(true_days: Sequence[float], predicted_days: Sequence[float]) -> Metr
     )
 
 
-def _group_index(true: np.ndarray, groups: tuple[tuple[float, float], ...]) -> np.ndarray:
+def group_index(true: np.ndarray, groups: tuple[tuple[float, float], ...]) -> np.ndarray:
     """`ages.age_group` for a whole array: the index of the first group that holds each age, or
     -1; the same boundary days (`ages.group_days`) as the queue and set filters."""
     index = np.full(len(true), -1)
@@ -112,7 +112,7 @@ def _group_index(true: np.ndarray, groups: tuple[tuple[float, float], ...]) -> n
     return index
 
 
-def _sections(
+def report_sections(
     true: np.ndarray,
     sex: np.ndarray,
     groups: tuple[tuple[float, float], ...],
@@ -120,7 +120,7 @@ def _sections(
 ) -> dict[str, dict[str, np.ndarray]]:
     """Boolean masks per section and key, in the order and with the keys `report` uses: every
     group (empty ones too), M and F within every group, the sexes present, the sites present."""
-    index = _group_index(true, groups)
+    index = group_index(true, groups)
     out: dict[str, dict[str, np.ndarray]] = {
         "overall": {"overall": np.ones(len(true), dtype=bool)},
         "by_group": {},
@@ -152,7 +152,7 @@ def _sections(
     return out
 
 
-def _as_arrays(true_days, predicted_days, sexes, sites):
+def as_arrays(true_days, predicted_days, sexes, sites):
     true = np.asarray(true_days, dtype=float)
     pred = np.asarray(predicted_days, dtype=float)
     sex = np.asarray(list(sexes), dtype=object)
@@ -162,7 +162,7 @@ def _as_arrays(true_days, predicted_days, sexes, sites):
     return true, pred, sex, site
 
 
-def _bootstrap_means(
+def bootstrap_means(
     values: np.ndarray, masks: list[np.ndarray], resamples: int, seed: int
 ) -> list[np.ndarray | None]:
     """For each mask, `resamples` means of `values` over a resample with replacement of the
@@ -237,7 +237,7 @@ def _bootstrap_means(
     return out
 
 
-def _interval(means: np.ndarray | None, confidence: float = CONFIDENCE) -> tuple:
+def bootstrap_interval(means: np.ndarray | None, confidence: float = CONFIDENCE) -> tuple:
     if means is None:
         return None, None
     tail = (1 - confidence) / 2 * 100
@@ -259,8 +259,8 @@ def report(
 
     With `resamples` > 0 every metrics dict gains `mae_ci_low_months` and `mae_ci_high_months`:
     the 95 % percentile bootstrap interval of its MAE (see the module's docstring)."""
-    true, pred, sex, site = _as_arrays(true_days, predicted_days, sexes, sites)
-    sections = _sections(true, sex, groups, site)
+    true, pred, sex, site = as_arrays(true_days, predicted_days, sexes, sites)
+    sections = report_sections(true, sex, groups, site)
     out: dict = {}
     for section, masks in sections.items():
         out[section] = {key: compute(true[m], pred[m]).as_dict() for key, m in masks.items()}
@@ -268,10 +268,10 @@ def report(
     if resamples > 0:
         error = np.abs(pred - true) / DAYS_PER_MONTH
         flat = [(section, key, m) for section, ms in sections.items() for key, m in ms.items()]
-        means = _bootstrap_means(error, [m for _, _, m in flat], resamples, seed)
+        means = bootstrap_means(error, [m for _, _, m in flat], resamples, seed)
         for (section, key, _), boot in zip(flat, means, strict=True):
             target = out[section] if section == "overall" else out[section][key]
-            target["mae_ci_low_months"], target["mae_ci_high_months"] = _interval(boot)
+            target["mae_ci_low_months"], target["mae_ci_high_months"] = bootstrap_interval(boot)
     return out
 
 
@@ -288,16 +288,16 @@ def paired_difference(
     """MAE of model a minus MAE of model b on the same items, per section as in `report`, with
     a paired percentile bootstrap interval: both models are scored on the same resampled items,
     i.e. the per-item differences |error a| - |error b| are resampled. Negative: a is better."""
-    true, pred_a, sex, site = _as_arrays(true_days, predicted_a, sexes, sites)
+    true, pred_a, sex, site = as_arrays(true_days, predicted_a, sexes, sites)
     pred_b = np.asarray(predicted_b, dtype=float)
     if len(pred_b) != len(true):
         raise ValueError("both models need a prediction for every item")
     abs_a = np.abs(pred_a - true) / DAYS_PER_MONTH
     abs_b = np.abs(pred_b - true) / DAYS_PER_MONTH
-    sections = _sections(true, sex, groups, site)
+    sections = report_sections(true, sex, groups, site)
     flat = [(section, key, m) for section, ms in sections.items() for key, m in ms.items()]
     means = (
-        _bootstrap_means(abs_a - abs_b, [m for _, _, m in flat], resamples, seed)
+        bootstrap_means(abs_a - abs_b, [m for _, _, m in flat], resamples, seed)
         if resamples > 0
         else [None] * len(flat)
     )
@@ -306,7 +306,7 @@ def paired_difference(
         n = int(m.sum())
         mae_a = float(abs_a[m].mean()) if n else None
         mae_b = float(abs_b[m].mean()) if n else None
-        low, high = _interval(boot)
+        low, high = bootstrap_interval(boot)
         out[section][key] = {
             "n": n,
             "mae_a_months": mae_a,
@@ -342,9 +342,9 @@ def paper_table(
     internal sites and on the external ones (every site not in `internal_sites`), and overall per
     sex per cohort beside the paper's published overall MAE. Items of other sexes are left out
     (the paper reports M and F) and counted in `left_out_other_sex`."""
-    true, pred, sex, site = _as_arrays(true_days, predicted_days, sexes, sites)
+    true, pred, sex, site = as_arrays(true_days, predicted_days, sexes, sites)
     internal = np.array([s in internal_sites for s in site], dtype=bool)
-    index = _group_index(true, groups)
+    index = group_index(true, groups)
     names = [group_name(low, high) for low, high in groups]
     cohorts: dict = {}
     for cohort, in_cohort in (("internal", internal), ("external", ~internal)):

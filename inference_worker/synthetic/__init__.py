@@ -11,8 +11,9 @@ What they are: a frontal chest radiograph drawn from a handful of anatomical sha
 and proportions follow a child's growth: the thorax widens and lengthens, the cardiothoracic ratio
 falls from about 0.6 in infancy to about 0.5, the ribs turn from horizontal to oblique, vertebral
 bodies grow taller, clavicles lengthen, the humeral head ossifies and its growth plate closes, the
-thymus shadow fades, bones grow denser. Each child has its own size and proportions, so age is
-not a fixed function of the picture. Site profiles differ in acquisition (MONOCHROME1 or 2, bit
+thymus shadow fades, bones grow denser. Each child has its own size and proportions, but one
+size factor scales every length, so age is nearly a function of the drawn anatomy
+(`imaging.Anatomy`): an oracle on it is within a month (bench/floor.py). Site profiles differ in acquisition (MONOCHROME1 or 2, bit
 depth, pixel spacing, matrix, exposure, noise, blur, collimation, positioning, burned-in markers,
 transfer syntax), so that a second site is a real domain shift. Files carry fake but realistic
 patient names, IDs, birth and study dates, institutions and private tags, so that ingest's

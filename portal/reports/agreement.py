@@ -11,7 +11,7 @@ import numpy as np
 
 from inference_worker import agreement
 from inference_worker.ages import DAYS_PER_MONTH, group_name
-from inference_worker.metrics import _group_index
+from inference_worker.metrics import group_index
 from portal.predictions.models import Prediction
 from portal.reports.models import Report
 from portal.review.models import Kind, Review
@@ -78,7 +78,7 @@ def report_agreement(*, report: Report) -> dict | None:
         resamples=report.resamples,
         seed=report.seed,
     )
-    index = _group_index(true, groups)
+    index = group_index(true, groups)
     masks = {"overall": np.ones(len(ids), dtype=bool)}
     for i, (low, high) in enumerate(groups):
         masks[group_name(low, high)] = index == i

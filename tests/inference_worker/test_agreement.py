@@ -9,7 +9,7 @@ import pytest
 
 from inference_worker.ages import DAYS_PER_MONTH
 from inference_worker.agreement import agreement
-from inference_worker.metrics import _bootstrap_means
+from inference_worker.metrics import bootstrap_means
 
 matplotlib.use("Agg")
 # pingouin 0.7 calls a pandas method that pandas 3.1 deprecates: its warning, not ours.
@@ -81,11 +81,11 @@ def test_every_column_is_resampled_over_the_same_films():
     # different sets would not (the ICC's columns rely on this).
     x = np.random.default_rng(0).integers(0, 2, 50).astype(float)
     masks = [np.ones(50, dtype=bool), np.arange(50) < 20]
-    means_x = _bootstrap_means(x, masks, 200, 5)
-    means_squared = _bootstrap_means(x**2 + 0.0, masks, 200, 5)
+    means_x = bootstrap_means(x, masks, 200, 5)
+    means_squared = bootstrap_means(x**2 + 0.0, masks, 200, 5)
     for a, b in zip(means_x, means_squared, strict=True):
         np.testing.assert_array_equal(a, b)
-    assert not np.array_equal(means_x[0], _bootstrap_means(x, masks, 200, 6)[0])
+    assert not np.array_equal(means_x[0], bootstrap_means(x, masks, 200, 6)[0])
 
 
 def test_one_film_gives_its_difference_but_no_icc_or_limits():
