@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
+import psutil
 import pytest
 import redis
 from django.conf import settings
@@ -309,11 +310,16 @@ def test_run_portal_sends_at_start_the_work_a_broker_outage_left_waiting(
 
         wait_for(finished, timeout_s=120, what="the work to finish after run_portal's start")
     finally:
+        family = psutil.Process(proc.pid).children(recursive=True)
         proc.send_signal(signal.SIGINT)
         try:
-            output = proc.communicate(timeout=60)[0].decode(errors="replace")
+            output = proc.communicate(timeout=90)[0].decode(errors="replace")
         except subprocess.TimeoutExpired:
+            # Its children hold the output pipe open: they go too, or reading it never ends.
             proc.kill()
-            output = proc.communicate()[0].decode(errors="replace")
+            for child in family:
+                with contextlib.suppress(psutil.Error):
+                    child.kill()
+            output = proc.communicate(timeout=30)[0].decode(errors="replace")
         print(output[-5000:])
     assert "Waiting work sent again: 1 uploads, 1 exports, 1 reports" in output

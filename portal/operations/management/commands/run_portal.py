@@ -138,6 +138,9 @@ class Command(BaseCommand):
                 stack.callback(self._stop, {"demo": trainer})
             self.stdout.write(f"Portal: http://{host}:{port}/  (Ctrl-C stops everything)")
             signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+            # Ctrl-C (SIGINT) stops everything however this was started: a shell script's
+            # background job, for one, starts with SIGINT ignored, and Python then keeps it so.
+            signal.signal(signal.SIGINT, signal.default_int_handler)
             try:
                 while all(p.poll() is None for p in procs.values()):
                     if trainer is not None and trainer.poll() is not None:
