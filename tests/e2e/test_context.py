@@ -50,8 +50,9 @@ def test_the_queue_and_viewer_say_why_and_show_the_patient_s_other_films_in_step
     expect(row.locator("td.residual")).to_have_text("+8.0 months")
     expect(row.locator("td.why")).to_have_text(
         "The model reads 0 y 10 m against a recorded 0 y 2 m, 8.0 months (0 y 8 m) older: "
-        "4.0x the expected 2.0-month error for boys under 1 year, above the queue's "
-        "threshold of 2 times."
+        "4.0x the expected 2.0-month error for boys under 1 year. Its recorded age disagrees "
+        "with the study dates of 2 of the patient's 2 other films (by 6 months, 11 months). "
+        "Triage score 4.0, above the queue's threshold of 2."
     )
     expect(page.locator("#queue-table")).not_to_contain_text(" d<")
     girl_row = page.locator(f'#queue-table tr[data-image="{girl.pk}"]')
