@@ -7,17 +7,17 @@ data set), `generator` (the folder of files and its manifest, and the command li
     python -m inference_worker.synthetic --out DIR --count N --seed S --site-profile NAME
                                          [--label-noise FRACTION] [--workers N]
 
-What they are: a frontal chest radiograph drawn from a handful of anatomical shapes whose sizes
-and proportions follow a child's growth: the thorax widens and lengthens, the cardiothoracic ratio
+What they are: a frontal chest radiograph drawn from a handful of anatomical shapes whose sizes and
+proportions follow a child's growth: the thorax widens and lengthens, the cardiothoracic ratio
 falls from about 0.6 in infancy to about 0.5, the ribs turn from horizontal to oblique, vertebral
 bodies grow taller, clavicles lengthen, the humeral head ossifies and its growth plate closes, the
-thymus shadow fades, bones grow denser. Each child has its own size and proportions, but one
-size factor scales every length, so age is nearly a function of the drawn anatomy
-(`imaging.Anatomy`): an oracle on it is within a month (bench/floor.py). Site profiles differ in acquisition (MONOCHROME1 or 2, bit
-depth, pixel spacing, matrix, exposure, noise, blur, collimation, positioning, burned-in markers,
-transfer syntax), so that a second site is a real domain shift. Files carry fake but realistic
-patient names, IDs, birth and study dates, institutions and private tags, so that ingest's
-de-identification is exercised.
+thymus shadow fades, bones grow denser. Each child has its own size and proportions, but one size
+factor scales every length, so age is nearly a function of the drawn anatomy (`imaging.Anatomy`):
+an oracle on it is within a month (bench/floor.py). Site profiles differ in acquisition
+(MONOCHROME1 or 2, bit depth, pixel spacing, matrix, exposure, noise, blur, collimation,
+positioning, burned-in markers, transfer syntax), so that a second site is a real domain shift.
+Files carry fake but realistic patient names, IDs, birth and study dates, institutions and private
+tags, so that ingest's de-identification is exercised.
 
 What they are not: radiographs of children. No real anatomy, pathology, or scatter physics; a
 model trained on them learns the growth rules written here, and says nothing about real children.
