@@ -123,13 +123,9 @@ def prediction(img: Image, version: ModelVersion, *, age_days: int, heatmap: boo
     )
 
 
-def frozen_set(slug: str, *, reviewer) -> ValidationSetVersion:
-    """A new site with one confirmed image (a real DICOM file and its sha256), in a set
-    `set-<slug>` frozen as version 1."""
-    s = site(slug)
-    img = image(s, age_days=1500, dicom=True)
-    stored = (Path(settings.DATA_DIR) / img.file).read_bytes()
-    Image.objects.filter(pk=img.pk).update(sha256=hashlib.sha256(stored).hexdigest())
+def confirm(img: Image, reviewer) -> None:
+    """`reviewer` confirms the image's recorded age, at its current revision."""
+    img.refresh_from_db()
     review_submit(
         image=img,
         reviewer=reviewer,
@@ -137,8 +133,18 @@ def frozen_set(slug: str, *, reviewer) -> ValidationSetVersion:
         age_days=None,
         reason="",
         comment="",
-        expected_revision=0,
+        expected_revision=img.revision,
     )
+
+
+def frozen_set(slug: str, *, reviewer) -> ValidationSetVersion:
+    """A new site with one confirmed image (a real DICOM file and its sha256), in a set
+    `set-<slug>` frozen as version 1."""
+    s = site(slug)
+    img = image(s, age_days=1500, dicom=True)
+    stored = (Path(settings.DATA_DIR) / img.file).read_bytes()
+    Image.objects.filter(pk=img.pk).update(sha256=hashlib.sha256(stored).hexdigest())
+    confirm(img, reviewer)
     chosen = validation_set_create(name=f"set-{slug.strip('-_')}", sites=[s])
     return validation_set_freeze(validation_set=chosen)
 

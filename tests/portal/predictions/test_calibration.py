@@ -40,15 +40,7 @@ def world():
         age = 200 + 150 * i
         image = f.image(north, age_days=age, sex="MF"[i % 2])
         f.prediction(image, version, age_days=predicted(i, age))
-        review_submit(
-            image=image,
-            reviewer=lead,
-            decision="confirm",
-            age_days=None,
-            reason="",
-            comment="",
-            expected_revision=0,
-        )
+        f.confirm(image, lead)
         images.append(image)
     chosen = validation_set_create(name="cal", sites=[north], user=lead)
     frozen = validation_set_freeze(validation_set=chosen, user=lead)

@@ -14,7 +14,6 @@ from portal.core import signing
 from portal.ingest.models import Image
 from portal.predictions.models import Prediction
 from portal.reports.federated import canonical
-from portal.review.services import review_submit
 from portal.validation.services import validation_set_create, validation_set_freeze
 from tests.portal import factories as f
 
@@ -30,16 +29,7 @@ def _frozen(slug: str, films: list[tuple[int, int]], model, lead) -> None:
     for i, (age, predicted) in enumerate(films):
         image = f.image(site, age_days=age, sex="MF"[i % 2])
         f.prediction(image, model, age_days=predicted)
-        image.refresh_from_db()
-        review_submit(
-            image=image,
-            reviewer=lead,
-            decision="confirm",
-            age_days=None,
-            reason="",
-            comment="",
-            expected_revision=image.revision,
-        )
+        f.confirm(image, lead)
     chosen = validation_set_create(name=f"{slug}-set", sites=[site], user=lead)
     validation_set_freeze(validation_set=chosen, user=lead)
 

@@ -29,19 +29,6 @@ def predicted(i: int) -> int:
     return AGES[i] + 40 * (i % 5) + 20
 
 
-def confirm(image, lead) -> None:
-    image.refresh_from_db()
-    review_submit(
-        image=image,
-        reviewer=lead,
-        decision="confirm",
-        age_days=None,
-        reason="",
-        comment="",
-        expected_revision=image.revision,
-    )
-
-
 def frozen_world(*, predict: bool = True, dicom: bool = False):
     north, south = f.site("north"), f.site("south")
     lead = f.user("lena", "lead", north, south)
@@ -53,7 +40,7 @@ def frozen_world(*, predict: bool = True, dicom: bool = False):
         if predict:
             f.prediction(image, version, age_days=predicted(i))
             f.prediction(image, other, age_days=age + 90 * (i % 4) + 10)
-        confirm(image, lead)
+        f.confirm(image, lead)
         images.append(image)
     chosen = validation_set_create(name="ns", sites=[north, south], user=lead)
     return {
