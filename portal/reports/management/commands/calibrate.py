@@ -9,14 +9,12 @@ stderr; the workers must be running), or with `--no-predict` the command stops a
 Exit 2 for usage errors, 1 when the calibration cannot be made.
 """
 
-import time
-
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from tqdm import tqdm
 
 from inference_worker import conformal
 from inference_worker.ages import DAYS_PER_MONTH
-from portal.predictions.models import ModelVersion, PredictionJob
+from portal.predictions.follow import follow_jobs
+from portal.predictions.models import ModelVersion
 from portal.reports import calibration as services
 from portal.reports.services import ReportError
 from portal.validation import selectors as sets
@@ -55,7 +53,8 @@ class Command(BaseCommand):
             raise CommandError(f"no model version {o['model']}", returncode=2)
         try:
             if not o["no_predict"]:
-                self._wait(services.calibration_predict_missing(version=version, model=model))
+                job = services.calibration_predict_missing(version=version, model=model)
+                follow_jobs([job.pk] if job else [], out=self.stderr)
             calibration = services.calibration_create(
                 version=version, model=model, coverage=o["coverage"], taxonomy=o["taxonomy"]
             )
@@ -82,15 +81,3 @@ class Command(BaseCommand):
                 f"  sites with fewer than {record['min_cell']} items in some age group use the "
                 f"pooled cells: {', '.join(record['sites_pooled'])}"
             )
-
-    def _wait(self, job: PredictionJob | None) -> None:
-        if job is None:
-            return
-        with tqdm(unit="image", desc="predicting missing images", file=self.stderr) as bar:
-            while True:
-                job.refresh_from_db()
-                bar.total = job.total
-                bar.update(job.done_count + job.failed_count - bar.n)
-                if job.finished_at is not None:
-                    return
-                time.sleep(1)

@@ -9,13 +9,12 @@ the others combine. Exit 2 for usage errors, 1 when nothing can be written.
 """
 
 import json
-import time
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
-from tqdm import tqdm
 
+from portal.predictions.follow import follow_jobs
 from portal.predictions.models import ModelVersion
 from portal.reports import services
 from portal.reports.federated import FederatedError, federated_combine, federated_export
@@ -73,7 +72,7 @@ class Command(BaseCommand):
                 )
                 report.jobs = services.report_predict_missing(report=report)
                 report.save(update_fields=["jobs"])
-            self._wait(report)
+            follow_jobs(report.jobs, out=self.stderr)
             data = federated_export(report=report)
         except (services.ReportError, FederatedError) as exc:
             raise CommandError(str(exc), returncode=1) from exc
@@ -86,16 +85,6 @@ class Command(BaseCommand):
             f"v{version.number}: {overall['n']} items, MAE {overall['mae_months']:.2f} months, "
             f"signed by key {payload['portal']['key_id']} -> {o['out']}"
         )
-
-    def _wait(self, report) -> None:
-        if not report.jobs:
-            return
-        with tqdm(unit="image", desc="predicting missing images", file=self.stderr) as bar:
-            while not services.report_predictions_finished(report=report):
-                progress = services.report_progress(report=report)
-                bar.total = progress["to_predict"]
-                bar.update(progress["predicted"] - bar.n)
-                time.sleep(1)
 
     def _combine(self, o: dict) -> None:
         files, unreadable = [], []

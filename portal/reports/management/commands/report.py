@@ -6,13 +6,12 @@ the workers must be running), then writes the report. Exit 2 for usage errors, 1
 report cannot be made.
 """
 
-import time
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
-from tqdm import tqdm
 
+from portal.predictions.follow import follow_jobs
 from portal.predictions.models import ModelVersion
 from portal.reports import output, services
 from portal.validation import selectors as sets
@@ -65,7 +64,7 @@ class Command(BaseCommand):
                 )
                 report.jobs = services.report_predict_missing(report=report)
                 report.save(update_fields=["jobs"])
-            self._wait(report)
+            follow_jobs(report.jobs, out=self.stderr)
             report = services.report_finish(report=report)
         except services.ReportError as exc:
             raise CommandError(str(exc), returncode=1) from exc
@@ -77,15 +76,3 @@ class Command(BaseCommand):
             f"report {report.pk}: {overall['n']} items, MAE {overall['mae_months']:.2f} months "
             f"-> {o['out']}"
         )
-
-    def _wait(self, report) -> None:
-        if not report.jobs:
-            return
-        with tqdm(unit="image", desc="predicting missing images", file=self.stderr) as bar:
-            while True:
-                progress = services.report_progress(report=report)
-                bar.total = progress["to_predict"]
-                bar.update(progress["predicted"] - bar.n)
-                if services.report_predictions_finished(report=report):
-                    return
-                time.sleep(1)
