@@ -78,6 +78,7 @@ lint: setup ## ruff, import-linter and the TypeScript checker
 
 bench: setup ## run the benchmarks in bench/ (prints ratios measured side by side)
 	$(PY) bench/ingest.py
+	$(PY) bench/dicom_push.py
 	$(PY) bench/model.py
 	$(PY) bench/gpu.py
 	$(PY) bench/pipeline.py
