@@ -26,7 +26,6 @@ from portal.validation.services import validation_set_create, validation_set_fre
 from tests.conftest import manage, wait_for
 from tests.portal import factories as f
 from tests.portal.predictions.test_jobs import make_checkpoint
-from tests.portal.reports.test_reports import confirm
 
 PHANTOMS = 28  # of both sexes: the boys are learned from, the girls held out
 
@@ -48,7 +47,7 @@ def east_world(phantoms: Path, tmp_path: Path) -> dict:
         upload=upload_create(site=site, source=Upload.Source.CLI), sources=[Source.given(phantoms)]
     )
     for image in Image.objects.filter(upload=upload):
-        confirm(image, lead)
+        f.confirm(image, lead)
     frozen = {}
     for name, sex in (("east-boys", "M"), ("east-girls", "F")):
         chosen = validation_set_create(name=name, sites=[site], sex=sex, user=lead)
