@@ -11,6 +11,7 @@ from collections.abc import Iterable
 
 from inference_worker.ages import REPORTED_SEXES, group_name
 from portal.core.csv_cells import SafeDictWriter
+from portal.reports.render.copies import copies_csv_rows, copies_table
 from portal.reports.render.coverage import coverage_csv_rows, coverage_table
 
 SECTIONS = ("overall", "by_sex", "by_group", "by_group_sex", "by_site", "by_site_group")
@@ -144,37 +145,6 @@ def _paper_rows(model: str, table: dict) -> list[dict]:
     return rows
 
 
-def _copies_rows(copied: dict | None) -> list[dict]:
-    """The copies table's rows (reports before issue 17 have none)."""
-    if not copied or not copied["by_reader"]:
-        return []
-    rows = [
-        _csv_row(
-            model=copied["model"],
-            section="copied_corrections",
-            group=f"{r['reader']} {r['site']}",
-            n=r["corrections"],
-            copies=r["copies"],
-            blind_copies=r["blind_copies"],
-        )
-        for r in copied["by_reader"]
-    ]
-    rows.append(
-        _csv_row(
-            model=copied["model"],
-            section="copied_corrections",
-            group="overall",
-            n=copied["corrections"],
-            copies=copied["copies"],
-            blind_copies=copied["blind_copies"],
-            flagged_images=" ".join(str(i) for i in copied["flagged_images"]),
-        )
-    )
-    for row in rows:
-        row["small_n"] = ""  # counts of corrections, not a metric's sample
-    return rows
-
-
 def to_csv(report: dict) -> str:
     """See CSV_COLUMNS. Empty cells for missing values (None)."""
     rows = [
@@ -198,7 +168,7 @@ def to_csv(report: dict) -> str:
             )
     if report.get("paper_table"):
         rows.extend(_paper_rows(report["model"], report["paper_table"]))
-    rows.extend(_copies_rows(report.get("copied_corrections")))
+    rows.extend(copies_csv_rows(report.get("copied_corrections"), _csv_row))
     rows.extend(coverage_csv_rows(report, _csv_row))
     out = io.StringIO()
     writer = SafeDictWriter(out, CSV_COLUMNS, numeric=NUMERIC_COLUMNS, lineterminator="\n")
@@ -398,43 +368,13 @@ def _tables(report: dict) -> list[dict]:
                     "note": table["note"],
                 }
             )
-    copies = _copies_table(report.get("copied_corrections"))
+    copies = copies_table(report.get("copied_corrections"))
     if copies:
         tables.append(copies)
     coverage = coverage_table(report, fmt_n)
     if coverage:
         tables.append(coverage)
     return tables
-
-
-COPY_COLUMNS = ["reader", "site", "corrections", "equal to the model", "share", "of them blind"]
-
-
-def _copies_table(copied: dict | None) -> dict | None:
-    """Corrections equal to the model's output, per reader and site (reports before issue 17
-    have none)."""
-    if not copied or not copied["by_reader"]:
-        return None
-    rows = [
-        [
-            r["reader"],
-            r["site"],
-            str(r["corrections"]),
-            ("⚑ " if r["copies"] else "") + str(r["copies"]),
-            f"{100 * r['copies'] / r['corrections']:.0f}%",
-            str(r["blind_copies"]),
-        ]
-        for r in copied["by_reader"]
-    ]
-    flagged = copied["flagged_images"]
-    shown = ", ".join(str(i) for i in flagged[:50]) + (" …" if len(flagged) > 50 else "")
-    return {
-        "kind": "copies",
-        "title": f"Corrections equal to the model's output ({copied['model']})",
-        "columns": COPY_COLUMNS,
-        "rows": rows,
-        "note": f"⚑ flagged images ({len(flagged)}): {shown}" if flagged else "No copies.",
-    }
 
 
 def _meta(report: dict) -> list[tuple[str, str]]:
