@@ -10,7 +10,7 @@ import math
 import os
 import struct
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -357,7 +357,8 @@ def _encode_code_sequence(elem: DataElement, implicit: bool, encodings: object) 
     `deid.METHOD_CODES`) as pydicom's `write_data_element` encodes it, encoded by pydicom once
     and then remembered: pydicom writes a sequence through a data set per item, which costs
     as much as the rest of the data set. None for any other sequence."""
-    if not isinstance(encodings, str) or not isinstance(elem.value, list):
+    # pydicom's Sequence is a MutableSequence, not a list.
+    if not isinstance(encodings, str) or not isinstance(elem.value, Sequence):
         return None
     key: list[object] = [elem.tag, implicit, encodings, elem.is_undefined_length]
     for item in elem.value:

@@ -94,6 +94,25 @@ def test_pixel_data_is_read_from_the_open_file_once(tmp_path, monkeypatch):
     assert reopened == []
 
 
+def test_the_de_identification_codes_are_encoded_once_per_process(tmp_path, monkeypatch):
+    """The code sequence every de-identified file carries is encoded by pydicom once, then
+    reused: pydicom writes a sequence through a data set per item, which costs as much as the
+    rest of a small film's header."""
+    out = tmp_path / "out"
+    out.mkdir()
+    written = []
+    original = prepare_module.write_data_element
+    monkeypatch.setattr(
+        prepare_module,
+        "write_data_element",
+        lambda fp, elem, *a: written.append(elem.VR) or original(fp, elem, *a),
+    )
+    for i in range(3):
+        sent = make_dicom(tmp_path / f"{i}.dcm", rows=128, cols=128, seed=i)
+        assert isinstance(prepare(str(sent), b"k" * 32, Limits(), str(out)), Prepared)
+    assert written.count("SQ") <= 1
+
+
 def test_a_file_sent_as_bytes_is_stored_as_the_same_file_from_disk(tmp_path):
     """C-STORE and STOW-RS hand `prepare` the bytes they received, unwritten: what is stored
     must be byte for byte what the same file from disk gives."""
