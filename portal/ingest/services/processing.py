@@ -4,13 +4,11 @@ import logging
 import os
 import shutil
 import tempfile
-import threading
 import traceback
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import BrokenExecutor, Future, ProcessPoolExecutor
 from dataclasses import dataclass
-from multiprocessing import get_context
 from pathlib import Path
 
 from django.conf import settings
@@ -19,7 +17,7 @@ from django.utils import timezone
 
 from portal.core import outbox
 from portal.core.files import data_folder
-from portal.ingest import staging
+from portal.ingest import staging, workers
 from portal.ingest.archive import Item, Source, ZipLimits, count_items, iter_items
 from portal.ingest.dicom import Limits, may_need_native_decoder, native_decoder_needed
 from portal.ingest.models import Upload, UploadFile
@@ -280,9 +278,9 @@ class _Preparer:
         tmp_dir: Path,
         fn: Callable[..., Prepared | Refused] | None = None,
     ):
-        workers = settings.INGEST["WORKERS"]
-        self.parallel = workers > 1 and files >= settings.INGEST["PARALLEL_MIN_FILES"]
-        self.workers = workers if self.parallel else 1
+        count = settings.INGEST["WORKERS"]
+        self.parallel = count > 1 and files >= settings.INGEST["PARALLEL_MIN_FILES"]
+        self.workers = count if self.parallel else 1
         # Enough chunks for every worker to have one queued behind the one it runs.
         self.chunk = max(1, min(CHUNK_FILES, files // (4 * self.workers))) if self.parallel else 1
         self.ahead = max(8 * self.workers, 2 * self.workers * self.chunk + self.chunk)
@@ -292,19 +290,9 @@ class _Preparer:
         self._fn, self._args = fn or prepare, (site_key, limits, str(self._out))
         self._pool: ProcessPoolExecutor | None = None  # started with the first file sent
         if self.parallel:
-            ingest_workers_start(wait=False)
+            workers.start(wait=False)
         self._batch: list[_Ticket] = []  # not sent yet
         self._chunks: dict[Future, list[_Ticket]] = {}  # sent, in submission order
-
-    @staticmethod
-    def _new_pool(workers: int) -> ProcessPoolExecutor:
-        # Not fork: children must not inherit the parent's database connections or threads.
-        # A fork server is a clean process that imports `prepare` once; every worker (of this
-        # upload, of a pool rebuilt after a crash, of the next upload) is forked from it
-        # ready to run, instead of importing pydicom and numpy again as a spawned one would.
-        context = get_context("forkserver")
-        context.set_forkserver_preload(["portal.ingest.prepare"])
-        return ProcessPoolExecutor(max_workers=workers, mp_context=context)
 
     def submit(self, source: str | bytes) -> _Ticket:
         """A file by its path, or by its bytes when a peer sent it (`Stream`): bytes go to a
@@ -312,7 +300,7 @@ class _Preparer:
         ticket = _Ticket(source)
         # Until the fork server has imported `prepare` (about half a second after this
         # process's first parallel upload began), the files it could take are prepared here.
-        inline = not self.parallel or not _workers_ready.is_set()
+        inline = not self.parallel or not workers.ready.is_set()
         if inline and not _isolated(source):
             try:
                 ticket.result = self._fn(source, *self._args)
@@ -327,7 +315,7 @@ class _Preparer:
     def _send(self) -> None:
         batch, self._batch = self._batch, []
         if self._pool is None:
-            self._pool = self._new_pool(self.workers)
+            self._pool = workers.new_pool(self.workers)
         sources = [t.source for t in batch]
         chunk = self._pool.submit(prepare_many, self._fn, sources, *self._args)
         for index, ticket in enumerate(batch):
@@ -380,7 +368,7 @@ class _Preparer:
         assert self._pool is not None
         self._pool.shutdown(wait=True, cancel_futures=True)
         self._pool = None
-        solo = self._new_pool(1)
+        solo = workers.new_pool(1)
         try:
             for ticket in broken:
                 try:
@@ -388,12 +376,12 @@ class _Preparer:
                 except BrokenExecutor:
                     ticket.result = Refused(CRASH_REASON)
                     solo.shutdown(wait=True)
-                    solo = self._new_pool(1)
+                    solo = workers.new_pool(1)
                 except Exception as exc:
                     ticket.result = exc
         finally:
             solo.shutdown(wait=True)
-        self._pool = self._new_pool(self.workers)
+        self._pool = workers.new_pool(self.workers)
 
     def __enter__(self) -> "_Preparer":
         return self
@@ -405,35 +393,7 @@ class _Preparer:
         shutil.rmtree(self._out, ignore_errors=True)
 
 
-_workers_ready = threading.Event()  # the fork server of this process has imported `prepare`
-_warm_up: threading.Thread | None = None
-_warm_up_lock = threading.Lock()
-
-
-def ingest_workers_start(*, wait: bool = True) -> None:
-    """Start the fork server that ingest's worker processes are forked from, and have it import
-    `prepare` (pydicom, numpy, Pillow: about half a second), in a thread of this process. The
-    first parallel upload starts it without waiting (`wait=False`) and prepares files itself
-    meanwhile, on its own core, while the fork server imports on another: an operator's
-    `manage.py ingest` does not wait for it. Later uploads never do: the server lives as long
-    as this process."""
-    global _warm_up
-    with _warm_up_lock:
-        if _warm_up is None:
-            _warm_up = threading.Thread(target=_start_fork_server, name="ingest-fork-server")
-            _warm_up.daemon = True
-            _warm_up.start()
-    if wait:
-        _warm_up.join()
-
-
-def _start_fork_server() -> None:
-    try:
-        with _Preparer._new_pool(1) as pool:
-            pool.submit(os.getpid).result()
-    finally:
-        # Also when it failed: the upload's own pool then meets the error and says so.
-        _workers_ready.set()
+ingest_workers_start = workers.start  # the name services export
 
 
 def _isolated(source: str | bytes) -> bool:
