@@ -47,3 +47,27 @@ def _start_fork_server() -> None:
     finally:
         # Also when it failed: the upload's own pool then meets the error and says so.
         ready.set()
+
+
+_kept: dict[int, ProcessPoolExecutor] = {}
+_kept_lock = threading.Lock()
+
+
+def kept_pool(count: int) -> ProcessPoolExecutor:
+    """A pool of `count` workers that outlives its upload, shared by the uploads of this
+    process (submitting to a pool is thread-safe): the web server and the DICOM listener
+    take many small uploads (a STOW-RS request, an association), and forking workers and
+    stopping them again costs each one 15 to 35 ms, most of a batch of 50 small films'."""
+    with _kept_lock:
+        pool = _kept.get(count)
+        if pool is None:
+            pool = _kept[count] = new_pool(count)
+        return pool
+
+
+def discard(pool: ProcessPoolExecutor) -> None:
+    """A kept pool that broke (a worker died) goes: the next upload gets a new one."""
+    with _kept_lock:
+        for count, kept in list(_kept.items()):
+            if kept is pool:
+                del _kept[count]

@@ -7,7 +7,7 @@ import tempfile
 import traceback
 from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import BrokenExecutor, Future, ProcessPoolExecutor
+from concurrent.futures import BrokenExecutor, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -277,6 +277,7 @@ class _Preparer:
         limits: Limits,
         tmp_dir: Path,
         fn: Callable[..., Prepared | Refused] | None = None,
+        keep_pool: bool = False,
     ):
         count = settings.INGEST["WORKERS"]
         self.parallel = count > 1 and files >= settings.INGEST["PARALLEL_MIN_FILES"]
@@ -289,6 +290,8 @@ class _Preparer:
         self._out = Path(tempfile.mkdtemp(prefix="ingest-", dir=tmp_dir))
         self._fn, self._args = fn or prepare, (site_key, limits, str(self._out))
         self._pool: ProcessPoolExecutor | None = None  # started with the first file sent
+        # A long-lived process's uploads share a pool that outlives them (`workers.kept_pool`).
+        self._keep_pool = keep_pool
         if self.parallel:
             workers.start(wait=False)
         self._batch: list[_Ticket] = []  # not sent yet
@@ -315,7 +318,8 @@ class _Preparer:
     def _send(self) -> None:
         batch, self._batch = self._batch, []
         if self._pool is None:
-            self._pool = workers.new_pool(self.workers)
+            keep = self._keep_pool
+            self._pool = (workers.kept_pool if keep else workers.new_pool)(self.workers)
         sources = [t.source for t in batch]
         chunk = self._pool.submit(prepare_many, self._fn, sources, *self._args)
         for index, ticket in enumerate(batch):
@@ -366,6 +370,7 @@ class _Preparer:
         ]
         log.warning("an ingest worker died; %d files in flight are retried one by one", len(broken))
         assert self._pool is not None
+        workers.discard(self._pool)  # when it was kept: the next chunk starts a new one
         self._pool.shutdown(wait=True, cancel_futures=True)
         self._pool = None
         solo = workers.new_pool(1)
@@ -381,13 +386,18 @@ class _Preparer:
                     ticket.result = exc
         finally:
             solo.shutdown(wait=True)
-        self._pool = workers.new_pool(self.workers)
 
     def __enter__(self) -> "_Preparer":
         return self
 
     def __exit__(self, *exc_info) -> None:
-        if self._pool is not None:
+        if self._pool is not None and self._keep_pool:
+            # Others' uploads go on in the kept pool: this one's chunks are cancelled, or
+            # waited for where a worker has them, before their folder goes.
+            for chunk in self._chunks:
+                chunk.cancel()
+            wait(list(self._chunks))
+        elif self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
         # Outputs never recorded (the upload failed, or a worker died after writing one).
         shutil.rmtree(self._out, ignore_errors=True)

@@ -54,6 +54,7 @@ class Stream:
             site_key=site.pseudonym_key.encode(),
             limits=_image_limits(),
             tmp_dir=data_folder("tmp"),
+            keep_pool=True,  # a receiver's process takes upload after upload
         )
         self._pending: deque[tuple[FileRef, _Ticket, int]] = deque()
         self._pending_bytes = 0

@@ -13,3 +13,10 @@ def prepare_or_crash(path: str, *args):
     if Path(path).name.startswith("crash"):
         os.kill(os.getpid(), signal.SIGSEGV)
     return prepare(path, *args)
+
+
+def worker_pid(path: str, *args):
+    """No file is prepared: the refusal names the worker process that took it."""
+    from portal.ingest.prepare import Refused
+
+    return Refused(str(os.getpid()))

@@ -1,7 +1,9 @@
 """Ingest's worker processes: a file that kills the process reading it costs only itself."""
 
+import os
 from pathlib import Path
 
+import psutil
 import pydicom
 import pytest
 from pydicom.uid import (
@@ -19,7 +21,7 @@ from portal.ingest.dicom import Limits, may_need_native_decoder
 from portal.ingest.prepare import Prepared, Refused
 from portal.ingest.services.processing import CRASH_REASON, _Preparer, ingest_workers_start
 from tests.dicom_files import make_dicom
-from tests.portal.ingest.crashing import prepare_or_crash
+from tests.portal.ingest.crashing import prepare_or_crash, worker_pid
 
 
 @pytest.fixture
@@ -30,7 +32,10 @@ def parallel(settings) -> None:
     ingest_workers_start()
 
 
-def test_a_file_that_kills_its_worker_is_rejected_and_the_others_are_prepared(parallel, tmp_path):
+@pytest.mark.parametrize("keep_pool", [False, True], ids=["own pool", "kept pool"])
+def test_a_file_that_kills_its_worker_is_rejected_and_the_others_are_prepared(
+    parallel, tmp_path, keep_pool
+):
     names = [f"{i:02d}.dcm" for i in range(10)]
     names[3] = "crash-03.dcm"
     names[8] = "crash-08.dcm"
@@ -39,7 +44,12 @@ def test_a_file_that_kills_its_worker_is_rejected_and_the_others_are_prepared(pa
     out.mkdir()
 
     with _Preparer(
-        len(paths), site_key=b"k" * 32, limits=Limits(), tmp_dir=out, fn=prepare_or_crash
+        len(paths),
+        site_key=b"k" * 32,
+        limits=Limits(),
+        tmp_dir=out,
+        fn=prepare_or_crash,
+        keep_pool=keep_pool,
     ) as runner:
         assert runner.parallel
         futures = [(Item(name=p.name, path=p), runner.submit(str(p))) for p in paths]
@@ -60,6 +70,29 @@ def test_a_file_that_kills_its_worker_is_rejected_and_the_others_are_prepared(pa
     # Outputs never recorded go with the preparer, also those of files run again after a
     # crash whose first answer was lost.
     assert list(out.iterdir()) == []
+
+
+def test_a_kept_pool_serves_upload_after_upload_with_the_same_workers(parallel, tmp_path):
+    """A receiver (the web server, the DICOM listener) keeps its worker processes between
+    uploads instead of forking and stopping two per STOW-RS request or association."""
+    paths = [make_dicom(tmp_path / "in" / f"{i:02d}.dcm") for i in range(8)]
+
+    def pids() -> set[str]:
+        with _Preparer(
+            len(paths),
+            site_key=b"k" * 32,
+            limits=Limits(),
+            tmp_dir=tmp_path,
+            fn=worker_pid,
+            keep_pool=True,
+        ) as runner:
+            tickets = [(Item(name=p.name, path=p), runner.submit(str(p))) for p in paths]
+            return {runner.outcome(item, ticket).reason for item, ticket in tickets}
+
+    first = pids()
+    assert str(os.getpid()) not in first
+    assert pids() <= first
+    assert all(psutil.pid_exists(int(pid)) for pid in first)  # still there, between uploads
 
 
 def test_a_small_upload_reads_compressed_files_in_a_worker_process(tmp_path):
