@@ -9,8 +9,10 @@ patient's other films) follows from the same verdict that scored the case
 (`predictions.triage`).
 """
 
+from django.conf import settings
+
 from inference_worker.ages import DAYS_PER_MONTH, DAYS_PER_YEAR, years_months_text
-from portal.predictions.services import ExpectedError, expected_error
+from portal.predictions.services import ExpectedError, expected_error, outlier_score
 from portal.predictions.triage import Verdict
 
 SEX_PLURAL = {"M": "boys", "F": "girls"}
@@ -42,16 +44,24 @@ def why_in_queue(
     threshold: float,
     score: float | None = None,
     verdict: Verdict | None = None,
+    interval: tuple[int, int] | None = None,
 ) -> str:
     """E.g. "The model reads 3 y 4 m against a recorded 0 y 2 m, 38.2 months (3 y 2 m) older:
     20.1x the expected 1.9-month error for boys under 1 year, above the queue's threshold of
-    2.0 times." The ratio is the residual-only score (|residual| / expected error); with a
+    2.0 times." The ratio is the residual-only score (`outlier_score`, under the configured
+    rule: with the "interval" rule and a calibrated `interval`, the sentence says whether the
+    recorded age is inside it and how far it lies against the interval's reach); with a
     triage `verdict`, what else moved the stored `score` follows, and the threshold is
     compared with that score."""
     residual = predicted_days - recorded_days
-    expected = expected_error(card=card, predicted_days=predicted_days, sex=sex)
     months = abs(residual) / DAYS_PER_MONTH
-    ratio = months / expected.months
+    ratio = outlier_score(
+        card=card,
+        predicted_days=predicted_days,
+        recorded_days=recorded_days,
+        sex=sex,
+        interval=interval,
+    )
     if residual == 0:
         gap = "the same age"
     else:
@@ -59,9 +69,19 @@ def why_in_queue(
         gap = f"{months:.1f} months ({years_months_text(abs(residual))}) {direction}"
     text = (
         f"The model reads {years_months_text(predicted_days)} against a recorded "
-        f"{years_months_text(recorded_days)}, {gap}: {ratio:.1f}x the expected "
-        f"{expected.months:.1f}-month error {_whose(expected)}"
+        f"{years_months_text(recorded_days)}, {gap}: "
     )
+    if interval is not None and settings.OUTLIER_RULE == "interval":
+        low, high = interval
+        where = "outside" if ratio > 1 else "inside"
+        text += (
+            f"the recorded age is {where} the model's calibrated interval of "
+            f"{years_months_text(low)} to {years_months_text(high)}, at {ratio:.1f}x the "
+            "interval's reach on its side"
+        )
+    else:
+        expected = expected_error(card=card, predicted_days=predicted_days, sex=sex)
+        text += f"{ratio:.1f}x the expected {expected.months:.1f}-month error {_whose(expected)}"
     reasons = triage_reasons(verdict, recorded_days=recorded_days) if verdict else []
     if score is None or not reasons:
         side = "above" if (ratio if score is None else score) > threshold else "not above"

@@ -135,6 +135,9 @@ def prediction_why(prediction: Prediction, *, card: dict) -> str:
         threshold=queue_threshold(),
         score=prediction.score,
         verdict=triage_verdict(prediction=prediction),
+        interval=None
+        if prediction.interval_low_days is None or prediction.interval_high_days is None
+        else (prediction.interval_low_days, prediction.interval_high_days),
     )
 
 

@@ -48,6 +48,36 @@ def test_the_sentence_s_ratio_is_the_score_and_names_the_figure_it_divides_by():
     assert "1-month stand-in" in older
 
 
+def test_under_the_interval_rule_the_sentence_speaks_of_the_calibrated_interval(settings):
+    settings.OUTLIER_RULE = "interval"
+    predicted, interval = years_months_to_days(5, 0), (1500, 2300)  # 4 y 1 m to 6 y 3 m
+    outside = years_months_to_days(8, 0)
+    text = why_in_queue(
+        recorded_days=outside, predicted_days=predicted, sex="M", card=CARD, threshold=1.0,
+        interval=interval,
+    )  # fmt: skip
+    score = outlier_score(
+        card=CARD, predicted_days=predicted, recorded_days=outside, sex="M", interval=interval
+    )
+    assert score > 1
+    assert "the recorded age is outside the model's calibrated interval of 4 y 1 m to 6 y 3 m" in (
+        text
+    )
+    assert f"at {score:.1f}x the interval's reach on its side" in text
+    assert "expected" not in text
+    assert "above the queue's threshold of 1 times" in text
+    inside = why_in_queue(
+        recorded_days=2000, predicted_days=predicted, sex="M", card=CARD, threshold=1.0,
+        interval=interval,
+    )  # fmt: skip
+    assert "inside the model's calibrated interval" in inside
+    assert "not above" in inside
+    # Without a calibration, the card's expected error, as under the default rule.
+    assert "expected 6.0-month error" in why_in_queue(
+        recorded_days=outside, predicted_days=predicted, sex="M", card=CARD, threshold=1.0
+    )
+
+
 @pytest.mark.parametrize(
     ("template", "context", "shown"),
     [
