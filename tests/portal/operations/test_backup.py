@@ -3,6 +3,7 @@ predictions, reviews, validation sets and tokens comes back whole in a new datab
 folder, and a damaged backup or a used target is refused before anything is written."""
 
 import contextlib
+import datetime
 import json
 import os
 import stat
@@ -12,11 +13,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from django.core.management import call_command
 from django.db import connection
 
 from portal.accounts.models import Role
 from portal.accounts.tokens import token_create
 from portal.core import signing
+from portal.ingest.models import Upload
 from portal.predictions.integrity import file_sha256
 from portal.review.services import review_submit
 from portal.validation import services as validation
@@ -185,3 +188,18 @@ def test_restore_refuses_a_data_folder_holding_another_signing_key(
     assert result.returncode == 1
     assert "holds another signing key: restore into a new data folder" in result.stderr
     assert not (restored / "images").exists()
+
+
+@pytest.mark.django_db
+def test_a_backup_keeps_every_timestamp_to_the_microsecond(tmp_path: Path) -> None:
+    """Django's own JSON cuts datetimes to milliseconds: a restored portal would carry other
+    times than the ones recorded (portal.core.exact_json)."""
+    at = datetime.datetime(2026, 3, 4, 5, 6, 7, 45, tzinfo=datetime.UTC)
+    upload = Upload.objects.create(site=f.site("north"), source=Upload.Source.CLI, started_at=at)
+    out = tmp_path / "dump.json"
+    call_command("dumpdata", "ingest.upload", output=str(out), verbosity=0)
+    (row,) = json.loads(out.read_text())
+    assert row["fields"]["started_at"] == "2026-03-04T05:06:07.000045Z"
+    Upload.objects.filter(pk=upload.pk).update(started_at=None)
+    call_command("loaddata", str(out), verbosity=0)
+    assert Upload.objects.get(pk=upload.pk).started_at == at
