@@ -3,6 +3,7 @@ the real `default` and `inference` workers, down to the new version, its card's 
 the report against the parent on a held-out set and the lead's activation."""
 
 import datetime as dt
+import io
 import json
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from portal.ingest.models import Image, Upload
 from portal.ingest.services import upload_create, upload_process
 from portal.learning import selectors, services
 from portal.learning.models import TrainingJob
+from portal.operations.management.commands import run_portal
 from portal.predictions.models import ModelVersion, Prediction
 from portal.predictions.services import model_version_register
 from portal.reports.models import Report
@@ -280,6 +282,26 @@ def test_the_sweep_sends_again_only_queued_jobs_no_worker_has_started(
     assert running.sent_at == long_ago
     assert selectors.training_job_status(job=running)["state"] == "running"
     assert services.training_job_resend() == 0  # sent just now: not yet due again
+
+
+@pytest.mark.django_db
+def test_run_portal_s_start_sends_a_waiting_training_job_again(
+    phantoms, tmp_path, django_capture_on_commit_callbacks
+):
+    """A job queued while the broker was down starts with the portal, not an hour later when
+    beat's sweep finds it."""
+    world = east_world(phantoms, tmp_path)
+    job = services.training_job_create(
+        parent=world["parent"], versions=[world["east-boys"]], name="east-late",
+        recalibrate_only=True,
+    )  # fmt: skip
+    TrainingJob.objects.update(sent_at=timezone.now() - dt.timedelta(seconds=5))
+    out = io.StringIO()
+    with django_capture_on_commit_callbacks() as sends:
+        run_portal.Command(stdout=out)._resend_waiting_work()
+    assert len(sends) == 1
+    assert "1 training jobs" in out.getvalue()
+    assert TrainingJob.objects.get(pk=job.pk).sent_at > timezone.now() - dt.timedelta(seconds=5)
 
 
 def data_dir_of(job: TrainingJob) -> Path:

@@ -20,6 +20,7 @@ from portal.core.files import data_folder
 from portal.core.processes import beat_command, local_redis, stop_process_groups
 from portal.ingest.models import Image, Site
 from portal.ingest.services import upload_resend
+from portal.learning.services import training_job_resend
 from portal.predictions import services
 from portal.predictions.dispatch import prediction_jobs_sweep
 from portal.predictions.uploads import upload_jobs_recover
@@ -154,17 +155,20 @@ class Command(BaseCommand):
 
     def _resend_waiting_work(self) -> None:
         """Work recorded while the portal or its broker was down starts now: every upload,
-        export and report still waiting for its task is sent again, stalled prediction jobs
-        are re-dispatched, and done uploads whose job was never made get it (docs/reliability.md,
-        "When the broker is down"). The tasks do nothing twice, whatever the queues still held."""
+        export, report and training job still waiting for its task is sent again, stalled
+        prediction jobs are re-dispatched, and done uploads whose job was never made get it
+        (docs/reliability.md, "When the broker is down"). The tasks do nothing twice, whatever
+        the queues still held."""
         now = timezone.now()
         uploads = upload_resend(sent_before=now)
         built = export_resend(sent_before=now)
         reports = report_resend(sent_before=now)
+        trainings = training_job_resend(sent_before=now)
         jobs = prediction_jobs_sweep(now=now)
         made = upload_jobs_recover(finished_before=now)
         self.stdout.write(
             f"Waiting work sent again: {uploads} uploads, {built} exports, {reports} reports, "
+            f"{trainings} training jobs, "
             f"{sum(o == 'redispatched' for o in jobs.values())} prediction jobs; "
             f"{made} done uploads given their missing prediction job"
         )
