@@ -1,6 +1,7 @@
-"""`bench/intervals.py`: prints each judged age group's coverage beside the goal and its median
-width beside 2x the MAE, with a verdict that follows the figures; without a demo model it says
-so and stops."""
+"""`bench/intervals.py`: over random calibration/test splits of one pool of predictions it prints
+each judged age group's mean coverage beside the goal and its median width beside 2x the MAE,
+with verdicts that follow the figures; it runs from a cached pool without the model, and
+without either it says so and stops."""
 
 import importlib.util
 import sys
@@ -8,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 
-from inference_worker import conformal
 from tests.inference_worker.test_conformal import synthetic
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -23,26 +23,58 @@ def _bench():
     return module
 
 
-def test_the_table_judges_groups_of_50_or_more_against_both_goals(capsys):
+def test_the_rows_judge_groups_of_50_or_more_against_both_goals(capsys):
     bench = _bench()
-    record = conformal.calibrate(*synthetic(3000, seed=11))
-    true, pred, site = synthetic(800, seed=12)
+    true, pred, site = synthetic(3000, seed=11)
     true, pred = np.append(true, [100.0] * 3), np.append(pred, [400.0] * 3)
-    table = conformal.coverage_table(true, pred, [*site, "north", "north", "north"], record)
-    judged, met = bench.print_table("cells by label", table, 0.9)
+    pool = (true, pred, np.array([*site, "north", "north", "north"], dtype=object))
+    rows = bench.summarise(
+        pool, {"taxonomy": "label"}, calibration=1000, splits=3, coverage=0.9, seed=1
+    )
+    judged, met = bench.print_rows("label, curves (portal)", rows, 0.9)
     out = capsys.readouterr().out
     assert "0.88-0.92" in out
-    big = [g for g, row in table["by_group"].items() if row["n"] >= bench.MIN_GROUP]
-    assert judged == len(big)
-    expected = sum(
-        abs(row["coverage"] - 0.9) <= 0.02 and row["median_width_months"] / row["mae_months"] <= 2
-        for g, row in table["by_group"].items()
-        if g in big
-    )
-    assert met == expected
+    assert rows["overall"]["pool"] == len(true)
+    big = [g for g, row in rows.items() if g != "overall" and row["n"] >= bench.MIN_GROUP]
+    assert judged == len(big) == 5
+    assert met == sum(abs(rows[g]["coverage"] - 0.9) <= 0.02 for g in big)
     for group in big:
+        row = rows[group]
         line = next(line for line in out.splitlines() if line.split()[:1] == [group])
-        assert "coverage meets" in line or "coverage MISSES" in line
+        assert f"coverage {bench.verdict(abs(row['coverage'] - 0.9) <= 0.02)}" in line
+        assert f"width {bench.verdict(row['width_mae'] <= 2)}" in line
+        assert 0 <= row["spread"] < 0.1
+        assert row["precision"] > 0
+
+
+def test_a_split_keeps_each_patients_films_on_one_side():
+    bench = _bench()
+    true, pred, site = synthetic(1200, seed=14)
+    patient = np.arange(len(true)) // 3  # three films each
+    rows = bench.summarise(
+        (true, pred, site, patient),
+        {"taxonomy": "label"},
+        calibration=500,
+        splits=2,
+        coverage=0.9,
+        seed=2,
+    )
+    # Whole patients calibrate: the first 167 of 400 (501 films), the other 699 films test.
+    assert rows["overall"]["n"] == 699
+
+
+def test_a_cached_pool_runs_without_the_model(tmp_path, monkeypatch, capsys):
+    true, pred, site = synthetic(1500, seed=13)
+    cache = tmp_path / "pool.npz"
+    np.savez(cache, true=true, pred=pred, site=site.astype(str))
+    argv = ["intervals.py", "--demo", str(tmp_path), "--cache", str(cache), "--splits", "2"]
+    monkeypatch.setattr(sys, "argv", [*argv, "--calibration", "500"])
+    _bench().main()
+    out = capsys.readouterr().out
+    assert "a pool of 1500 phantoms" in out
+    for name, _ in _bench().METHODS:
+        assert f"\n{name}\n" in out
+    assert "portal's cells: mean coverage within the goal in" in out
 
 
 def test_without_a_demo_model_it_says_so(tmp_path, monkeypatch, capsys):
