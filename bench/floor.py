@@ -1,7 +1,11 @@
 """How good can a model be on phantoms? The floor, by an oracle, against the demo model.
 
 The phantom generator gives each child its own build (size, proportion, heart size, rib angle,
-bone density), so the picture does not show the age alone. The oracle is told everything the
+bone density, and the vertebrae's, clavicles' and humeral head's own factors around the size, the
+thymus's size) and its own skeletal maturity (a tempo that times the thymus involution, the
+humeral head's ossification and growth, the physis closure and the bone density, spread as bone
+age is against the calendar: about a year from school age on), so the picture does not show the
+age alone. The oracle is told everything the
 picture depends on through the age and the build, and nothing else: the anatomy `render` draws
 (`synthetic.imaging.Anatomy`: thorax width and height, bone density, thymus shadow,
 cardiothoracic ratio, vertebral height, rib angle, clavicle length, humeral head and growth

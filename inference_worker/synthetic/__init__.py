@@ -11,9 +11,12 @@ What they are: a frontal chest radiograph drawn from a handful of anatomical sha
 proportions follow a child's growth: the thorax widens and lengthens, the cardiothoracic ratio
 falls from about 0.6 in infancy to about 0.5, the ribs turn from horizontal to oblique, vertebral
 bodies grow taller, clavicles lengthen, the humeral head ossifies and its growth plate closes, the
-thymus shadow fades, bones grow denser. Each child has its own size and proportions, but one size
-factor scales every length, so age is nearly a function of the drawn anatomy (`imaging.Anatomy`):
-an oracle on it is within a month (bench/floor.py). Site profiles differ in acquisition
+thymus shadow fades, bones grow denser. Each child has its own size and proportions, its own
+build of the vertebrae, clavicles, humeral head and thymus, and its own skeletal maturity (a tempo
+that times the thymus, the humeral head, the growth plate and the bone density, spread as bone
+age is against the calendar: `growth.maturity_sd_years`), so the age is not a function of the
+drawn anatomy (`imaging.Anatomy`): bench/floor.py measures how well an oracle on it does. Site
+profiles differ in acquisition
 (MONOCHROME1 or 2, bit depth, pixel spacing, matrix, exposure, noise, blur, collimation,
 positioning, burned-in markers, transfer syntax), so that a second site is a real domain shift.
 Files carry fake but realistic patient names, IDs, birth and study dates, institutions and private

@@ -66,7 +66,10 @@ def _examination(
     """The child, their true age in days, and the examination's generator (positioning, noise,
     label noise and the record draw from it next)."""
     child_rng = np.random.default_rng([seed, child_index])
-    child = make_child(child_rng, child_index, profile)
+    # The maturity and the parts' build from a generator of their own: `child_rng` draws the
+    # ages next, which stay those of the seed's earlier versions.
+    build_rng = np.random.default_rng([seed, child_index, 11])
+    child = make_child(child_rng, child_index, profile, build_rng)
     rng = np.random.default_rng([seed, child_index, visit, 7])
     # First visits cover 0-18 years evenly; return visits come 3 months to 3 years later.
     first_days = int(child_rng.integers(0, AGE_LIMIT_DAYS))

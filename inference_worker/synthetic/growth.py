@@ -1,4 +1,5 @@
-"""A child's individual build and the growth rules of the chest (years -> mm or ratio)."""
+"""A child's individual build and maturity, and the growth rules of the chest (years -> mm or
+ratio)."""
 
 import datetime as dt
 import math
@@ -7,7 +8,7 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Child:
-    """One child's individual build, fixed across their examinations."""
+    """One child's individual build and maturity tempo, fixed across their examinations."""
 
     patient_id: str
     name: str
@@ -18,6 +19,47 @@ class Child:
     ctr_offset: float
     rib_offset_deg: float
     density: float
+    # Drawn after the fields above, from a generator of their own (`records.make_child`), so
+    # that a seed's children, sexes, birth dates and ages stay those of earlier versions; the
+    # defaults are the population average.
+    tempo: float = 0.0  # skeletal maturity in SDs for the age (see `maturity_years`)
+    vertebra_build: float = 1.0  # vertebral height, relative to `size`
+    clavicle_build: float = 1.0  # clavicle length, relative to `size`
+    humerus_build: float = 1.0  # humeral head, relative to `size`
+    thymus_build: float = 1.0  # the thymus shadow's strength
+
+
+SIZE_SD = 0.07  # `size`, relative
+# How far a child's skeleton is ahead of or behind the calendar, as bone age is against the
+# age: the standard deviations of the Greulich and Pyle atlas (1959; the Brush Foundation
+# children) are about 2 months at 1 year, 4 at 2, 5 at 3, 8-9 at 6-8 and 10-12 months from
+# school age through puberty (Tanner-Whitehouse bone ages spread as much). A child keeps their
+# tempo (early and late maturers), so it is one draw per child; the spread is set at the upper
+# end of that range (1.0 years), the tempo cut at 2.5 SD.
+MATURITY_SD_YEARS = 1.0  # the spread from school age on
+MATURITY_SD_RISE_YEARS = 4.0  # the age scale over which the spread grows to it
+# Early maturers are the taller children of their age (Tanner, Growth at Adolescence, 1962):
+# the tempo's correlation with `size`. A modelling choice, moderate.
+SIZE_TEMPO_CORRELATION = 0.4
+# Length ratios vary between children of one size and age (a long trunk, short clavicles):
+# each of these parts gets its own log-normal factor around the child's size, a relative SD
+# as large as that of `size` itself.
+PART_BUILD_SD = 0.07
+THYMUS_BUILD_SD = 0.3  # the infant thymus's size varies several-fold between children
+
+
+def maturity_sd_years(years: float) -> float:
+    """The spread of skeletal maturity between children of one age (years): SD x (1 - e^-a/4),
+    2.7 months at 1 year, 4.7 at 2, 6.3 at 3, 9.3 at 6, 11 at 10, 11.6 at 14 (Greulich and
+    Pyle, above)."""
+    return MATURITY_SD_YEARS * (1 - math.exp(-years / MATURITY_SD_RISE_YEARS))
+
+
+def maturity_years(years: float, tempo: float) -> float:
+    """The maturity age that times this child's maturing features (thymus involution, humeral
+    head ossification and growth, physis closure, bone density): the age plus `tempo` standard
+    deviations."""
+    return max(0.0, years + tempo * maturity_sd_years(years))
 
 
 def thorax_width_mm(years: float, sex: str) -> float:

@@ -11,6 +11,7 @@ from inference_worker.synthetic.growth import (
     cardiothoracic_ratio,
     clavicle_length_mm,
     humeral_head_radius_mm,
+    maturity_years,
     rib_angle_deg,
     smoothstep,
     thorax_width_mm,
@@ -47,10 +48,10 @@ def _box_blur(image: np.ndarray, radius: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Anatomy:
-    """Every quantity of one examination's anatomy that `render` draws from the child's age and
-    build: the picture depends on the age only through these (and on positioning and the site's
-    acquisition, which do not depend on it). `bench/floor.py` regresses the age from them to
-    measure how well any model could do."""
+    """Every quantity of one examination's anatomy that `render` draws from the child's age,
+    build and maturity: the picture depends on the age only through these (and on positioning
+    and the site's acquisition, which do not depend on it). `bench/floor.py` regresses the age
+    from them to measure how well any model could do."""
 
     width_mm: float  # thorax
     height_mm: float  # thorax
@@ -65,20 +66,24 @@ class Anatomy:
 
 
 def anatomy(child: Child, years: float) -> Anatomy:
-    """The anatomy `render` draws for this child at this age."""
+    """The anatomy `render` draws for this child at this age. Lengths follow the age and the
+    child's size, each part with its own build factor; the maturing features (thymus
+    involution, humeral head ossification and growth, physis closure, bone density) follow the
+    child's maturity age (`growth.maturity_years`)."""
     w = thorax_width_mm(years, child.sex) * child.size
-    thymus = thymus_strength(years)
+    mature = maturity_years(years, child.tempo)
+    thymus = thymus_strength(mature) * child.thymus_build
     return Anatomy(
         width_mm=w,
         height_mm=w * (0.78 + 0.22 * (years / 18)) * child.proportion,  # barrel -> taller chest
-        bone=bone_density(years) * child.density,
+        bone=bone_density(mature) * child.density,
         thymus=thymus if thymus > 0.02 else 0.0,
         ctr=cardiothoracic_ratio(years) + child.ctr_offset,
-        vertebra_mm=vertebral_height_mm(years) * child.size,
+        vertebra_mm=vertebral_height_mm(years) * child.size * child.vertebra_build,
         rib_angle_deg=rib_angle_deg(years) + child.rib_offset_deg,
-        clavicle_mm=clavicle_length_mm(years) * child.size,
-        humeral_head_mm=humeral_head_radius_mm(years) * child.size,
-        physis_gap_mm=3.0 * (1 - smoothstep(14, 18, years)),
+        clavicle_mm=clavicle_length_mm(years) * child.size * child.clavicle_build,
+        humeral_head_mm=humeral_head_radius_mm(mature) * child.size * child.humerus_build,
+        physis_gap_mm=3.0 * (1 - smoothstep(14, 18, mature)),
     )
 
 

@@ -2,6 +2,7 @@
 PHI, so that ingest's de-identification is exercised)."""
 
 import datetime as dt
+import math
 
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
@@ -9,7 +10,13 @@ from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from inference_worker.ages import AGE_LIMIT_DAYS, MAX_AGE_YEARS, completed_months, year_days
-from inference_worker.synthetic.growth import Child
+from inference_worker.synthetic.growth import (
+    PART_BUILD_SD,
+    SIZE_SD,
+    SIZE_TEMPO_CORRELATION,
+    THYMUS_BUILD_SD,
+    Child,
+)
 from inference_worker.synthetic.profiles import SiteProfile
 
 _FIRST = [
@@ -56,19 +63,40 @@ _STREETS = ["Maple Street", "Harbour Road", "Elm Avenue", "Station Lane", "Hill 
 _PHYSICIANS = ["Reyes^Ana", "Brennan^Tom", "Osei^Kwame", "Lindqvist^Eva", "Moreau^Luc"]
 
 
-def make_child(rng: np.random.Generator, index: int, site: str) -> Child:
+def make_child(
+    rng: np.random.Generator, index: int, site: str, build: np.random.Generator
+) -> Child:
+    """A child from `rng` (identity, sex, birth date, overall build: the caller draws the ages
+    from it next) and `build` (maturity tempo and the parts' own build factors)."""
     sex = "M" if rng.random() < 0.5 else "F"
+    patient_id = f"{site[:2].upper()}{rng.integers(10**6, 10**7)}-{index}"
+    name = f"{rng.choice(_LAST)}^{rng.choice(_FIRST)}"
+    birth_date = dt.date(2000, 1, 1) + dt.timedelta(days=int(rng.integers(0, 8000)))
+    size = float(np.clip(rng.normal(1, SIZE_SD), 0.85, 1.15))
+    # Early maturers are the taller children of their age: the tempo leans on the size.
+    r = SIZE_TEMPO_CORRELATION
+    tempo = r * (size - 1) / SIZE_SD + math.sqrt(1 - r * r) * build.normal(0, 1)
     return Child(
-        patient_id=f"{site[:2].upper()}{rng.integers(10**6, 10**7)}-{index}",
-        name=f"{rng.choice(_LAST)}^{rng.choice(_FIRST)}",
+        patient_id=patient_id,
+        name=name,
         sex=sex,
-        birth_date=dt.date(2000, 1, 1) + dt.timedelta(days=int(rng.integers(0, 8000))),
-        size=float(np.clip(rng.normal(1, 0.07), 0.85, 1.15)),
+        birth_date=birth_date,
+        size=size,
         proportion=float(np.clip(rng.normal(1, 0.05), 0.88, 1.12)),
         ctr_offset=float(np.clip(rng.normal(0, 0.025), -0.06, 0.06)),
         rib_offset_deg=float(rng.normal(0, 2.5)),
         density=float(np.clip(rng.normal(1, 0.08), 0.8, 1.2)),
+        tempo=float(np.clip(tempo, -2.5, 2.5)),
+        vertebra_build=_build_factor(build, PART_BUILD_SD),
+        clavicle_build=_build_factor(build, PART_BUILD_SD),
+        humerus_build=_build_factor(build, PART_BUILD_SD),
+        thymus_build=_build_factor(build, THYMUS_BUILD_SD),
     )
+
+
+def _build_factor(rng: np.random.Generator, sd: float) -> float:
+    """A log-normal factor around 1, cut at 2.5 SD."""
+    return float(np.exp(np.clip(rng.normal(0, sd), -2.5 * sd, 2.5 * sd)))
 
 
 def corrupt_age(true_days: int, birth: dt.date, rng: np.random.Generator) -> tuple[int, str]:

@@ -1,4 +1,5 @@
 import csv
+import dataclasses
 import datetime as dt
 import subprocess
 import sys
@@ -16,6 +17,9 @@ from inference_worker.synthetic import (
     rib_angle_deg,
     thorax_width_mm,
 )
+from inference_worker.synthetic.generator import replay
+from inference_worker.synthetic.growth import maturity_years
+from inference_worker.synthetic.imaging import anatomy
 
 
 @pytest.fixture(scope="module")
@@ -111,3 +115,55 @@ def test_cli_refuses_a_label_noise_outside_zero_to_one(tmp_path):
     )
     assert result.returncode == 2
     assert "--label-noise" in result.stderr
+
+
+def _girls(count: int) -> list:
+    """Distinct girls of one seed (first visits only)."""
+    seen: dict = {}
+    for child, _ in replay(count, 21, "north"):
+        if child.sex == "F":
+            seen.setdefault(child.patient_id, child)
+    return list(seen.values())
+
+
+def test_an_early_maturer_shows_a_more_mature_chest_than_a_late_one_of_the_same_age():
+    child = _girls(10)[0]
+    early, late = (dataclasses.replace(child, tempo=t) for t in (1.5, -1.5))
+    infant = anatomy(early, 1.0), anatomy(late, 1.0)
+    assert infant[0].thymus < infant[1].thymus  # involutes sooner
+    school = anatomy(early, 8.0), anatomy(late, 8.0)
+    assert school[0].humeral_head_mm > school[1].humeral_head_mm
+    assert school[0].width_mm == school[1].width_mm  # the same build, only the tempo differs
+    teen = anatomy(early, 15.5), anatomy(late, 15.5)
+    assert teen[0].physis_gap_mm < teen[1].physis_gap_mm  # closes sooner
+
+
+def test_the_drawn_anatomy_is_not_a_function_of_age_and_sex():
+    girls = _girls(400)
+    assert len(girls) > 100
+    at = [anatomy(c, 10.0) for c in girls]
+    # Skeletal maturity spreads as bone age does at 10 years: an SD of about a year.
+    assert 0.8 < np.std([maturity_years(10.0, c.tempo) - 10.0 for c in girls]) < 1.2
+    # Each part has its own build: its length against the thorax width varies between children.
+    for part in ("vertebra_mm", "clavicle_mm", "humeral_head_mm"):
+        ratios = np.log([getattr(a, part) / a.width_mm for a in at])
+        assert np.std(ratios) > 0.05, part
+    infants = [anatomy(c, 0.8) for c in girls]
+    assert np.std(np.log([a.thymus for a in infants])) > 0.2
+
+
+def test_the_maturity_draws_leave_a_seeds_children_and_ages_as_they_were():
+    """The tempo and the parts' builds come from a generator of their own: the children, sexes,
+    birth dates, ages and overall build of a seed are those of the generator before them."""
+    drawn = [
+        (c.patient_id, c.sex, c.birth_date.isoformat(), days, round(c.size, 6))
+        for c, days in replay(6, 9, "east")
+    ]
+    assert drawn == [
+        ("EA9649401-0", "F", "2013-03-18", 85, 1.045927),
+        ("EA9649401-0", "F", "2013-03-18", 343, 1.045927),
+        ("EA4744516-1", "F", "2020-06-15", 3502, 1.125827),
+        ("EA4744516-1", "F", "2020-06-15", 3784, 1.125827),
+        ("EA7347985-2", "F", "2019-03-27", 3977, 0.911365),
+        ("EA3065190-3", "M", "2012-02-01", 1080, 1.109303),
+    ]
