@@ -245,6 +245,20 @@ def bootstrap_interval(means: np.ndarray | None, confidence: float = CONFIDENCE)
     return float(low), float(high)
 
 
+def wilson(covered: int, n: int, confidence: float = CONFIDENCE) -> tuple:
+    """Wilson score interval of a proportion (Wilson 1927): sound near 0 and 1 and for small n,
+    where the normal approximation is not; no scipy needed."""
+    if n == 0:
+        return None, None
+    z = {0.95: 1.959963984540054, 0.9: 1.6448536269514722}.get(confidence)
+    if z is None:
+        raise ValueError(f"unsupported confidence {confidence!r}")
+    p = covered / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
 def report(
     true_days: Sequence[float],
     predicted_days: Sequence[float],
