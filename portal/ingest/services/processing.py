@@ -321,7 +321,14 @@ class _Preparer:
             keep = self._keep_pool
             self._pool = (workers.kept_pool if keep else workers.new_pool)(self.workers)
         sources = [t.source for t in batch]
-        chunk = self._pool.submit(prepare_many, self._fn, sources, *self._args)
+        try:
+            chunk = self._pool.submit(prepare_many, self._fn, sources, *self._args)
+        except BrokenExecutor as exc:
+            # The pool broke since this upload last sent (a crash, in a kept pool perhaps
+            # another upload's): the chunk fails as those in flight did, and `_recover` runs
+            # its files again.
+            chunk = Future()
+            chunk.set_exception(exc)
         for index, ticket in enumerate(batch):
             ticket.chunk, ticket.index = chunk, index
         self._chunks[chunk] = batch

@@ -95,6 +95,36 @@ def test_a_kept_pool_serves_upload_after_upload_with_the_same_workers(parallel, 
     assert all(psutil.pid_exists(int(pid)) for pid in first)  # still there, between uploads
 
 
+def test_an_upload_whose_kept_pool_another_upload_broke_still_prepares_its_files(
+    parallel, tmp_path
+):
+    """Two uploads of one receiver share the kept pool; a file that kills a worker in one
+    breaks the pool under the other, whose next files must still be prepared."""
+    paths = [make_dicom(tmp_path / "in" / f"{i:02d}.dcm") for i in range(12)]
+    crash = make_dicom(tmp_path / "in" / "crash.dcm")
+    out = tmp_path / "out"
+    out.mkdir()
+
+    def preparer(count: int) -> _Preparer:
+        return _Preparer(
+            count,
+            site_key=b"k" * 32,
+            limits=Limits(),
+            tmp_dir=out,
+            fn=prepare_or_crash,
+            keep_pool=True,
+        )
+
+    with preparer(len(paths)) as other, preparer(len(paths)) as breaker:
+        early = [(Item(name=p.name, path=p), other.submit(str(p))) for p in paths[:4]]
+        assert all(isinstance(other.outcome(i, t), Prepared) for i, t in early)  # pool is up
+        crashed = breaker.outcome(Item(name="crash.dcm", path=crash), breaker.submit(str(crash)))
+        assert crashed == Refused(CRASH_REASON)
+        late = [(Item(name=p.name, path=p), other.submit(str(p))) for p in paths[4:]]
+        outcomes = [other.outcome(item, ticket) for item, ticket in late]
+    assert all(isinstance(o, Prepared) for o in outcomes), outcomes
+
+
 def test_a_small_upload_reads_compressed_files_in_a_worker_process(tmp_path):
     """Under PARALLEL_MIN_FILES files are read in this process, except those that may reach a
     native codec: a compressed file that crashes its decoder costs only itself, and this
