@@ -114,7 +114,9 @@ def test_first_pixels_of_a_jpeg2000_film_appear_within_a_second(
     page = _login(browser, live_server, "rita")
     page.add_init_script(TIMING_SCRIPT)
     page.goto(f"{live_server.url}/images/{film.pk}/")  # cold: no preview rendered or cached yet
-    page.wait_for_function("window.__firstPixels !== null", timeout=15_000)
+    # A function, not an expression: Playwright polls an expression through eval(), which the
+    # portal's Content-Security-Policy refuses whenever the first check comes too early.
+    page.wait_for_function("() => window.__firstPixels !== null", timeout=15_000)
     first = page.evaluate("window.__firstPixels")
     _wait_ready(page, film.pk)
     full = page.evaluate("window.__fullFilm")
