@@ -65,6 +65,7 @@ from inference_worker.ages import (
     group_name,
 )
 from inference_worker.metrics import CONFIDENCE, group_index, wilson
+from inference_worker.recalibration import pool_adjacent_violators
 
 MIN_CELL = 50
 TAXONOMIES = ("label", "predicted")
@@ -176,15 +177,8 @@ def _curves(true: np.ndarray, residual: np.ndarray, index: np.ndarray, coverage:
 
 def _nondecreasing(values: np.ndarray) -> np.ndarray:
     """The least-squares nondecreasing fit of a sequence (pool adjacent violators)."""
-    blocks: list[list[float]] = []  # [mean, count]
-    for value in values:
-        blocks.append([float(value), 1.0])
-        while len(blocks) > 1 and blocks[-2][0] > blocks[-1][0]:
-            mean, count = blocks.pop()
-            before = blocks[-1]
-            before[0] = (before[0] * before[1] + mean * count) / (before[1] + count)
-            before[1] += count
-    return np.repeat([b[0] for b in blocks], [int(b[1]) for b in blocks])
+    blocks = pool_adjacent_violators(values.tolist())
+    return np.repeat([total / n for total, n, _ in blocks], [n for _, n, _ in blocks])
 
 
 def _curve_ends(curves: dict, days: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -377,13 +371,13 @@ def _accepted_ends(calibration: dict, site: str | None) -> tuple[np.ndarray, np.
     return _ends_table(tuple(curves["knots"]), tuple(curves["low"]), tuple(curves["high"]), margins)
 
 
-_DAYS = np.arange(AGE_LIMIT_DAYS, dtype=float)
+_DAYS = np.arange(AGE_LIMIT_DAYS, dtype=float)  # every whole day of 0 .. 18 years
 _DAYS.flags.writeable = False
 
 
 @functools.lru_cache(maxsize=32)  # rescoring a version asks for the same record's table often
 def _ends_table(knots: tuple, low: tuple, high: tuple, margins: tuple) -> tuple:
-    days = np.arange(AGE_LIMIT_DAYS, dtype=float)
+    days = _DAYS
     widen = np.full(len(days), np.nan)  # NaN outside every group: never accepted
     for lo, hi, margin in margins:
         first, end = group_days(lo, hi)
@@ -400,7 +394,7 @@ def _curve_intervals(
 ) -> np.ndarray:
     """The hull of the whole days y whose cell accepts y - p, for each prediction p."""
     low, high = _accepted_ends(calibration, site)
-    days = np.arange(AGE_LIMIT_DAYS, dtype=float)
+    days = _DAYS
     values, inverse = np.unique(predicted, return_inverse=True)
     hulls = np.empty((len(values), 2), dtype=np.int64)
     for start in range(0, len(values), chunk):
@@ -421,12 +415,8 @@ def interval(calibration: dict, predicted_days: int, site: str | None) -> tuple[
     """The (low, high) interval in whole days, within 0 .. 18 years less a day."""
     if calibration.get("scheme", "constant") == "constant":
         return _constant_interval(calibration, predicted_days, site)
-    low, high = _accepted_ends(calibration, site)
-    residual = _DAYS - float(predicted_days)
-    accepted = np.flatnonzero((low <= residual) & (residual <= high))
-    if not len(accepted):  # no group accepts any age: the pooled ends instead
-        return _clip(*_ends(calibration["pooled"], predicted_days))
-    return int(accepted[0]), int(accepted[-1])
+    low, high = _curve_intervals(calibration, np.array([float(predicted_days)]), site)[0]
+    return int(low), int(high)
 
 
 def intervals(

@@ -53,28 +53,26 @@ def _fit_linear(predicted: np.ndarray, true: np.ndarray) -> dict:
     return {"method": "linear", "slope": slope, "intercept": intercept, "cases": len(predicted)}
 
 
+def pool_adjacent_violators(values: Sequence[float]) -> list[tuple[float, int, int]]:
+    """The least-squares nondecreasing fit of a sequence, as blocks (sum, count, first index):
+    adjacent values are pooled while a block's mean is not above the one before (Ayer et al.
+    1955). Isotonic recalibration and the interval curves' slope (`conformal`) both use it."""
+    blocks: list[list] = []
+    for i, value in enumerate(values):
+        blocks.append([float(value), 1, i])
+        while len(blocks) > 1 and blocks[-2][0] / blocks[-2][1] >= blocks[-1][0] / blocks[-1][1]:
+            total, count, _ = blocks.pop()
+            blocks[-1][0] += total
+            blocks[-1][1] += count
+    return [(total, count, first) for total, count, first in blocks]
+
+
 def _fit_isotonic(predicted: np.ndarray, true: np.ndarray) -> dict:
     order = np.argsort(predicted, kind="stable")
-    x, y = predicted[order], true[order]
-    # Pool adjacent violators: blocks of (sum, count, first x, last x), merged while decreasing.
-    sums: list[float] = []
-    counts: list[int] = []
-    lows: list[float] = []
-    highs: list[float] = []
-    for xi, yi in zip(x.tolist(), y.tolist(), strict=True):
-        sums.append(yi)
-        counts.append(1)
-        lows.append(xi)
-        highs.append(xi)
-        while len(sums) > 1 and sums[-2] / counts[-2] >= sums[-1] / counts[-1]:
-            last_sum, last_count, last_high = sums.pop(), counts.pop(), highs.pop()
-            lows.pop()
-            sums[-1] += last_sum
-            counts[-1] += last_count
-            highs[-1] = last_high
+    x, y = predicted[order].tolist(), true[order].tolist()
     knots_x, knots_y = [], []
-    for total, n, low, high in zip(sums, counts, lows, highs, strict=True):
-        level = total / n
+    for total, n, first in pool_adjacent_violators(y):
+        level, low, high = total / n, x[first], x[first + n - 1]
         knots_x.append(low)
         knots_y.append(level)
         if high > low:

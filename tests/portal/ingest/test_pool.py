@@ -24,6 +24,12 @@ from tests.dicom_files import make_dicom
 from tests.portal.ingest.crashing import prepare_or_crash, worker_pid
 
 
+def _preparer(files: int, out: Path, *, fn=prepare_or_crash, keep_pool: bool = False):
+    return _Preparer(
+        files, site_key=b"k" * 32, limits=Limits(), tmp_dir=out, fn=fn, keep_pool=keep_pool
+    )
+
+
 @pytest.fixture
 def parallel(settings) -> None:
     settings.INGEST = {**settings.INGEST, "WORKERS": 2, "PARALLEL_MIN_FILES": 1}
@@ -43,14 +49,7 @@ def test_a_file_that_kills_its_worker_is_rejected_and_the_others_are_prepared(
     out = tmp_path / "out"
     out.mkdir()
 
-    with _Preparer(
-        len(paths),
-        site_key=b"k" * 32,
-        limits=Limits(),
-        tmp_dir=out,
-        fn=prepare_or_crash,
-        keep_pool=keep_pool,
-    ) as runner:
+    with _preparer(len(paths), out, keep_pool=keep_pool) as runner:
         assert runner.parallel
         futures = [(Item(name=p.name, path=p), runner.submit(str(p))) for p in paths]
         outcomes = {item.name: runner.outcome(item, future) for item, future in futures}
@@ -78,14 +77,7 @@ def test_a_kept_pool_serves_upload_after_upload_with_the_same_workers(parallel, 
     paths = [make_dicom(tmp_path / "in" / f"{i:02d}.dcm") for i in range(8)]
 
     def pids() -> set[str]:
-        with _Preparer(
-            len(paths),
-            site_key=b"k" * 32,
-            limits=Limits(),
-            tmp_dir=tmp_path,
-            fn=worker_pid,
-            keep_pool=True,
-        ) as runner:
+        with _preparer(len(paths), tmp_path, fn=worker_pid, keep_pool=True) as runner:
             tickets = [(Item(name=p.name, path=p), runner.submit(str(p))) for p in paths]
             return {runner.outcome(item, ticket).reason for item, ticket in tickets}
 
@@ -105,17 +97,10 @@ def test_an_upload_whose_kept_pool_another_upload_broke_still_prepares_its_files
     out = tmp_path / "out"
     out.mkdir()
 
-    def preparer(count: int) -> _Preparer:
-        return _Preparer(
-            count,
-            site_key=b"k" * 32,
-            limits=Limits(),
-            tmp_dir=out,
-            fn=prepare_or_crash,
-            keep_pool=True,
-        )
-
-    with preparer(len(paths)) as other, preparer(len(paths)) as breaker:
+    with (
+        _preparer(len(paths), out, keep_pool=True) as other,
+        _preparer(len(paths), out, keep_pool=True) as breaker,
+    ):
         early = [(Item(name=p.name, path=p), other.submit(str(p))) for p in paths[:4]]
         assert all(isinstance(other.outcome(i, t), Prepared) for i, t in early)  # pool is up
         crashed = breaker.outcome(Item(name="crash.dcm", path=crash), breaker.submit(str(crash)))
@@ -135,9 +120,7 @@ def test_a_small_upload_reads_compressed_files_in_a_worker_process(tmp_path):
         make_dicom(tmp_path / "in" / "j2k.dcm", transfer_syntax=JPEG2000Lossless),
         make_dicom(tmp_path / "in" / "b.dcm"),
     ]
-    with _Preparer(
-        len(paths), site_key=b"k" * 32, limits=Limits(), tmp_dir=tmp_path, fn=prepare_or_crash
-    ) as runner:
+    with _preparer(len(paths), tmp_path) as runner:
         assert not runner.parallel
         tickets = [(Item(name=p.name, path=p), runner.submit(str(p))) for p in paths]
         # The uncompressed files ran at once, here; the compressed ones went to a worker.
