@@ -23,13 +23,19 @@ log = logging.getLogger(__name__)
 
 def upload_done(*, upload_id: int) -> PredictionJob | None:
     """Queue the images of a done upload for the active model, once: None when the upload is
-    not done, accepted nothing, has a job already, or no model is active."""
+    not done, accepted nothing, has a job already, or finished while no model was active (the
+    same intent as the sweep's, so a message the broker delivers late, after a model was
+    registered, does not make a job that a timely one would not have)."""
     with transaction.atomic():
         upload = Upload.objects.select_for_update(no_key=True).filter(pk=upload_id).first()
         if upload is None or upload.status != Upload.Status.DONE or not upload.accepted_count:
             return None
         if PredictionJob.objects.filter(upload=upload).exists():
             return None  # a message sent again, or the sweep was first
+        version = active_model_version()
+        if version is None or upload.finished_at < version.created_at:
+            log.info("upload %s: finished while no model was active, nothing queued", upload.pk)
+            return None
         return prediction_job_create_for_upload(upload=upload)
 
 

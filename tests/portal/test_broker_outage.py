@@ -279,6 +279,7 @@ def test_ingest_sends_the_done_upload_by_name_and_the_sweep_leaves_uploads_of_no
     f.model_version()
     later = timezone.now() + timedelta(seconds=settings.RESEND_AFTER_S + 1)
     assert uploads.upload_jobs_recover(finished_before=later) == 0
+    assert uploads.upload_done(upload_id=upload.pk) is None  # its message, delivered late
     assert not PredictionJob.objects.exists()
 
 

@@ -124,15 +124,15 @@ def test_an_upload_is_predicted_automatically_once_per_image(
 def test_an_unreadable_image_fails_with_its_reason_while_the_rest_succeed(
     site, start_worker, tmp_path, data_dir
 ):
-    start_default_worker(start_worker, batch_size=3)
-    start_worker("inference", "inference", app="inference_worker")
-    upload = ingest_phantoms(site, tmp_path / "phantoms", 6)
-    broken = Image.objects.order_by("pk")[1]
-    (data_dir / broken.file).write_bytes(b"not a dicom any more")
     make_checkpoint(tmp_path / "ckpt")
     services.model_version_register(folder=tmp_path / "ckpt", activate=True)
+    upload = ingest_phantoms(site, tmp_path / "phantoms", 6)  # its message waits for a worker
+    broken = Image.objects.order_by("pk")[1]
+    (data_dir / broken.file).write_bytes(b"not a dicom any more")
+    start_default_worker(start_worker, batch_size=3)
+    start_worker("inference", "inference", app="inference_worker")
 
-    job = wait_job(services.prediction_job_create(upload=upload))
+    job = wait_job(job_of(upload))
 
     assert (job.state, job.done_count, job.failed_count) == ("done", 5, 1)
     failure = Prediction.objects.get(image=broken)
@@ -145,11 +145,10 @@ def test_two_inference_workers_share_one_job(site, start_worker, tmp_path):
     start_default_worker(start_worker, batch_size=2)
     start_worker("inference", "inference-a", app="inference_worker")
     start_worker("inference", "inference-b", app="inference_worker")
-    upload = ingest_phantoms(site, tmp_path / "phantoms", 24)
     make_checkpoint(tmp_path / "ckpt", width=16, size=128)
     services.model_version_register(folder=tmp_path / "ckpt", activate=True)
 
-    job = wait_job(services.prediction_job_create(upload=upload))
+    job = wait_job(job_of(ingest_phantoms(site, tmp_path / "phantoms", 24)))
 
     assert job.done_count == 24
     assert len(set(Prediction.objects.values_list("worker", flat=True))) == 2
@@ -159,10 +158,9 @@ def test_a_worker_killed_mid_job_loses_nothing_and_duplicates_nothing(site, star
     fast_recovery = {"TASK_HARD_LIMIT_S": "8"}  # messages of a dead worker return after ~9 s
     start_default_worker(start_worker, batch_size=4, env=fast_recovery)
     doomed = start_worker("inference", "doomed", app="inference_worker", env=fast_recovery)
-    upload = ingest_phantoms(site, tmp_path / "phantoms", 32)
     make_checkpoint(tmp_path / "ckpt", width=32, size=256)  # slow enough to be caught mid-batch
     services.model_version_register(folder=tmp_path / "ckpt", activate=True)
-    job = services.prediction_job_create(upload=upload)
+    job = job_of(ingest_phantoms(site, tmp_path / "phantoms", 32))
 
     wait_for(lambda: Prediction.objects.exists(), timeout_s=120, what="the first results")
     doomed.kill()

@@ -16,6 +16,7 @@ from tests.conftest import wait_for
 from tests.portal import factories as f
 from tests.portal.predictions.test_jobs import (
     ingest_phantoms,
+    job_of,
     make_checkpoint,
     start_default_worker,
     wait_job,
@@ -114,10 +115,11 @@ def test_a_job_whose_messages_were_lost_is_found_by_the_sweep_and_finishes(
 ):
     client = redis.Redis.from_url(redis_url)
     start_default_worker(start_worker, batch_size=3)
-    upload = ingest_phantoms(site, tmp_path / "phantoms", 7)
     make_checkpoint(tmp_path / "ckpt")
     services.model_version_register(folder=tmp_path / "ckpt", activate=True)
-    job = services.prediction_job_create(upload=upload)  # the default worker dispatches it
+    # The model is active before the upload ends, so ingest's message makes the one job (a job
+    # made by hand could race the message's own job into the sweep).
+    job = job_of(ingest_phantoms(site, tmp_path / "phantoms", 7))
     wait_for(lambda: PredictionJob.objects.get(pk=job.pk).batches == 3, what="the dispatch task")
     client.delete("inference")  # lost messages: no inference worker will ever see them
 
@@ -133,14 +135,17 @@ def test_a_job_whose_messages_were_lost_is_found_by_the_sweep_and_finishes(
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_the_sweep_leaves_a_job_whose_batch_a_worker_is_running(site, start_worker, tmp_path):
-    start_default_worker(start_worker, batch_size=8)
-    upload = ingest_phantoms(site, tmp_path / "phantoms", 8)
+    start_default_worker(start_worker, batch_size=12)
     make_checkpoint(tmp_path / "ckpt", width=32, size=256)  # slow enough to be seen running
     services.model_version_register(folder=tmp_path / "ckpt", activate=True)
     start_worker("inference", "inference", app="inference_worker")
-    job = services.prediction_job_create(upload=upload)
+    job = job_of(ingest_phantoms(site, tmp_path / "phantoms", 12))
 
-    wait_for(lambda: job.pk in workers.jobs_held_by_workers(), what="the batch running")
+    def held() -> bool:
+        assert PredictionJob.objects.get(pk=job.pk).finished_at is None, "ended before seen"
+        return job.pk in workers.jobs_held_by_workers()
+
+    wait_for(held, timeout_s=120, what="the batch running")
     assert dispatch.prediction_jobs_sweep(now=later()) == {}
     job = wait_job(job)
-    assert (job.state, job.done_count, job.dispatches) == ("done", 8, 1)
+    assert (job.state, job.done_count, job.dispatches) == ("done", 12, 1)
