@@ -9,7 +9,8 @@ if __name__ == "__main__":
     # the service user's alone; see docs/deploy.md.
     os.umask(0o077)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
-    if sys.argv[1:2] in (["ingest"], ["serve_web"], ["dicom_listen"]):
+    helping = {"-h", "--help"} & set(sys.argv)
+    if sys.argv[1:2] in (["ingest"], ["serve_web"], ["dicom_listen"]) and not helping:
         # The commands that ingest files (the web server takes STOW-RS and uploads): ingest's
         # worker processes' fork server imports pydicom on the other core while Django starts
         # on this one, and no first upload waits for it (portal/ingest/workers.py).

@@ -5,11 +5,13 @@ imports (pydicom, numpy, Pillow: about half a second) then run on the other core
 one sets Django up, and the first files go to workers that are ready.
 """
 
+import atexit
 import os
 import threading
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 
+WARM_UP_TIMEOUT_S = 30
 ready = threading.Event()  # the fork server of this process has imported `prepare`
 _warm_up: threading.Thread | None = None
 _warm_up_lock = threading.Lock()
@@ -36,6 +38,9 @@ def start(*, wait: bool = True) -> None:
             _warm_up = threading.Thread(target=_start_fork_server, name="ingest-fork-server")
             _warm_up.daemon = True
             _warm_up.start()
+            # A process that ends first (a usage error, `--help`) lets the warm-up finish:
+            # a pool torn down while it forks its worker prints the worker's traceback.
+            atexit.register(_warm_up.join, WARM_UP_TIMEOUT_S)
     if wait:
         _warm_up.join()
 

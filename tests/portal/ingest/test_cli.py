@@ -104,5 +104,13 @@ def test_usage_errors_exit_2_and_store_nothing(args, message, tmp_path, data_dir
     result = manage(*[a.format(tmp=tmp_path) for a in args], data_dir=data_dir)
     assert result.returncode == 2
     assert message in result.stderr
+    assert "Traceback" not in result.stderr  # nor the workers' (a pool torn down early)
     assert Image.objects.count() == 0
     assert not Site.objects.filter(slug="nowhere").exists()
+
+
+def test_help_prints_the_usage_and_nothing_else(data_dir):
+    result = manage("ingest", "--help", data_dir=data_dir)
+    assert result.returncode == 0
+    assert "--site" in result.stdout
+    assert result.stderr == ""
