@@ -9,6 +9,8 @@ from portal.core.status_api import DemoTrainingStatusApi
 from portal.core.views import LoginView
 from portal.review import views as review_views
 
+admin.autodiscover()  # here, not at Django's start (`portal.accounts.admin_config`)
+
 urlpatterns = [
     path("", review_views.dashboard, name="home"),
     path("admin/", admin.site.urls),

@@ -901,6 +901,7 @@ def _url_names() -> list[str]:
 
 
 def _admin_models() -> dict[str, admin.ModelAdmin]:
+    admin.autodiscover()  # what the URL configuration does (`portal.accounts.admin_config`)
     return {
         f"{model._meta.app_label}.{model._meta.model_name}": model_admin
         for model, model_admin in admin.site._registry.items()
