@@ -8,6 +8,7 @@ settings (CELERY_BROKER_CONNECTION_TIMEOUT, CELERY_TASK_PUBLISH_RETRY_POLICY).
 """
 
 import logging
+import threading
 from collections.abc import Sequence
 
 from django.db import transaction
@@ -43,3 +44,20 @@ def send_on_commit(
     """`send` once the current transaction commits (at once outside one), so that the worker
     finds the row the message is about."""
     transaction.on_commit(lambda: send(name, args=args, queue=queue, headers=headers))
+
+
+def warm() -> None:
+    """Import the broker's client and connect, in a thread of its own, so that a short-lived
+    process's first `send` does not wait for them: `manage.py ingest` sends its one message at
+    the very end, when the 0.2 s this takes (redis-py's import, most of it) would be added to
+    the command's time, where in a thread it overlaps the upload. Never fails: a broker that is
+    down is `send`'s to log."""
+    threading.Thread(target=_warm, name="broker-warm-up", daemon=True).start()
+
+
+def _warm() -> None:
+    try:
+        with celery_app.producer_pool.acquire(block=True) as producer:
+            producer.connection.default_channel  # noqa: B018 (connects: the pool keeps it)
+    except Exception:  # noqa: BLE001, S110 (the send that needs the broker says it)
+        pass

@@ -34,6 +34,7 @@ from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag, Tag
 
 from portal.ingest.dicom import format_patient_age, parse_date
+from portal.ingest.outcomes import Deidentified
 
 TABLE_EDITION = "PS3.15 2026c Table E.1-1"
 METHOD = (
@@ -110,14 +111,6 @@ class Pseudonyms:
     def date_shift_days(self, original_id: str) -> int:
         raw = int.from_bytes(self._digest("date", original_id.strip())[:4], "big")
         return -(1 + raw % MAX_DATE_SHIFT_DAYS)
-
-
-@dataclass(frozen=True)
-class Deidentified:
-    sop_instance_uid: str
-    study_instance_uid: str
-    series_instance_uid: str
-    patient_pseudonym: str
 
 
 def deidentify(ds: Dataset, *, pseudonyms: Pseudonyms, age_days: int) -> Deidentified:

@@ -10,8 +10,7 @@ import math
 import os
 import struct
 import tempfile
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import BinaryIO
 
@@ -33,44 +32,20 @@ from pydicom.uid import (
 from pydicom.valuerep import EXPLICIT_VR_LENGTH_32, STANDARD_VR
 
 from inference_worker.ages import normalise_sex
-from portal.ingest.deid import Deidentified, Pseudonyms, deidentify
+from portal.ingest.deid import Pseudonyms, deidentify
 from portal.ingest.dicom import (
-    Age,
-    Limits,
     Rejected,
     check_radiograph,
     compute_age,
     file_warnings,
     read_dataset_from,
 )
+from portal.ingest.outcomes import Limits, Prepared, Refused
 
 PIXEL_DATA = Tag(0x7FE0, 0x0010)
 # Every stored file's 128-byte preamble (PS3.10 7.1): zeros, never the sender's, which may hold
 # anything (a TIFF header with its text fields, a planted name).
 PREAMBLE = bytes(128)
-
-
-@dataclass(frozen=True)
-class Prepared:
-    """A de-identified file waiting in `tmp_path` to be recorded and moved into storage."""
-
-    tmp_path: str
-    size_bytes: int
-    sha256: str
-    # sha256 of the Pixel Data value as the file stored it: the same film re-exported with
-    # new UIDs has the same one.
-    pixel_sha256: str
-    ids: Deidentified
-    age: Age
-    sex: str
-    acquisition: dict
-    # What the report line warns of (`dicom.file_warnings`), one text each; empty for none.
-    warnings: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class Refused:
-    reason: str
 
 
 # What a file's failure at each step is called in its rejection, with the exception's type
@@ -134,22 +109,6 @@ def _size(fh: BinaryIO) -> int:
     if isinstance(fh, io.BytesIO):
         return fh.getbuffer().nbytes
     return os.fstat(fh.fileno()).st_size
-
-
-def prepare_many(
-    fn: Callable[..., Prepared | Refused], sources: list[str | bytes], *args: object
-) -> list[Prepared | Refused | Exception]:
-    """`fn(source, *args)` for each file (a path, or its bytes), in order, in one call: how
-    ingest's worker processes take files, a chunk at a time, so that the cost of a round trip
-    to a worker is shared. An exception stays with its file (returned in its place) rather
-    than costing the chunk."""
-    outcomes: list[Prepared | Refused | Exception] = []
-    for source in sources:
-        try:
-            outcomes.append(fn(source, *args))
-        except Exception as exc:
-            outcomes.append(exc)
-    return outcomes
 
 
 def _load_pixels(ds: Dataset, fh: BinaryIO) -> bytes:

@@ -32,7 +32,7 @@ from portal.ingest.dicom.checks import (
     transfer_syntax,
 )
 from portal.ingest.dicom.errors import Rejected
-from portal.ingest.dicom.file_warnings import WARNING_TEXTS, file_warnings, warning_text
+from portal.ingest.dicom.file_warnings import WARNING_TEXTS, file_warnings
 from portal.ingest.dicom.pixels import (
     JPEG2000_SYNTAXES,
     PIXEL_DATA,
@@ -57,6 +57,7 @@ from portal.ingest.dicom.subject import (
     check_subject,
     chest_like,
 )
+from portal.ingest.outcomes import warning_text
 
 __all__ = [
     "ACCEPTED_TRANSFER_SYNTAXES",

@@ -14,17 +14,11 @@ from inference_worker.ages import (
     days_to_years_months,
 )
 from portal.ingest.dicom.errors import Rejected
+from portal.ingest.outcomes import Age
 
 _PATIENT_AGE = re.compile(r"^\s*(\d{1,3})\s*([DWMY])\s*$", re.IGNORECASE)
 _AGE_UNIT_DAYS = {"D": 1, "W": 7, "M": DAYS_PER_MONTH, "Y": DAYS_PER_YEAR}
 _AGE_UNIT_RESOLUTION = {"D": 1, "W": 7, "M": 30, "Y": 365}
-
-
-@dataclass(frozen=True)
-class Age:
-    days: int
-    source: str  # "birthdate" | "patient_age"
-    resolution_days: int
 
 
 def parse_date(value: object) -> dt.date | None:

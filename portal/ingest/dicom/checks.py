@@ -1,7 +1,6 @@
 """Whether a data set is a radiograph that ingest can use: limits, defined terms, the checks."""
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 from pydicom.dataset import Dataset
@@ -28,6 +27,7 @@ from pydicom.uid import (
 from portal.ingest.dicom.errors import Rejected
 from portal.ingest.dicom.pixels import check_pixels, number_of_frames
 from portal.ingest.dicom.subject import check_subject
+from portal.ingest.outcomes import Limits
 
 RADIOGRAPH_MODALITIES = {"CR", "DX"}
 GRAYSCALE = {"MONOCHROME1", "MONOCHROME2"}
@@ -67,13 +67,6 @@ ACCEPTED_TRANSFER_SYNTAXES: tuple[UID, ...] = (
     HTJ2K,
     RLELossless,
 )
-
-
-@dataclass(frozen=True)
-class Limits:
-    min_dimension: int = 64
-    max_dimension: int = 8192
-    max_aspect_ratio: float = 4.0
 
 
 # The usable-range rule (docs/ingest.md, "What is accepted"): a film is refused when its pixels hold

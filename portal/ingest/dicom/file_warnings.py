@@ -8,7 +8,8 @@ check is about. A new warning is a template here and a line in `file_warnings`.
 
 from pydicom.dataset import Dataset
 
-from portal.ingest.dicom.age import Age, patient_age_disagreement
+from portal.ingest.dicom.age import patient_age_disagreement
+from portal.ingest.outcomes import Age
 
 # PatientAge (AS) and the age from the birth and study dates differ by more than one unit of
 # PatientAge's own: the dates are used, as always when they are there.
@@ -16,8 +17,6 @@ AGE_DISAGREES = "PatientAge says {patient_age}; the dates say {dates} (the dates
 
 # Every warning text, for the docs (docs/ingest.md) and the tests.
 WARNING_TEXTS = (AGE_DISAGREES,)
-# A report line's warnings are one text, one warning per line.
-SEPARATOR = "\n"
 
 
 def file_warnings(ds: Dataset, age: Age) -> tuple[str, ...]:
@@ -29,8 +28,3 @@ def file_warnings(ds: Dataset, age: Age) -> tuple[str, ...]:
             AGE_DISAGREES.format(patient_age=disagreement.patient_age, dates=disagreement.dates)
         )
     return tuple(warnings)
-
-
-def warning_text(warnings: tuple[str, ...]) -> str:
-    """The warnings as `UploadFile.warning` stores them ("" for none)."""
-    return SEPARATOR.join(warnings)

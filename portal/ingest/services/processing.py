@@ -3,6 +3,7 @@
 import logging
 import os
 import shutil
+import sys
 import tempfile
 import traceback
 from collections import deque
@@ -19,9 +20,8 @@ from portal.core import outbox
 from portal.core.files import data_folder
 from portal.ingest import staging, workers
 from portal.ingest.archive import Item, Source, ZipLimits, count_items, iter_items
-from portal.ingest.dicom import Limits, may_need_native_decoder, native_decoder_needed
 from portal.ingest.models import Upload, UploadFile
-from portal.ingest.prepare import Prepared, Refused, prepare, prepare_many
+from portal.ingest.outcomes import Limits, Prepared, Refused, prepare_file, prepare_many
 from portal.ingest.services.store import FileRef, _counters_refresh, _store, _store_many
 from portal.ingest.services.uploads import (
     _OPEN,
@@ -104,6 +104,7 @@ def upload_process(
     work_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     pending: deque[tuple[Item, FileRef, _Ticket | None]] = deque()
     since_counted = 0
+    warmed = False
 
     def finish_oldest() -> None:
         """Record the oldest file (waiting for it), and with it, in parallel uploads, the files
@@ -149,6 +150,10 @@ def upload_process(
                     continue
                 ticket = preparer.submit(str(item.path)) if item.path is not None else None
                 pending.append((item, ref, ticket))
+                if len(pending) > preparer.ahead and not warmed:
+                    # The workers are busy: the message at the end is made ready meanwhile.
+                    outbox.warm()
+                    warmed = True
                 while len(pending) > preparer.ahead:  # files read ahead of the recording
                     finish_oldest()
             while pending:
@@ -288,7 +293,9 @@ class _Preparer:
         # This upload's outputs, in a folder of its own: those of files whose answer was lost
         # when a worker died (prepared, but run again) go with it at the end.
         self._out = Path(tempfile.mkdtemp(prefix="ingest-", dir=tmp_dir))
-        self._fn, self._args = fn or prepare, (site_key, limits, str(self._out))
+        # `fn` None is `prepare`, named so that neither this process nor the call sent to a
+        # worker imports it (`outcomes`): the workers have it, and this process may never need it.
+        self._fn, self._args = fn, (site_key, limits, str(self._out))
         self._pool: ProcessPoolExecutor | None = None  # started with the first file sent
         # A long-lived process's uploads share a pool that outlives them (`workers.kept_pool`).
         self._keep_pool = keep_pool
@@ -302,11 +309,16 @@ class _Preparer:
         worker process as they are, never through a file."""
         ticket = _Ticket(source)
         # Until the fork server has imported `prepare` (about half a second after this
-        # process's first parallel upload began), the files it could take are prepared here.
-        inline = not self.parallel or not workers.ready.is_set()
+        # process's first parallel upload began), the files it could take are prepared here
+        # if this process has `prepare` already; one that has not waits for the workers
+        # rather than spend as long importing it (`manage.py ingest`, whose fork server
+        # started with it).
+        inline = not self.parallel or (
+            not workers.ready.is_set() and "portal.ingest.prepare" in sys.modules
+        )
         if inline and not _isolated(source):
             try:
-                ticket.result = self._fn(source, *self._args)
+                ticket.result = (self._fn or prepare_file)(source, *self._args)
             except Exception as exc:
                 ticket.result = exc
             return ticket
@@ -384,7 +396,8 @@ class _Preparer:
         try:
             for ticket in broken:
                 try:
-                    ticket.result = solo.submit(self._fn, ticket.source, *self._args).result()
+                    call = solo.submit(prepare_many, self._fn, [ticket.source], *self._args)
+                    ticket.result = call.result()[0]
                 except BrokenExecutor:
                     ticket.result = Refused(CRASH_REASON)
                     solo.shutdown(wait=True)
@@ -416,6 +429,8 @@ ingest_workers_start = workers.start  # the name services export
 def _isolated(source: str | bytes) -> bool:
     """Whether a file must be read in a worker process even in a small upload: a native codec
     that crashes on it would otherwise take this process (a Celery worker) with it."""
+    from portal.ingest.dicom import may_need_native_decoder, native_decoder_needed  # noqa: PLC0415
+
     if isinstance(source, bytes):
         return native_decoder_needed(source)
     try:

@@ -10,9 +10,8 @@ from django.conf import settings
 from django.db import DataError, IntegrityError, connection, transaction
 from django.db.models import Count, Q
 
-from portal.ingest.dicom import warning_text
 from portal.ingest.models import Image, Site, Upload, UploadFile
-from portal.ingest.prepare import Prepared, Refused
+from portal.ingest.outcomes import Prepared, Refused, warning_text
 
 DUPLICATE_REASON = "already stored for this site"
 Outcome = UploadFile.Outcome

@@ -24,7 +24,7 @@ from portal.ingest import prepare as prepare_module
 from portal.ingest.archive import Source
 from portal.ingest.models import Image, Upload, UploadFile
 from portal.ingest.selectors import upload_report
-from portal.ingest.services import processing, site_create, upload_create, upload_process
+from portal.ingest.services import site_create, upload_create, upload_process
 from tests.dicom_files import BIRTH_DATE, PHI, PRIVATE_PHI, SEQUENCE_PHI, STUDY_DATE, make_dicom
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -399,9 +399,9 @@ def test_failure_at_any_step_rejects_that_file_and_the_upload_goes_on(
 
 
 def test_unexpected_error_outside_prepare_rejects_that_file(site, tmp_path, monkeypatch):
-    original = processing.prepare
+    original = prepare_module.prepare
     monkeypatch.setattr(
-        processing,
+        prepare_module,
         "prepare",
         lambda path, *a: original(path, *a) if "b" not in path else 1 / 0,
     )

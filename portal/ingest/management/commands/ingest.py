@@ -21,8 +21,8 @@ from tqdm import tqdm
 
 from portal.ingest import selectors, services
 from portal.ingest.archive import Source
-from portal.ingest.dicom.file_warnings import SEPARATOR as WARNING_SEPARATOR
 from portal.ingest.models import Site, Upload, UploadFile
+from portal.ingest.outcomes import WARNING_SEPARATOR
 
 
 class Command(BaseCommand):
