@@ -154,9 +154,8 @@ def check_usable_range(pixels: np.ndarray, bits_stored: int) -> None:
     low, high = sample.min(), sample.max()
     if low == high:
         raise Rejected(f"constant pixel data (every pixel sampled is {low}): a blank image")
-    # The percentiles by one partition (nearest rank): np.percentile costs twice as much.
     ranks = [round(q / 100 * (sample.size - 1)) for q in USABLE_RANGE_PERCENTILES]
-    p_low, p_high = np.partition(sample, ranks)[ranks]
+    p_low, p_high = _nearest_ranks(sample, ranks, int(low), int(high))
     span = float(p_high) - float(p_low)
     needed = max(MIN_USABLE_GREY_LEVELS, MIN_USABLE_FRACTION * 2**bits_stored)
     if span < needed:
@@ -164,6 +163,22 @@ def check_usable_range(pixels: np.ndarray, bits_stored: int) -> None:
             f"usable range is a sliver: 98% of the pixels lie within {span:g} grey levels "
             f"(at least {needed:g} needed of the {2**bits_stored} that {bits_stored} bits hold)"
         )
+
+
+# Below this many grey levels between the sample's least and greatest, its values are counted
+# (np.bincount); above, partitioned: counting 4,096 levels costs a quarter of a partition of
+# the sample, counting 65,536 three times as much.
+COUNTED_LEVELS = 16384
+
+
+def _nearest_ranks(sample: np.ndarray, ranks: list[int], low: int, high: int) -> list[int]:
+    """The values of the given ranks (0-based, nearest rank) of an integer sample, as a sort
+    would give them: the percentiles of the usable-range rule (np.percentile costs twice as
+    much as a partition)."""
+    if high - low >= COUNTED_LEVELS or sample.dtype.kind not in "iu":
+        return [int(v) for v in np.partition(sample, ranks)[ranks]]
+    cumulative = np.cumsum(np.bincount(sample.astype(np.int32) - low, minlength=high - low + 1))
+    return [int(v) + low for v in np.searchsorted(cumulative, ranks, side="right")]
 
 
 def transfer_syntax(ds: Dataset) -> UID | None:

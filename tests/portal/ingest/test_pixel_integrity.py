@@ -29,7 +29,7 @@ from pydicom.uid import (
 )
 
 from portal.ingest.dicom import Limits, Rejected, check_radiograph
-from portal.ingest.dicom.checks import MIN_USABLE_GREY_LEVELS
+from portal.ingest.dicom.checks import COUNTED_LEVELS, MIN_USABLE_GREY_LEVELS, _nearest_ranks
 from portal.ingest.prepare import Prepared, Refused, prepare
 from tests.dicom_files import BIRTH_DATE, STUDY_DATE, make_dicom
 
@@ -360,6 +360,28 @@ def test_usable_range_that_is_a_sliver_is_refused(bits_stored, levels, refused, 
         assert outcome.reason.startswith("usable range is a sliver"), outcome.reason
     else:
         assert isinstance(outcome, Prepared), outcome
+
+
+@pytest.mark.parametrize(
+    ("dtype", "low", "high"),
+    [
+        (np.uint8, 0, 256),
+        (np.uint16, 0, 4096),
+        (np.uint16, 100, 100 + COUNTED_LEVELS),  # partitioned
+        (np.uint16, 0, 65536),
+        (np.int16, -2000, 2000),
+        (np.int16, -32768, 32767),
+        (np.uint16, 7, 9),
+    ],
+)
+def test_the_usable_range_percentiles_are_a_sorts_nearest_ranks(dtype, low, high):
+    """Counted or partitioned, the percentiles are the sorted sample's values at the ranks."""
+    rng = np.random.default_rng(high)
+    for size in (16384, 1001, 2):
+        sample = rng.integers(low, high, size).astype(dtype)
+        ranks = [round(q / 100 * (size - 1)) for q in (1.0, 99.0)]
+        expected = [int(v) for v in np.sort(sample)[ranks]]
+        assert _nearest_ranks(sample, ranks, int(sample.min()), int(sample.max())) == expected
 
 
 def test_a_few_bright_pixels_on_a_blank_plate_are_still_a_sliver(tmp_path):
