@@ -46,13 +46,15 @@ def send_on_commit(
     transaction.on_commit(lambda: send(name, args=args, queue=queue, headers=headers))
 
 
-def warm() -> None:
+def warm() -> threading.Thread:
     """Import the broker's client and connect, in a thread of its own, so that a short-lived
     process's first `send` does not wait for them: `manage.py ingest` sends its one message at
     the very end, when the 0.2 s this takes (redis-py's import, most of it) would be added to
     the command's time, where in a thread it overlaps the upload. Never fails: a broker that is
-    down is `send`'s to log."""
-    threading.Thread(target=_warm, name="broker-warm-up", daemon=True).start()
+    down is `send`'s to log, and the thread (returned) ends within the broker timeouts."""
+    thread = threading.Thread(target=_warm, name="broker-warm-up", daemon=True)
+    thread.start()
+    return thread
 
 
 def _warm() -> None:

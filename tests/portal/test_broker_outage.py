@@ -5,6 +5,7 @@ sweeps beat runs, by a resubmit or retry, and by `run_portal` at start."""
 import base64
 import contextlib
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -324,3 +325,21 @@ def test_run_portal_sends_at_start_the_work_a_broker_outage_left_waiting(
             output = proc.communicate(timeout=30)[0].decode(errors="replace")
         print(output[-5000:])
     assert "Waiting work sent again: 1 uploads, 1 exports, 1 reports" in output
+
+
+def test_warming_the_broker_connection_never_fails_and_the_message_after_it_arrives(broker, caplog):
+    """`manage.py ingest` connects while its workers are busy (`outbox.warm`): with the broker
+    down the warm-up ends quietly within the timeouts, and the send after it says so; with
+    the broker up, the connection it made carries the message."""
+    broker.stop()
+    thread = outbox.warm()
+    thread.join(timeout=30)
+    assert not thread.is_alive()
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert outbox.send("portal.test.nudge", args=[1]) is False
+    broker.start()
+    _point_celery_at(broker.url)
+
+    outbox.warm().join(timeout=30)
+    assert outbox.send("portal.test.nudge", args=[2]) is True
+    assert broker.messages() == [("portal.test.nudge", [2])]
