@@ -203,14 +203,6 @@ def dispatch_enqueue(*, job_id: int, round_: int) -> None:
     outbox.send(DISPATCH_TASK, args=[job_id, round_], headers={JOB_HEADER: job_id})
 
 
-def prediction_job_create_for_upload(*, upload: Upload) -> PredictionJob | None:
-    """After an upload: queue its new images for the active model, if there is one."""
-    if active_model_version() is None:
-        log.info("upload %s: no active model version, nothing queued", upload.pk)
-        return None
-    return prediction_job_create(upload=upload)
-
-
 @dataclass(frozen=True)
 class ExpectedError:
     """The model's expected error the score divides by, and whose figure it is: `source`

@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from portal.ingest.models import Upload
 from portal.predictions.models import PredictionJob
-from portal.predictions.services import active_model_version, prediction_job_create_for_upload
+from portal.predictions.services import active_model_version, prediction_job_create
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ def upload_done(*, upload_id: int) -> PredictionJob | None:
         if version is None or upload.finished_at < version.created_at:
             log.info("upload %s: finished while no model was active, nothing queued", upload.pk)
             return None
-        return prediction_job_create_for_upload(upload=upload)
+        return prediction_job_create(upload=upload, model_version=version)
 
 
 def uploads_without_job(*, finished_before: datetime | None = None) -> list[int]:
