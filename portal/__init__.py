@@ -3,9 +3,10 @@
 What every process importing `portal` needs, the ingest workers' fork server included (it
 imports `portal.ingest.prepare` and nothing of Django or Celery): files and folders it makes are
 the service user's alone, and pydicom's warnings and log messages (they quote paths) reach no
-log from the first import on. The Celery app (`portal.celery`, which `celery -A portal` finds
-by itself) is loaded by the core app when Django starts, so that the fork server does not pay
-a tenth of a second for Celery's import.
+log from the first import on. The Celery app (`portal.celery`) is imported where it is used:
+`celery -A portal` finds it by itself, and a Django process imports it with its first message
+(`portal.core.outbox`), so that neither the fork server nor a command that sends one message
+at its end pays for Celery's import before its work.
 """
 
 import os

@@ -10,10 +10,12 @@ settings (CELERY_BROKER_CONNECTION_TIMEOUT, CELERY_TASK_PUBLISH_RETRY_POLICY).
 import logging
 import threading
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from django.db import transaction
 
-from portal.celery import app as celery_app
+if TYPE_CHECKING:
+    from celery import Celery
 
 log = logging.getLogger(__name__)
 DEFAULT_QUEUE = "default"
@@ -25,7 +27,7 @@ def send(
     """Send task `name` now; True when the broker took it. False, logged with the task's name
     and arguments (ids, never PHI), when it did not: the caller's row keeps the intent."""
     try:
-        celery_app.send_task(name, args=list(args), queue=queue, headers=headers)
+        _app().send_task(name, args=list(args), queue=queue, headers=headers)
     except Exception as exc:  # kombu, redis and socket errors alike: a nudge never fails its caller
         log.warning(
             "could not send %s%s to the broker (%s: %s); the sweep re-sends it",
@@ -57,9 +59,18 @@ def warm() -> threading.Thread:
     return thread
 
 
+def _app() -> "Celery":
+    """The Celery app, imported by the first send rather than when Django starts: a process
+    that sends one message at its end (`manage.py ingest`) imports Celery in `warm`'s thread,
+    while its workers are busy, instead of before its first file (60 ms)."""
+    from portal.celery import app  # noqa: PLC0415
+
+    return app
+
+
 def _warm() -> None:
     try:
-        with celery_app.producer_pool.acquire(block=True) as producer:
+        with _app().producer_pool.acquire(block=True) as producer:
             producer.connection.default_channel  # noqa: B018 (connects: the pool keeps it)
     except Exception:  # noqa: BLE001, S110 (the send that needs the broker says it)
         pass

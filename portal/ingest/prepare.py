@@ -9,12 +9,34 @@ import io
 import math
 import os
 import struct
+import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
-from pydicom import __version_info__ as pydicom_version_info
+
+@contextmanager
+def _not_importable(*names: str) -> Iterator[None]:
+    """Modules that imports inside the block find missing, unless already imported."""
+    hidden = [name for name in names if name not in sys.modules]
+    sys.modules.update(dict.fromkeys(hidden))
+    try:
+        yield
+    finally:
+        for name in hidden:
+            if sys.modules.get(name) is None:
+                del sys.modules[name]
+
+
+# pydicom imports `requests` and `tqdm` where they are installed, for downloading its test
+# files: 60 ms of the fork server's start, which the first files of `manage.py ingest` wait
+# for. Nothing here downloads, and pydicom goes without them (it falls back to urllib).
+with _not_importable("requests", "tqdm"):
+    import pydicom
+
+pydicom_version_info = pydicom.__version_info__
 from pydicom.charset import default_encoding
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset, validate_file_meta

@@ -1,6 +1,8 @@
 """Ingest's worker processes: a file that kills the process reading it costs only itself."""
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import psutil
@@ -173,3 +175,34 @@ def test_a_part10_header_that_cannot_be_read_is_isolated(tmp_path):
     damaged = tmp_path / "d.dcm"
     damaged.write_bytes(b"\0" * 128 + b"DICM" + b"\x02\x00\x10\x00UI\xff\x00" + b"1.2")
     assert may_need_native_decoder(damaged)
+
+
+def _modules_after(code: str) -> set[str]:
+    """The modules a fresh interpreter has imported after running `code`."""
+    probe = f"{code}\nimport sys\nprint(' '.join(sys.modules))"
+    out = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "portal.settings"},
+    )
+    return set(out.stdout.split())
+
+
+def test_the_fork_server_imports_neither_celery_nor_pydicom_download_helpers():
+    """The first files of `manage.py ingest` wait for the fork server's imports: it imports
+    what `prepare` needs, not Celery, nor the `requests` that pydicom would import for
+    downloading its test files (which stays importable afterwards, for whoever needs it)."""
+    modules = _modules_after("import portal.ingest.prepare\nimport requests")
+    assert {"pydicom", "numpy", "requests"} <= modules
+    assert "celery" not in _modules_after("import portal.ingest.prepare")
+    assert "requests" not in _modules_after("import portal.ingest.prepare")
+
+
+def test_django_starts_without_celery_which_the_first_message_imports():
+    """`manage.py ingest` sends one message, at its end: Celery is imported then (in the
+    broker's warm-up thread), not before the first file."""
+    started = "import django\ndjango.setup()\nimport portal.ingest.services"
+    assert "celery" not in _modules_after(started)
+    assert "celery" in _modules_after(f"{started}\nfrom portal.core import outbox\noutbox._app()")
