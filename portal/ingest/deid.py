@@ -33,7 +33,7 @@ from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag, Tag
 
-from portal.ingest.dicom import format_patient_age, parse_date
+from portal.ingest.dicom import elements, format_patient_age, parse_date
 from portal.ingest.outcomes import Deidentified
 
 TABLE_EDITION = "PS3.15 2026c Table E.1-1"
@@ -115,7 +115,9 @@ class Pseudonyms:
 
 def deidentify(ds: Dataset, *, pseudonyms: Pseudonyms, age_days: int) -> Deidentified:
     """Rewrite `ds` in place so that no identifier in Table E.1-1 survives."""
-    patient_key = str(ds.get("PatientID") or "").strip() or str(ds.get("StudyInstanceUID", ""))
+    patient_key = str(elements.get(ds, "PatientID") or "").strip() or str(
+        ds.get("StudyInstanceUID", "")
+    )
     pseudonym = pseudonyms.patient(patient_key)
     shift = dt.timedelta(days=pseudonyms.date_shift_days(patient_key))
 
@@ -145,7 +147,7 @@ def _file_meta(ds: Dataset) -> FileMetaDataset:
     (its AE titles and addresses, its implementation's name, private information) goes."""
     meta = FileMetaDataset()
     original = getattr(ds, "file_meta", None)
-    if original is not None and original.get("TransferSyntaxUID"):
+    if original is not None and elements.get(original, "TransferSyntaxUID"):
         meta.TransferSyntaxUID = original.TransferSyntaxUID
     if "SOPClassUID" in ds:
         meta.MediaStorageSOPClassUID = ds.SOPClassUID

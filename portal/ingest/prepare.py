@@ -59,6 +59,7 @@ from portal.ingest.dicom import (
     Rejected,
     check_radiograph,
     compute_age,
+    elements,
     file_warnings,
     read_dataset_from,
 )
@@ -99,7 +100,7 @@ def prepare(
             check_radiograph(ds, limits, lambda: _load_pixels(ds, fh))
             age = compute_age(ds)
             warnings = file_warnings(ds, age)
-            sex = normalise_sex(ds.get("PatientSex"))
+            sex = normalise_sex(elements.get(ds, "PatientSex"))
             pixels = _load_pixels(ds, fh)
         pixel_sha256 = hashlib.sha256(pixels).hexdigest()
         step = "de-identify"
@@ -188,7 +189,7 @@ def _write_part10(ds: Dataset, out: BinaryIO) -> tuple[int, str]:
         emit(struct.pack("<HHI", 0xFFFE, 0xE0DD, 0))
     else:
         padded = len(pixels) + len(pixels) % 2
-        emit(_element_header(ts, "OW" if ds.BitsAllocated > 8 else "OB", padded))
+        emit(_element_header(ts, "OW" if elements.get(ds, "BitsAllocated") > 8 else "OB", padded))
         emit(pixels)
         if padded != len(pixels):
             emit(b"\0")
@@ -377,7 +378,7 @@ def _complete_file_meta(ds: Dataset) -> None:
     (the workers, the browser viewer) decodes without an inflate step.
     """
     meta = ds.file_meta if isinstance(getattr(ds, "file_meta", None), FileMetaDataset) else None
-    if meta is None or not meta.get("TransferSyntaxUID"):
+    if meta is None or not elements.get(meta, "TransferSyntaxUID"):
         implicit, little = getattr(ds, "original_encoding", (True, True))
         meta = meta or FileMetaDataset()
         if implicit:
@@ -392,7 +393,7 @@ def _complete_file_meta(ds: Dataset) -> None:
 
 
 def _acquisition(ds: Dataset) -> dict:
-    spacing = ds.get("PixelSpacing") or ds.get("ImagerPixelSpacing")
+    spacing = elements.get(ds, "PixelSpacing") or elements.get(ds, "ImagerPixelSpacing")
     try:
         spacing_mm = [float(v) for v in spacing] if spacing else None
     except (TypeError, ValueError):
@@ -400,14 +401,17 @@ def _acquisition(ds: Dataset) -> dict:
     if spacing_mm is not None and not all(math.isfinite(v) and v > 0 for v in spacing_mm):
         spacing_mm = None  # NaN and infinity are not JSON, and no spacing is zero or negative
     return {
-        "modality": str(ds.Modality).strip().upper(),
-        "view_position": str(ds.get("ViewPosition", "") or "").strip()[:16],
-        "rows": int(ds.Rows),
-        "columns": int(ds.Columns),
+        "modality": str(elements.get(ds, "Modality")).strip().upper(),
+        "view_position": str(elements.get(ds, "ViewPosition", "") or "").strip()[:16],
+        "rows": int(elements.get(ds, "Rows")),
+        "columns": int(elements.get(ds, "Columns")),
         "pixel_spacing_mm": spacing_mm,
-        "photometric_interpretation": str(ds.PhotometricInterpretation).strip().upper(),
-        "bits_stored": int(ds.get("BitsStored", ds.BitsAllocated)),
+        "photometric_interpretation": str(elements.get(ds, "PhotometricInterpretation"))
+        .strip()
+        .upper(),
+        "bits_stored": int(elements.get(ds, "BitsStored", elements.get(ds, "BitsAllocated"))),
         "transfer_syntax_uid": str(ds.file_meta.TransferSyntaxUID),
-        "manufacturer": str(ds.get("Manufacturer", "") or "").strip()[:128],
-        "burned_in_annotation": str(ds.get("BurnedInAnnotation", "") or "").upper() == "YES",
+        "manufacturer": str(elements.get(ds, "Manufacturer", "") or "").strip()[:128],
+        "burned_in_annotation": str(elements.get(ds, "BurnedInAnnotation", "") or "").upper()
+        == "YES",
     }

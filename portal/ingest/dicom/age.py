@@ -13,6 +13,7 @@ from inference_worker.ages import (
     completed_months,
     days_to_years_months,
 )
+from portal.ingest.dicom import elements
 from portal.ingest.dicom.errors import Rejected
 from portal.ingest.outcomes import Age
 
@@ -34,9 +35,11 @@ def parse_date(value: object) -> dt.date | None:
 
 def compute_age(ds: Dataset) -> Age:
     """Age at the examination: study (or acquisition) date minus birth date, else PatientAge."""
-    birth_raw = ds.get("PatientBirthDate")
+    birth_raw = elements.get(ds, "PatientBirthDate")
     birth = parse_date(birth_raw)
-    exam = parse_date(ds.get("StudyDate")) or parse_date(ds.get("AcquisitionDate"))
+    exam = parse_date(elements.get(ds, "StudyDate")) or parse_date(
+        elements.get(ds, "AcquisitionDate")
+    )
     if birth is not None and exam is not None:
         days = (exam - birth).days
         if days < 0:
@@ -46,7 +49,7 @@ def compute_age(ds: Dataset) -> Age:
         if days >= AGE_LIMIT_DAYS:
             raise Rejected(_out_of_scope(days))
         return Age(days=days, source="birthdate", resolution_days=1)
-    age = _patient_age(ds.get("PatientAge"))
+    age = _patient_age(elements.get(ds, "PatientAge"))
     if age is not None:
         return age
     if birth is None and str(birth_raw or "").strip():
@@ -55,7 +58,7 @@ def compute_age(ds: Dataset) -> Age:
         problem = "there is a birth date but no study or acquisition date"
     else:
         problem = "no birth date"
-    patient_age = str(ds.get("PatientAge") or "").strip()
+    patient_age = str(elements.get(ds, "PatientAge") or "").strip()
     detail = "PatientAge cannot be parsed" if patient_age else "no PatientAge"
     raise Rejected(f"missing age label: {problem} and {detail}")
 

@@ -24,6 +24,7 @@ from pydicom.uid import (
     RLELossless,
 )
 
+from portal.ingest.dicom import elements
 from portal.ingest.dicom.errors import Rejected
 from portal.ingest.dicom.pixels import check_pixels, number_of_frames
 from portal.ingest.dicom.subject import check_subject
@@ -88,7 +89,7 @@ def check_radiograph(
 ) -> None:
     """Raise Rejected unless `ds` is a single-frame grayscale CR/DX image of a human's chest
     (`subject`) whose pixels decode."""
-    modality = str(ds.get("Modality", "") or "").strip().upper()
+    modality = str(elements.get(ds, "Modality", "") or "").strip().upper()
     if not modality:
         raise Rejected("no Modality attribute; expected CR or DX")
     if modality not in RADIOGRAPH_MODALITIES:
@@ -107,8 +108,8 @@ def check_radiograph(
     frames = number_of_frames(ds)
     if frames > 1:
         raise Rejected(f"multi-frame image ({frames} frames); only single-frame radiographs")
-    photometric = str(ds.get("PhotometricInterpretation", "") or "").strip().upper()
-    samples = _int(ds.get("SamplesPerPixel", 1), default=1)
+    photometric = str(elements.get(ds, "PhotometricInterpretation", "") or "").strip().upper()
+    samples = _int(elements.get(ds, "SamplesPerPixel", 1), default=1)
     if not photometric:
         raise Rejected("no PhotometricInterpretation; expected MONOCHROME1 or MONOCHROME2")
     if photometric not in PHOTOMETRIC_TERMS:
@@ -120,13 +121,16 @@ def check_radiograph(
             f"colour image (PhotometricInterpretation {photometric}, "
             f"{samples} samples per pixel); only MONOCHROME1 or MONOCHROME2"
         )
-    bits_allocated = _int(ds.get("BitsAllocated"), default=0)
-    bits_stored = _int(ds.get("BitsStored", bits_allocated), default=bits_allocated)
+    bits_allocated = _int(elements.get(ds, "BitsAllocated"), default=0)
+    bits_stored = _int(elements.get(ds, "BitsStored", bits_allocated), default=bits_allocated)
     if bits_allocated not in (8, 16) or not 8 <= bits_stored <= 16:
         raise Rejected(
             f"unsupported bit depth ({bits_stored} stored in {bits_allocated}); 8 to 16 bits only"
         )
-    rows, cols = _int(ds.get("Rows"), default=0), _int(ds.get("Columns"), default=0)
+    rows, cols = (
+        _int(elements.get(ds, "Rows"), default=0),
+        _int(elements.get(ds, "Columns"), default=0),
+    )
     ratio = max(rows, cols) / max(1, min(rows, cols))
     if (
         min(rows, cols) < limits.min_dimension
@@ -184,7 +188,7 @@ def _nearest_ranks(sample: np.ndarray, ranks: list[int], low: int, high: int) ->
 def transfer_syntax(ds: Dataset) -> UID | None:
     """The file's transfer syntax; None for a bare data set (no Part 10 header)."""
     meta = getattr(ds, "file_meta", None)
-    ts = meta.get("TransferSyntaxUID") if meta is not None else None
+    ts = elements.get(meta, "TransferSyntaxUID") if meta is not None else None
     return UID(str(ts).strip()) if ts else None
 
 

@@ -28,6 +28,7 @@ from pydicom.uid import (
 )
 from rle.rle import decode_segment as rle_decode_segment
 
+from portal.ingest.dicom import elements
 from portal.ingest.dicom.errors import Rejected
 
 PIXEL_DATA = Tag(0x7FE0, 0x0010)
@@ -37,7 +38,7 @@ _WHOLE_NUMBER = re.compile(r"^\s*\+?\d{1,10}\s*$")
 def number_of_frames(ds: Dataset) -> int:
     """NumberOfFrames (IS) as a count: absent or empty means one; anything but a whole number
     of at least one is rejected, since neither pydicom nor the worker can decode by it."""
-    value = ds.get("NumberOfFrames")
+    value = elements.get(ds, "NumberOfFrames")
     text = "" if value is None else str(value)
     if not text.strip():
         return 1
@@ -251,7 +252,7 @@ def _from_decoder(filename: str) -> bool:
 
 
 def _signed(ds: Dataset) -> bool:
-    return str(ds.get("PixelRepresentation", 0)).strip() == "1"
+    return str(elements.get(ds, "PixelRepresentation", 0)).strip() == "1"
 
 
 def _read_little_endian(ds: Dataset) -> bool:
