@@ -232,13 +232,24 @@ def _apply(ds: Dataset, rule: Rule) -> None:
             del ds[tag]  # removed with whatever it holds: nothing in it needs reading
             continue
         acted_on = action is not None or tag == _BIRTH_DATE
-        if not acted_on and not _must_decode(ds.get_item(tag, keep_deferred=True)):
+        raw = ds.get_item(tag, keep_deferred=True)
+        if not acted_on and not _must_decode(raw):
+            continue
+        if action in ("Z", "D") and tag != _BIRTH_DATE and raw.VR not in _READ_BEFORE_REPLACED:
+            # The rule replaces the whole value, whatever it was: a new element, with the VR
+            # the file gave, instead of decoding the one read only to drop it.
+            ds[tag] = DataElement(tag, raw.VR, "" if action == "Z" else _dummy(raw.VR))
             continue
         elem = ds[tag]
         if elem.VR == "SQ":
             for item in elem.value or []:
                 _apply(item, rule)
         rule(ds, elem)
+
+
+# VRs whose value the rule reads even when it replaces it (dates are shifted, sequences' items
+# cleaned), or that only decoding makes known (implicit VR: none in the file; UN of a known tag).
+_READ_BEFORE_REPLACED = frozenset({None, "UN", "SQ", "DA", "DT"})
 
 
 def _must_decode(elem: DataElement | RawDataElement) -> bool:
