@@ -8,9 +8,9 @@ other value is described.
 
 `reading` parses a file, `checks` decides whether it is a usable radiograph, `subject` whether it
 is a human's chest, `pixels` whether its pixel data decode, `age` how old the child was;
-`errors` holds `Rejected`, and `file_warnings` every warning an accepted file's report line can
-carry. Tunables (`reading.DEFER_BYTES`, `pixels.J2K_CHECK_PIXELS`) are read, and so patched,
-in their modules.
+`errors` holds `Rejected`, `file_warnings` every warning an accepted file's report line can
+carry, and `elements` reads an attribute's value as pydicom would, faster. Tunables
+(`reading.DEFER_BYTES`, `pixels.J2K_CHECK_PIXELS`) are read, and so patched, in their modules.
 """
 
 from portal.ingest.dicom.age import (

@@ -6,8 +6,8 @@ hooks, its value converters and validation, then replaces it in the data set: 10
 attribute, a tenth of a worker's time on a small film. Most of these attributes are a short
 unsigned number or a single value of plain text, whose value is the bytes as read: decoded
 here, where that is certain to give pydicom's value, and left to pydicom otherwise (several
-values, a character set that could matter, big endian, an unusual VR, an empty value).
-`tests/portal/ingest/test_elements.py` holds both to the same value on every real file.
+values, a character set that could matter, another VR, an empty value).
+`tests/portal/ingest/test_elements.py` holds both to the same value and type on every real file.
 """
 
 from functools import cache
