@@ -74,7 +74,7 @@ def run(work: Path, args: argparse.Namespace) -> None:
     from inference_worker.predict import run_batch
     from inference_worker.synthetic import generate
     from portal.accounts.services import membership_grant
-    from portal.core import outbox
+    from portal.celery import app as celery_app
     from portal.ingest.archive import Source
     from portal.ingest.models import Site, Upload
     from portal.ingest.selectors import upload_report
@@ -105,7 +105,7 @@ def run(work: Path, args: argparse.Namespace) -> None:
         site.keep_file_names = True  # the phantoms' names map report lines to their labels
         site.save(update_fields=["keep_file_names"])
         sent.clear()
-        with mock.patch.object(outbox.celery_app, "send_task", capture):
+        with mock.patch.object(celery_app, "send_task", capture):
             upload = upload_process(
                 upload=upload_create(site=site, source=Upload.Source.CLI),
                 sources=[Source.given(folder)],
@@ -113,7 +113,7 @@ def run(work: Path, args: argparse.Namespace) -> None:
             uploads.upload_done(upload_id=upload.pk)  # which queues the prediction job
         jobs = [args for name, args in sent if name == services.DISPATCH_TASK]
         sent.clear()
-        with mock.patch.object(outbox.celery_app, "send_task", capture):
+        with mock.patch.object(celery_app, "send_task", capture):
             for job_id, round_ in jobs:
                 dispatch.prediction_job_dispatch(job_id=job_id, round_=round_)
         for _name, (payload,) in sent:

@@ -16,7 +16,7 @@ from inference_worker import train
 from inference_worker.predict import run_batch
 from inference_worker.synthetic import generate
 from portal.accounts.services import membership_grant
-from portal.core import outbox
+from portal.celery import app as celery_app
 from portal.ingest.archive import Source
 from portal.ingest.models import Image, Upload
 from portal.ingest.selectors import upload_report
@@ -78,7 +78,7 @@ def predict_in_process(monkeypatch, capture_on_commit, data_dir: Path, upload_so
     def capture(name: str, args: list, **options) -> None:
         sent.append((name, args if name == services.DISPATCH_TASK else args[0]))
 
-    monkeypatch.setattr(outbox.celery_app, "send_task", capture)
+    monkeypatch.setattr(celery_app, "send_task", capture)
     with capture_on_commit(execute=True):
         upload = upload_process(
             upload=upload_create(site=upload_sources[0], source=Upload.Source.CLI),
