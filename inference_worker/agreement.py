@@ -27,6 +27,16 @@ LIMITS_Z = 1.96
 FIGURES = ("mae", "icc", "bias", "lower", "upper")
 
 
+def limits_of_agreement(differences: np.ndarray) -> tuple[float, float, float]:
+    """Bias and the 95% limits of agreement (lower, upper) of paired differences, by the rule
+    the report's figures use: the reports' Bland-Altman plot of a model against the truth
+    draws its lines from here too."""
+    d = np.asarray(differences, dtype=float)
+    bias = float(d.mean())
+    sd = float(d.std(ddof=1)) if len(d) > 1 else 0.0
+    return bias, bias - LIMITS_Z * sd, bias + LIMITS_Z * sd
+
+
 def _figures(n: int, mean_s, mean_s2, mean_d, mean_d2, mean_abs_d) -> dict:
     """Every figure from the section's column means; scalars or arrays (one per resample).
     NaN where a figure is undefined (every film read alike by both readers: no variance)."""

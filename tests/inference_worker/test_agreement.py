@@ -8,7 +8,7 @@ import pingouin
 import pytest
 
 from inference_worker.ages import DAYS_PER_MONTH
-from inference_worker.agreement import agreement
+from inference_worker.agreement import agreement, limits_of_agreement
 from inference_worker.metrics import bootstrap_means
 
 matplotlib.use("Agg")
@@ -100,3 +100,14 @@ def test_one_film_gives_its_difference_but_no_icc_or_limits():
     assert one["bland_altman"]["upper"]["value"] is None
     assert list(one["by_group"]) == ["1-3"]  # only the groups that hold a film
     assert agreement([], [], []) is None
+
+
+def test_the_report_plots_limits_by_the_rule_of_its_figures():
+    """The reports' Bland-Altman plot of a model against the truth draws its bias and limits
+    with `limits_of_agreement`, the rule of the agreement figures (checked against pingouin)."""
+    first, second, true = _reads()
+    ours = agreement(first, second, true, resamples=0)["bland_altman"]
+    bias, lower, upper = limits_of_agreement((first - second) / DAYS_PER_MONTH)
+    assert (bias, lower, upper) == pytest.approx(
+        (ours["bias"]["value"], ours["lower"]["value"], ours["upper"]["value"]), rel=1e-9
+    )

@@ -2,6 +2,7 @@
 summary line and definitions, for the page, the HTML file and the PDF; nothing where the set
 has no double-read films (and for reports made before the section existed)."""
 
+from inference_worker.agreement import LIMITS_Z
 from portal.reports.render.tables import NO_VALUE, fmt, fmt_ci, fmt_n
 
 COLUMNS = [
@@ -102,7 +103,7 @@ def agreement_definitions(report: dict) -> list[tuple[str, str]]:
         (
             "bias, lower and upper limit (months)",
             "Bland-Altman (1986): bias = mean(first − second read); the 95% limits of "
-            "agreement = bias ∓ 1.96 × SD of the differences, where about 95% of two "
+            f"agreement = bias ∓ {LIMITS_Z} × SD of the differences, where about 95% of two "
             "readers' differences fall. Intervals: percentile bootstrap over the films, as "
             "for the MAE.",
         ),

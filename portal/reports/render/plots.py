@@ -9,6 +9,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from inference_worker.ages import DAYS_PER_MONTH, DAYS_PER_YEAR, REPORTED_SEXES, group_name
+from inference_worker.agreement import LIMITS_Z, limits_of_agreement
 from portal.reports.render.tables import SMALL_MARK, SMALL_N, _models, fmt, fmt_n
 
 PLOTS = {
@@ -158,9 +159,7 @@ def _bland_altman(report: dict, points: dict) -> Figure:
         ax.plot(mean, diff, color=colour, **_point_style(len(true)))
         if len(diff) == 0:
             continue
-        bias = float(diff.mean())
-        sd = float(diff.std(ddof=1)) if len(diff) > 1 else 0.0
-        low, high = bias - 1.96 * sd, bias + 1.96 * sd
+        bias, low, high = limits_of_agreement(diff)
         prefix = f"{model}: " if len(series) > 1 else ""
         ax.axhline(bias, color=colour, linewidth=1.2, label=f"{prefix}bias {fmt(bias)} months")
         ax.axhline(
@@ -168,12 +167,12 @@ def _bland_altman(report: dict, points: dict) -> Figure:
             color=colour,
             linewidth=1,
             linestyle="--",
-            label=f"{prefix}limits of agreement, bias ± 1.96 SD: [{fmt(low)}, {fmt(high)}]",
+            label=f"{prefix}limits of agreement, bias ± {LIMITS_Z} SD: [{fmt(low)}, {fmt(high)}]",
         )
         ax.axhline(low, color=colour, linewidth=1, linestyle="--")
         if len(series) > 1:
             continue  # two models' labels would overlap; the legend carries the values
-        for y, text in ((bias, "bias"), (high, "+1.96 SD"), (low, "-1.96 SD")):
+        for y, text in ((bias, "bias"), (high, f"+{LIMITS_Z} SD"), (low, f"-{LIMITS_Z} SD")):
             ax.annotate(
                 f"{text} {fmt(y)}",
                 (1, y),
