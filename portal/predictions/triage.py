@@ -21,13 +21,16 @@ scores exactly `outlier_score` (the residual ratio the threshold and the docs sp
 evidence adds to it or takes from it, in the same units. Scores are floored at 0.
 
 The score is stored in `Prediction.score` (the queue stays an index scan); a new film of a
-patient rescores the patient's other films (`triage_rescore`).
+patient rescores the patient's other films (`triage_rescore`). A film whose age a reviewer
+gave (confirmed or corrected) is, for its siblings, that curated age and right: they are
+judged against it, rescored with each decision (`triage_rescore_reviewed`); its own score stays
+that of its recorded age (why it was flagged).
 """
 
 import datetime as dt
 import logging
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 
 import numpy as np
@@ -79,6 +82,8 @@ class Film:
     scale_high: float = 1.0
     # Score units per nat: 1 under the expected-error rule, ln(10) under the interval rule.
     nats_per_unit: float = 1.0
+    # The age a reviewer gave (confirmed, corrected): as a sibling, the film is that age.
+    curated: int | None = None
 
 
 @dataclass
@@ -210,8 +215,12 @@ def _joint(film: Film, siblings: list[Film]) -> Verdict:
     for sibling in siblings:
         shift = sibling.study_day - film.study_day
         s_reading = _reading(sibling)
-        s_clean, s_wrong = _components(sibling)
-        s_total = (1 - ERROR_RATE) * s_clean + ERROR_RATE * sum(s_wrong.values())
+        if sibling.curated is not None:  # a reviewer's age: right, to the day
+            sibling = replace(sibling, recorded=sibling.curated, resolution=1)
+            s_total = _components(sibling)[0]
+        else:
+            s_clean, s_wrong = _components(sibling)
+            s_total = (1 - ERROR_RATE) * s_clean + ERROR_RATE * sum(s_wrong.values())
         support *= _shifted(s_reading * s_total, shift)
         gap = (sibling.recorded - film.recorded) - shift
         if abs(gap) > _tolerance(film) + _tolerance(sibling):
@@ -273,12 +282,15 @@ def _study_day(image: Image) -> int | None:
 def film_of(
     *, image: Image, prediction: Prediction | None, card: dict, study_day: int | None
 ) -> Film:
-    """One image as triage sees it; the reading's scale is the one `outlier_score` divides by."""
+    """One image as triage sees it; the reading's scale is the one `outlier_score` divides by.
+    Its own score is of its recorded age; its curated age, where a reviewer gave one, is what
+    its siblings are judged against."""
     base = {
         "key": image.pk,
         "recorded": image.age_days,
         "resolution": image.age_resolution_days or 1,
         "study_day": study_day,
+        "curated": image.curated_age_days,
     }
     if prediction is None or prediction.age_days is None:
         return Film(**base)
@@ -297,12 +309,14 @@ def film_of(
     return Film(**base, predicted=predicted, scale_low=scale, scale_high=scale)
 
 
+# What `film_of` reads of an image.
+_IMAGE_FIELDS = ("pk", "age_days", "age_resolution_days", "curated_age_days", "sex", "file")
+
+
 def _patients(version: ModelVersion, image_ids: list[int] | None):
     """(images by patient, predictions of `version` by image) for the patients of image_ids
     (every patient when None)."""
-    images = Image.objects.only(
-        "pk", "site_id", "patient_pseudonym", "age_days", "age_resolution_days", "sex", "file"
-    )
+    images = Image.objects.only(*_IMAGE_FIELDS, "site_id", "patient_pseudonym")
     if image_ids is not None:
         keys = set(
             Image.objects.filter(pk__in=image_ids).values_list("site_id", "patient_pseudonym")
@@ -328,10 +342,14 @@ def _patients(version: ModelVersion, image_ids: list[int] | None):
     return groups, predictions
 
 
-def triage_rescore(*, version: ModelVersion, image_ids: list[int] | None = None) -> int:
+def triage_rescore(
+    *, version: ModelVersion, image_ids: list[int] | None = None, keep: frozenset[int] = frozenset()
+) -> int:
     """Rewrite the triage scores of `version`'s predictions of these images and of every other
-    film of their patients (all predictions when `image_ids` is None). Returns how many changed."""
+    film of their patients (all predictions when `image_ids` is None), except those of the
+    images in `keep`. Returns how many changed."""
     groups, predictions = _patients(version, image_ids)
+    predictions = {key: p for key, p in predictions.items() if key not in keep}
     changed = []
     for images in groups.values():
         if not any(i.pk in predictions for i in images):
@@ -356,6 +374,17 @@ def triage_rescore(*, version: ModelVersion, image_ids: list[int] | None = None)
     return len(changed)
 
 
+def triage_rescore_reviewed(*, image_id: int) -> int:
+    """After a review decision: the patient's other films are judged again by every model
+    version that read this image, against its curated age (or, excluded, without one). Its own
+    score, of its recorded age, does not depend on the decision and stays."""
+    versions = ModelVersion.objects.filter(
+        pk__in=Prediction.objects.filter(image_id=image_id).values("model_version_id")
+    )
+    keep = frozenset({image_id})
+    return sum(triage_rescore(version=v, image_ids=[image_id], keep=keep) for v in versions)
+
+
 def triage_verdict(*, prediction: Prediction) -> Verdict | None:
     """Why a prediction scores what it does (for the explanation): its patient judged again."""
     if prediction.age_days is None:
@@ -367,7 +396,7 @@ def triage_verdict(*, prediction: Prediction) -> Verdict | None:
         siblings = list(
             Image.objects.filter(site_id=image.site_id, patient_pseudonym=image.patient_pseudonym)
             .exclude(pk=image.pk)
-            .only("pk", "age_days", "age_resolution_days", "sex", "file")
+            .only(*_IMAGE_FIELDS)
         )
     readings = {
         p.image_id: p

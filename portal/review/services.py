@@ -21,6 +21,7 @@ from portal.accounts.services import audit_record
 from portal.ingest.models import Image, ReviewStatus, Site
 from portal.ingest.services import site_change
 from portal.predictions.blind import output_hidden
+from portal.predictions.triage import triage_rescore_reviewed
 from portal.review import selectors
 from portal.review.models import Decision, Kind, Review
 from portal.review.rules import ReviewConflict, ReviewForbidden, StaleRevision, decision_kind
@@ -138,6 +139,8 @@ def review_submit(
                 "lease_expires_at",
             ]
         )
+        # The patient's other films are judged against the age this decision curated.
+        triage_rescore_reviewed(image_id=image.pk)
         audit_record(
             actor=reviewer,
             action=AuditAction.REVIEW_ADJUDICATE

@@ -12,6 +12,7 @@ from portal.predictions.models import Prediction
 from portal.predictions.services import outlier_score, prediction_results_store
 from portal.predictions.triage import Film, judge
 from portal.review.selectors import prediction_why
+from portal.review.services import review_submit
 from tests.portal import factories as f
 
 pytestmark = pytest.mark.django_db
@@ -139,3 +140,48 @@ def test_coarse_ages_agree_with_the_dates_within_their_resolution():
     assert verdicts[1].disagreeing == verdicts[2].disagreeing == []
     exact = [Film(**{**film.__dict__, "resolution": 1}) for film in films]
     assert judge(exact)[1].disagreeing == [-3]  # to the day, 3 days are a gap
+
+
+def test_a_reviewers_curated_age_anchors_the_siblings():
+    reading = {"scale_low": 200.0, "scale_high": 200.0}
+    # The sibling's record steps off the film's by a year; the model cannot tell which is wrong.
+    film = Film(key=1, recorded=3000, study_day=10_000, predicted=3000 + 180, **reading)
+    sibling = Film(key=2, recorded=2500 + 365, study_day=9_500, predicted=2500 + 180, **reading)
+    unsure = judge([film, sibling])
+    # A reviewer corrected the sibling to 2500 days: the film steps with it after all.
+    corrected = judge([film, Film(**{**sibling.__dict__, "curated": 2500})])
+    # A reviewer confirmed the sibling's record: the film is the one a year off.
+    confirmed = judge([film, Film(**{**sibling.__dict__, "curated": sibling.recorded})])
+
+    assert corrected[1].score < unsure[1].score < confirmed[1].score
+    assert confirmed[1].kind == "wrong_year"
+    assert corrected[1].disagreeing == []
+    assert confirmed[1].disagreeing == [365]
+    # Its own score is of its recorded age, whatever a reviewer said of it.
+    assert confirmed[2].score == unsure[2].score
+
+
+def test_a_review_decision_rescores_the_patients_other_films(site, tmp_path):
+    version = f.model_version(card=CARD)
+    # Born 20 May 2014; the later film's birth year was typed 2015, the earlier one is right.
+    # The model reads both a little old, so neither stands out on its own.
+    right = f.ingested(site, tmp_path, birth="20140520", study="20200115", patient="R")
+    wrong = f.ingested(site, tmp_path, birth="20150520", study="20210115", patient="R")
+    true_later = _days("20140520", "20210115")
+    before = _predict(version, {right: right.age_days + 200, wrong: true_later - 150})
+    reviewer = f.user("rhea", "reviewer", site)
+
+    right.refresh_from_db()
+    review_submit(
+        image=right,
+        reviewer=reviewer,
+        decision="confirm",
+        age_days=None,
+        reason="",
+        comment="",
+        expected_revision=right.revision,
+    )
+
+    after = {p.image_id: p for p in Prediction.objects.filter(model_version=version)}
+    assert after[wrong.pk].score > before[wrong.pk].score
+    assert after[right.pk].score == before[right.pk].score  # why it was flagged, still
