@@ -139,8 +139,9 @@ def review_submit(
                 "lease_expires_at",
             ]
         )
-        # The patient's other films are judged against the age this decision curated.
-        triage_rescore_reviewed(image_id=image.pk)
+        if image.curated_age_days != before["curated_age_days"]:
+            # The patient's other films are judged against the age this decision curated.
+            triage_rescore_reviewed(image_id=image.pk)
         audit_record(
             actor=reviewer,
             action=AuditAction.REVIEW_ADJUDICATE

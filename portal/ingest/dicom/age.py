@@ -49,7 +49,8 @@ def compute_age(ds: Dataset) -> Age:
         if days >= AGE_LIMIT_DAYS:
             raise Rejected(_out_of_scope(days))
         return Age(days=days, source="birthdate", resolution_days=1)
-    age = _patient_age(elements.get(ds, "PatientAge"))
+    patient_age = str(elements.get(ds, "PatientAge") or "").strip()
+    age = _patient_age(patient_age)
     if age is not None:
         return age
     if birth is None and str(birth_raw or "").strip():
@@ -58,7 +59,6 @@ def compute_age(ds: Dataset) -> Age:
         problem = "there is a birth date but no study or acquisition date"
     else:
         problem = "no birth date"
-    patient_age = str(elements.get(ds, "PatientAge") or "").strip()
     detail = "PatientAge cannot be parsed" if patient_age else "no PatientAge"
     raise Rejected(f"missing age label: {problem} and {detail}")
 

@@ -38,9 +38,9 @@ def get(ds: Dataset, keyword: str, default: Any = None) -> Any:
     """The value of the standard attribute `keyword` in `ds` (file meta attributes in
     `ds.file_meta`), as `ds.get(keyword, default)` gives it."""
     tag, dictionary_vr = _tag(keyword)
-    if tag not in ds:
-        return default
     elem = ds.get_item(tag, keep_deferred=True)
+    if elem is None:
+        return default
     if isinstance(elem, RawDataElement):
         fast = _raw_value(elem, elem.VR or dictionary_vr)
         return ds.get(keyword, default) if fast is _SLOW else fast
