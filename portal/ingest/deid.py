@@ -32,7 +32,6 @@ from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
-from pydicom.tag import BaseTag, Tag
 
 from portal.ingest.dicom import elements, format_patient_age, parse_date
 from portal.ingest.outcomes import Deidentified
@@ -78,18 +77,21 @@ def _action_table() -> tuple[dict[int, str], list[tuple[int, int, int, int, str]
 
 _EXACT, _MASKED = _action_table()
 # Kept or rewritten by the options above rather than by the table's action.
-_PATIENT_SEX, _PATIENT_AGE = Tag(0x0010, 0x0040), Tag(0x0010, 0x1010)
-_PATIENT_ID, _PATIENT_NAME = Tag(0x0010, 0x0020), Tag(0x0010, 0x0010)
-_BIRTH_DATE = Tag(0x0010, 0x0030)
-_PIXEL_DATA = Tag(0x7FE0, 0x0010)
+# Plain ints, as `_apply` compares them.
+_PATIENT_SEX, _PATIENT_AGE = 0x00100040, 0x00101010
+_BIRTH_DATE = 0x00100030
+_PIXEL_DATA = 0x7FE00010
 
 
-def table_action(tag: BaseTag) -> str | None:
-    if (action := _EXACT.get(int(tag))) is not None:
+def table_action(tag: int) -> str | None:
+    """The table's action for `tag` (a plain int or a pydicom Tag), None where it names none."""
+    tag = int(tag)
+    if (action := _EXACT.get(tag)) is not None:
         return action
-    for group, element, group_mask, element_mask, masked_action in _MASKED:
-        if (tag.group & group_mask) == group and (tag.element & element_mask) == element:
-            return masked_action
+    group, element = tag >> 16, tag & 0xFFFF
+    for masked_group, masked_element, group_mask, element_mask, action in _MASKED:
+        if (group & group_mask) == masked_group and (element & element_mask) == masked_element:
+            return action
     return None
 
 
@@ -154,27 +156,38 @@ def _file_meta(ds: Dataset) -> FileMetaDataset:
     return meta
 
 
-_removed_cache: dict[int, bool] = {}
+# What `_apply` does with an element by its tag alone, remembered per tag (a file has a hundred,
+# and most files the same ones), up to a bound. Keyed by plain ints: a pydicom Tag compares in
+# Python, an int in C.
+_REMOVED, _KEPT, _READ = "removed", "kept", "read"
+_by_tag: dict[int, str] = {}
 
 
-def _removed(tag: BaseTag) -> bool:
+def _tag_step(tag: int) -> str:
+    """`_REMOVED`: the element goes unread (`_removed`, or the table's X); `_KEPT`: the options
+    keep it as it is (sex, age); `_READ`: the rest, which `_apply` looks at."""
+    step = _by_tag.get(tag)
+    if step is None:
+        if tag in (_PATIENT_SEX, _PATIENT_AGE):
+            step = _KEPT
+        elif _removed(tag) or (table_action(tag) == "X" and tag != _BIRTH_DATE):
+            step = _REMOVED
+        else:
+            step = _READ
+        if len(_by_tag) < 16384:
+            _by_tag[tag] = step
+    return step
+
+
+def _removed(tag: int) -> bool:
     """Whether an element goes whatever the table says (see the module's docstring): none of
-    these is needed to read or use an image, and each can carry text no rule looks at.
-    Remembered per tag (a file has a hundred, and most files the same ones), up to a bound."""
-    removed = _removed_cache.get(tag)
-    if removed is None:
-        removed = _removed_uncached(tag)
-        if len(_removed_cache) < 16384:
-            _removed_cache[tag] = removed
-    return removed
-
-
-def _removed_uncached(tag: BaseTag) -> bool:
+    these is needed to read or use an image, and each can carry text no rule looks at."""
+    group, element = tag >> 16, tag & 0xFFFF
     if (
-        tag.group % 2 == 1  # private tags, and the odd groups no element may use
-        or tag.group < 0x0008  # command, file meta and directory elements in the data set
-        or tag.element == 0  # group lengths (retired, PS3.5 7.2), whatever their VR says
-        or tag.group & 0xFF00 in (0x5000, 0x6000)  # curves and overlays
+        group % 2 == 1  # private tags, and the odd groups no element may use
+        or group < 0x0008  # command, file meta and directory elements in the data set
+        or element == 0  # group lengths (retired, PS3.5 7.2), whatever their VR says
+        or group & 0xFF00 in (0x5000, 0x6000)  # curves and overlays
         or tag > _PIXEL_DATA  # trailing padding, signatures
     ):
         return True
@@ -191,7 +204,7 @@ Rule = Callable[[Dataset, DataElement], None]
 def _element_rule(pseudonyms: Pseudonyms, shift: dt.timedelta) -> Rule:
     def rule(dataset: Dataset, elem: DataElement) -> None:
         tag = elem.tag
-        if tag == _BIRTH_DATE:
+        if int(tag) == _BIRTH_DATE:
             elem.value = ""
             return
         action = table_action(tag)
@@ -219,22 +232,22 @@ def _apply(ds: Dataset, rule: Rule) -> None:
     may hold a sequence: decoding every value of a file costs more than the rest of the
     de-identification, and an element the rule leaves alone is written back byte for byte."""
     for tag in list(ds.keys()):
-        # Private tags go (no Retain Safe Private option); so do curves and overlays, which
-        # can carry burned-in text, and the rest of `_removed`.
-        if _removed(tag):
+        number = int(tag)
+        step = _tag_step(number)
+        if step is _REMOVED:
+            # Private tags go (no Retain Safe Private option); so do curves and overlays,
+            # which can carry burned-in text, the rest of `_removed`, and the table's X, with
+            # whatever they hold: nothing in them needs reading.
             del ds[tag]
             continue
-        if tag in (_PATIENT_SEX, _PATIENT_AGE):  # kept by the options above
+        if step is _KEPT:  # by the options above
             continue
-        action = table_action(tag)
-        if action == "X" and tag != _BIRTH_DATE:
-            del ds[tag]  # removed with whatever it holds: nothing in it needs reading
-            continue
-        acted_on = action is not None or tag == _BIRTH_DATE
+        action = table_action(number)
+        birth_date = number == _BIRTH_DATE
         raw = ds.get_item(tag, keep_deferred=True)
-        if not acted_on and not _must_decode(raw):
+        if action is None and not birth_date and not _must_decode(raw):
             continue
-        if action in ("Z", "D") and tag != _BIRTH_DATE and raw.VR not in _READ_BEFORE_REPLACED:
+        if action in ("Z", "D") and not birth_date and raw.VR not in _READ_BEFORE_REPLACED:
             # The rule replaces the whole value, whatever it was: a new element, with the VR
             # the file gave, instead of decoding the one read only to drop it.
             ds[tag] = DataElement(tag, raw.VR, "" if action == "Z" else _dummy(raw.VR))
