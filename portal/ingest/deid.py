@@ -234,13 +234,13 @@ def _apply(ds: Dataset, rule: Rule) -> None:
     for tag in list(ds.keys()):
         number = int(tag)
         step = _tag_step(number)
-        if step is _REMOVED:
+        if step == _REMOVED:
             # Private tags go (no Retain Safe Private option); so do curves and overlays,
             # which can carry burned-in text, the rest of `_removed`, and the table's X, with
             # whatever they hold: nothing in them needs reading.
             del ds[tag]
             continue
-        if step is _KEPT:  # by the options above
+        if step == _KEPT:  # by the options above
             continue
         action = table_action(number)
         birth_date = number == _BIRTH_DATE
