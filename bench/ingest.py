@@ -29,6 +29,7 @@ import os
 import re
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -349,6 +350,12 @@ def main() -> None:
                 f"{args.small / best_ingest:.1f} files/s; "
                 f"ingest/orthanc = {best_orthanc / best_ingest:.2f}"
             )
+            # Each round's pair ran back to back: their ratios' median is less at the mercy
+            # of one round that a passing load slowed on one side.
+            paired = statistics.median(
+                o / i for i, o in zip(ingest_rounds, orthanc_rounds, strict=False)
+            )
+            print(f"median of the rounds' ratios: {paired:.2f}")
         unc = film_rates["UNC"]
         for name in ("RG1_J2KR.dcm", "RG1_J2KI.dcm"):
             print(f"chest CR {name.split('.')[0]}/uncompressed = {film_rates[name] / unc:.2f}")
