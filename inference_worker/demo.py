@@ -3,7 +3,7 @@
     python -m inference_worker.demo --out var/models/demo [--data DIR] [--count 1500]
 
 Recipe: 1,500 phantoms from each of the `north` and `south` profiles (clean labels), CA-ResNet-18
-at width 16 on 128 x 128 inputs, 15 epochs, batch 32, AdamW at 2e-3 with cosine decay (the counts
+at width 8 on 256 x 256 inputs, 25 epochs, batch 32, AdamW at 2e-3 with cosine decay (the counts
 and their cost on two CPU cores are in `progress`: `progress.demo_expected_minutes()`). It does
 far better than predicting the mean age, but it is trained on synthetic phantoms and says
 nothing about real children. A finished model is reused: the
@@ -34,9 +34,9 @@ RECIPE = [
     "--arch",
     "ca_resnet18",
     "--width",
-    "16",
+    "8",
     "--size",
-    "128",
+    "256",
     "--epochs",
     str(progress.DEMO_EPOCHS),
     "--batch-size",

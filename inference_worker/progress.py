@@ -29,13 +29,14 @@ FAILED = "failed"
 # The demo recipe (inference_worker.demo): phantoms per site profile, two profiles, epochs.
 DEMO_COUNT = 1500
 DEMO_PROFILES = 2
-DEMO_EPOCHS = 15
+DEMO_EPOCHS = 25
 # Wall seconds on this project's two CPU cores per phantom made, per image preprocessed into
-# the cache, and per image and epoch of training (validation included), from a timed run of
-# `python -m inference_worker.demo` (9 min 49 s in all, 416 CPU-s: the trainer keeps about 0.7
-# of the two cores busy, so CPU time halved would promise too little): about 22 phantoms a
-# second, 3,000 images cached in 20 s, an epoch of 3,000 images in about 28 s.
-DEMO_SECONDS_PER = {PHANTOMS: 0.048, PREPROCESSING: 0.008, TRAINING: 0.0095}
+# the cache, and per image and epoch of training (validation included), from timed runs of
+# `python -m inference_worker.demo` on a quiet machine (2026-12-06): the 3,000 phantoms in 89 s,
+# cached at 256 px in 17 s, 25 epochs of 3,000 images in 430 s: 8 min 56 s in all. (The recipe
+# before it, 15 epochs at 128 px, took 9 min 49 s in an earlier timed run and 4 min 30 s that
+# day: a machine that other work shares is that much slower, which the phantoms' pace measures.)
+DEMO_SECONDS_PER = {PHANTOMS: 0.030, PREPROCESSING: 0.0057, TRAINING: 0.0057}
 
 
 def write(out: Path, **state) -> None:
