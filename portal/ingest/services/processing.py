@@ -73,8 +73,15 @@ def _image_limits() -> Limits:
 
 
 COUNTER_BATCH = 200  # report lines between two updates of the upload's counters
-# Report lines recorded in one transaction, at most, in an upload read by worker processes.
+# Report lines recorded in one transaction, at most and at least (the upload's last files
+# aside), in an upload read by worker processes. Waiting for RECORD_LEAST outcomes before
+# recording pays each transaction's round trips (begin, the site's lock, two inserts, commit)
+# once per 32 files rather than once per chunk: on two cores that the workers keep busy,
+# each round trip waits for the database server to be scheduled (on PostgreSQL about 6% of
+# the command's rate; bench/RESULTS.md, Ingest). As many more files are read ahead, so that
+# the workers are not left idle meanwhile.
 RECORD_RUN = 64
+RECORD_LEAST = 32
 
 
 def upload_process(
@@ -110,12 +117,18 @@ def upload_process(
         """Record the oldest file (waiting for it), and with it, in parallel uploads, the files
         behind it whose outcomes are already in: one transaction for the run (`_store_many`)."""
         nonlocal since_counted
-        most = RECORD_RUN if preparer.parallel else 1
+        most, least = (RECORD_RUN, RECORD_LEAST) if preparer.parallel else (1, 1)
         run = [pending.popleft()]
         outcomes: list[Prepared | Refused] = []
         try:
             outcomes.append(preparer.outcome(run[0][0], run[0][2]))  # waits for the oldest
-            while pending and len(run) < most and preparer.ready(pending[0][2]):
+            while (
+                pending
+                and len(run) < most
+                and (
+                    len(run) < least or preparer.ready(pending[0][2])  # waits for the least
+                )
+            ):
                 run.append(pending.popleft())
                 outcomes.append(preparer.outcome(run[-1][0], run[-1][2]))
             files = [
@@ -143,6 +156,7 @@ def upload_process(
 
     try:
         preparer = _Preparer(total - len(already), site_key=key, limits=limits, tmp_dir=tmp_dir)
+        ahead = preparer.ahead + (RECORD_LEAST if preparer.parallel else 0)
         with preparer:
             for item, ref in _numbered(sources, zip_limits, work_dir):
                 if (ref.index, ref.entry) in already:
@@ -150,11 +164,11 @@ def upload_process(
                     continue
                 ticket = preparer.submit(str(item.path)) if item.path is not None else None
                 pending.append((item, ref, ticket))
-                if len(pending) > preparer.ahead and not warmed:
+                if len(pending) > ahead and not warmed:
                     # The workers are busy: the message at the end is made ready meanwhile.
                     outbox.warm()
                     warmed = True
-                while len(pending) > preparer.ahead:  # files read ahead of the recording
+                while len(pending) > ahead:  # files read ahead of the recording
                     finish_oldest()
             while pending:
                 finish_oldest()
