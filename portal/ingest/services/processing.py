@@ -118,19 +118,18 @@ def upload_process(
         behind it whose outcomes are already in: one transaction for the run (`_store_many`)."""
         nonlocal since_counted
         most, least = (RECORD_RUN, RECORD_LEAST) if preparer.parallel else (1, 1)
-        run = [pending.popleft()]
+        run: list[tuple[Item, FileRef, _Ticket | None]] = []
         outcomes: list[Prepared | Refused] = []
+
+        def take() -> None:  # the next file's outcome, waiting for it
+            run.append(pending.popleft())
+            outcomes.append(preparer.outcome(run[-1][0], run[-1][2]))
+
         try:
-            outcomes.append(preparer.outcome(run[0][0], run[0][2]))  # waits for the oldest
-            while (
-                pending
-                and len(run) < most
-                and (
-                    len(run) < least or preparer.ready(pending[0][2])  # waits for the least
-                )
-            ):
-                run.append(pending.popleft())
-                outcomes.append(preparer.outcome(run[-1][0], run[-1][2]))
+            while pending and len(run) < least:
+                take()
+            while pending and len(run) < most and preparer.ready(pending[0][2]):
+                take()
             files = [
                 (ref, outcome) for (_item, ref, _ticket), outcome in zip(run, outcomes, strict=True)
             ]
