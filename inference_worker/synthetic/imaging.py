@@ -91,7 +91,7 @@ def render(
     child: Child, years: float, profile: SiteProfile, rng: np.random.Generator
 ) -> np.ndarray:
     """Density map of one examination (0 = air, larger = more attenuating), rows x columns."""
-    s = profile.spacing_mm
+    s = profile.spacing_mm / profile.magnification
     rows, cols = profile.rows, profile.columns
     yy, xx = np.mgrid[0:rows, 0:cols].astype(np.float32)
     x0 = (xx - cols / 2) * s

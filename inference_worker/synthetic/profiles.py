@@ -26,6 +26,10 @@ class SiteProfile:
     rotation_deg: float  # positioning spread
     marker: bool  # burned-in side marker
     patient_age_fraction: float  # files whose age is given by PatientAge, not a birth date
+    # How much larger the chest is on the detector than in the child: a site that films its
+    # children supine, AP, at a short source-to-image distance enlarges them against sites that
+    # film PA at 180 cm, and the thorax's size is what dates a child first.
+    magnification: float = 1.0
 
 
 PROFILES = {
@@ -88,5 +92,6 @@ PROFILES = {
         rotation_deg=3.0,
         marker=True,
         patient_age_fraction=0.05,
+        magnification=1.08,
     ),
 }

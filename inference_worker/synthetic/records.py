@@ -166,6 +166,8 @@ def make_dataset(
     ds.ViewPosition = "PA" if rng.random() < 0.8 else "AP"
     ds.PixelSpacing = [profile.spacing_mm, profile.spacing_mm]
     ds.ImagerPixelSpacing = [profile.spacing_mm, profile.spacing_mm]
+    if profile.magnification != 1:
+        ds.EstimatedRadiographicMagnificationFactor = profile.magnification
     ds.BurnedInAnnotation = "YES" if profile.marker else "NO"
     block = ds.private_block(0x0029, "PHANTOM SITE INFO", create=True)
     block.add_new(0x01, "LO", f"operator {rng.choice(_FIRST)}")

@@ -167,3 +167,21 @@ def test_the_maturity_draws_leave_a_seeds_children_and_ages_as_they_were():
         ("EA7347985-2", "F", "2019-03-27", 3977, 0.911365),
         ("EA3065190-3", "M", "2012-02-01", 1080, 1.109303),
     ]
+
+
+def test_east_draws_the_same_chest_larger_and_says_so_in_its_files(tmp_path):
+    """`east` films AP at a short distance: a real site shift in the cue that dates a child
+    first, the thorax's size (bench/finetune.py's goal needs a shift to recalibrate)."""
+    from inference_worker.synthetic.imaging import render
+
+    child = _girls(1)[0]
+    plain = dataclasses.replace(PROFILES["east"], magnification=1.0, rotation_deg=0.0)
+    widths = []
+    for profile in (plain, dataclasses.replace(plain, magnification=1.08)):
+        density = render(child, 0.3, profile, np.random.default_rng(3))  # inside the field
+        widths.append(np.count_nonzero(density[profile.rows // 2] > 0.05))  # the trunk, not air
+    assert PROFILES["east"].magnification == 1.08
+    assert PROFILES["north"].magnification == PROFILES["south"].magnification == 1.0
+    ds = pydicom.dcmread(tmp_path / generate(tmp_path, 1, seed=9, profile="east")[0]["file"])
+    assert float(ds.EstimatedRadiographicMagnificationFactor) == 1.08
+    assert 1.06 < widths[1] / widths[0] < 1.10
