@@ -19,7 +19,7 @@ from inference_worker.synthetic import (
 )
 from inference_worker.synthetic.generator import replay
 from inference_worker.synthetic.growth import maturity_years
-from inference_worker.synthetic.imaging import anatomy
+from inference_worker.synthetic.imaging import anatomy, render
 
 
 @pytest.fixture(scope="module")
@@ -172,8 +172,6 @@ def test_the_maturity_draws_leave_a_seeds_children_and_ages_as_they_were():
 def test_east_draws_the_same_chest_larger_and_says_so_in_its_files(tmp_path):
     """`east` films AP at a short distance: a real site shift in the cue that dates a child
     first, the thorax's size (bench/finetune.py's goal needs a shift to recalibrate)."""
-    from inference_worker.synthetic.imaging import render
-
     child = _girls(1)[0]
     plain = dataclasses.replace(PROFILES["east"], magnification=1.0, rotation_deg=0.0)
     widths = []
