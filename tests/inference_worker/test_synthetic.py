@@ -173,9 +173,9 @@ def test_east_draws_the_same_chest_larger_and_says_so_in_its_files(tmp_path):
     """`east` films AP at a short distance: a real site shift in the cue that dates a child
     first, the thorax's size (bench/finetune.py's goal needs a shift to recalibrate)."""
     child = _girls(1)[0]
-    plain = dataclasses.replace(PROFILES["east"], magnification=1.0, rotation_deg=0.0)
+    magnified = dataclasses.replace(PROFILES["east"], rotation_deg=0.0)
     widths = []
-    for profile in (plain, dataclasses.replace(plain, magnification=1.08)):
+    for profile in (dataclasses.replace(magnified, magnification=1.0), magnified):
         density = render(child, 0.3, profile, np.random.default_rng(3))  # inside the field
         widths.append(np.count_nonzero(density[profile.rows // 2] > 0.05))  # the trunk, not air
     assert PROFILES["east"].magnification == 1.08
