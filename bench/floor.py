@@ -227,7 +227,10 @@ def main() -> None:
     if not have_demo:
         return
     demo = _mae(columns["demo"], None)
-    print(f"demo model / floor = {demo / floor:.1f} (goal: at most {GOAL})")
+    ratio = demo / floor
+    # Two decimals and a verdict: 1.53 printed as "1.5" read as the goal met.
+    verdict = "met" if ratio <= GOAL else "not met"
+    print(f"demo model / floor = {ratio:.2f} (goal: at most {GOAL}: {verdict})")
     better = [e for e in errors if _mae(columns[f"oracle e={e:g}"], None) <= demo]
     worse = [e for e in errors if e not in better]
     if not worse and len(errors) > 1:
