@@ -118,9 +118,8 @@ def test_the_new_set_form_keeps_the_values_and_shows_the_error_by_its_field(
 
 
 def _chooser_by_key(page, key: str):
-    """The file chooser that `key` opens on the focused picker. Headless Chromium now and then
-    drops a chooser asked for by a key press (an e2e-only race, never seen with a person at
-    the keyboard), so the key is pressed up to three times before the test fails."""
+    """The file chooser that `key` opens on the focused picker, pressed up to three times
+    before the test fails. The page must already intercept choosers (`_intercept_choosers`)."""
     for attempt in range(3):
         try:
             with page.expect_file_chooser(timeout=5000) as chooser:
@@ -132,10 +131,20 @@ def _chooser_by_key(page, key: str):
     raise AssertionError("unreachable")
 
 
+def _intercept_choosers(page) -> None:
+    """Keep Playwright intercepting the page's file choosers from now on. On its own each
+    `expect_file_chooser` turns interception on without waiting for it (a fire-and-forget
+    subscription) and off again when it ends, so a key press can beat it and its chooser go
+    unreported: in one clean-clone CI run none of three presses was. A listener that stays
+    keeps interception on from before the page loads."""
+    page.on("filechooser", lambda _chooser: None)
+
+
 def test_the_upload_pickers_are_reached_and_opened_by_keyboard(
     browser: Browser, live_server, team, tmp_path
 ):
     page = login(browser, live_server, "ulla")
+    _intercept_choosers(page)
     page.goto(f"{live_server.url}/uploads/new/")
     expect(page.locator("#upload-app")).to_have_attribute("data-ready", "true")
     # Chromium opens a file chooser only for the tab in front (one left by an earlier test
