@@ -3,7 +3,7 @@
 A report line names its file by position (`#3`, `#3/2` for entry 2 of an archive) and by the
 uploader's name only where the site keeps names (`Site.keep_file_names`)."""
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -82,16 +82,22 @@ def upload_file_row(row: UploadFile) -> dict:
     return line
 
 
+def upload_report_lines(*, upload: Upload, group: str) -> Iterator[dict]:
+    """One group's report lines (see `upload_report`) in upload order, read a chunk at a time,
+    so that the report of an archive of a million files never sits in memory at once."""
+    rows = upload_files(upload=upload, outcome=group).order_by("id")
+    for row in rows.iterator(chunk_size=500):
+        line = upload_file_row(row)
+        del line["outcome"]
+        yield line
+
+
 def upload_report(*, upload: Upload) -> dict:
     """The whole per-file report in the shape `manage.py ingest --json` prints: lines
     grouped by outcome, each without its `outcome`."""
-    groups: dict[str, list] = {group: [] for group in OUTCOME_GROUPS}
-    by_outcome = {outcome: group for group, outcome in OUTCOME_GROUPS.items()}
-    rows = UploadFile.objects.filter(upload=upload).select_related("image").order_by("id")
-    for row in rows.iterator(chunk_size=2000):
-        line = upload_file_row(row)
-        outcome = line.pop("outcome")
-        groups[by_outcome[outcome]].append(line)
+    groups = {
+        group: list(upload_report_lines(upload=upload, group=group)) for group in OUTCOME_GROUPS
+    }
     return {"upload": upload.pk, **groups}
 
 

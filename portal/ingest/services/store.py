@@ -3,6 +3,7 @@
 import hashlib
 import hmac
 import os
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,6 +109,16 @@ def _lock_site(site_id: int) -> None:
         list(Site.objects.select_for_update().filter(pk=site_id).values("pk"))
 
 
+def _free_frames(exc: BaseException | None) -> None:
+    """Let go of the frames a caught database error's traceback holds. Django's error wrapper
+    re-raises it from a frame that refers to the error itself: a reference cycle that kept
+    those frames' objects (a run of files and their rows) until the garbage collector's full
+    pass, rarer as the heap grows, so an ingest of many duplicates grew with its files."""
+    while exc is not None:
+        traceback.clear_frames(exc.__traceback__)
+        exc = exc.__cause__ or exc.__context__
+
+
 def _duplicate_of(image: Image) -> tuple[str, Image | None]:
     """What a unique constraint found, with the reason: the same pixels (the same instance
     again, or a re-export of the film under new UIDs), else the same instance with other
@@ -173,7 +184,8 @@ def _store(*, upload: Upload, name: FileRef, prepared: Prepared | Refused) -> Up
                 record = _record(upload, name, Outcome.ACCEPTED, image=image, warning=warning)
                 # Into place before the commit: once its row is visible, the file is there.
                 os.replace(tmp, target)
-        except IntegrityError:
+        except IntegrityError as exc:
+            _free_frames(exc)
             target.unlink(missing_ok=True)  # there only if the commit itself failed
             return _record(upload, name, Outcome.DUPLICATE, *_duplicate_of(image), warning=warning)
         except DataError as exc:
@@ -223,7 +235,8 @@ def _store_many(
             for tmp, target in moves:
                 os.replace(tmp, target)
                 moved.append((tmp, target))
-    except (IntegrityError, DataError):
+    except (IntegrityError, DataError) as exc:
+        _free_frames(exc)
         for tmp, target in moved:  # back where `_store` expects them (the commit failed)
             os.replace(target, tmp)
     except BaseException:

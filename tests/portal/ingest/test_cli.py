@@ -1,8 +1,13 @@
+import gc
 import json
+import shutil
+import tracemalloc
+from pathlib import Path
 
 import pytest
+from django.core.management import call_command
 
-from portal.ingest.models import Image, Site
+from portal.ingest.models import Image, Site, Upload
 from tests.conftest import manage
 from tests.dicom_files import make_dicom
 
@@ -114,3 +119,74 @@ def test_help_prints_the_usage_and_nothing_else(data_dir):
     assert result.returncode == 0
     assert "--site" in result.stdout
     assert result.stderr == ""
+
+
+class _Sink:
+    """A stdout that keeps nothing of what is written, noting the Python heap the command
+    holds (what is reachable: garbage collected first) at its first write and every 200th:
+    while it prints its report, when a report or a name held for every file would all be
+    there at once."""
+
+    def __init__(self) -> None:
+        self.chars = self.writes = self.most = 0
+
+    def write(self, text: str) -> int:
+        self.chars += len(text)
+        if self.writes % 200 == 0:
+            gc.collect()
+            self.most = max(self.most, tracemalloc.get_traced_memory()[0])
+        self.writes += 1
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+def _ingest_memory(folder: Path, site: str) -> tuple[int, Upload]:
+    """`ingest --json` of `folder`, run in this process: the most heap it held while printing
+    (tracemalloc: the command's own memory, its worker processes apart), and its upload."""
+    sink = _Sink()
+    tracemalloc.start()
+    try:
+        call_command(
+            "ingest",
+            str(folder),
+            "--site",
+            site,
+            "--create-site",
+            "--json",
+            verbosity=0,
+            stdout=sink,
+        )
+    finally:
+        tracemalloc.stop()
+    upload = Upload.objects.filter(site__slug=site).get()
+    assert sink.chars > 100 * upload.total_files  # the report was written, a line a file
+    return sink.most, upload
+
+
+@pytest.mark.slow
+def test_the_commands_memory_does_not_grow_with_the_number_of_files(tmp_path, data_dir):
+    """A report line held per file (about a kilobyte) would make an archive of a million
+    files cost a gigabyte; the report is written as it is read, and the operator's names wait
+    on disk."""
+    originals = tmp_path / "originals"
+    for n in range(10):
+        make_dicom(originals / f"{n}.dcm", seed=n)
+    sizes = {"few": 600, "many": 3000}
+    for label, count in sizes.items():
+        folder = tmp_path / label
+        folder.mkdir()
+        for n in range(count):  # distinct names, mostly duplicate films: a line each
+            shutil.copyfile(
+                originals / f"{n % 10}.dcm", folder / f"film-{n:05d}-of-a-long-name.dcm"
+            )
+
+    _ingest_memory(originals, "warm-up")  # imports and caches filled once, outside the figures
+    held = {}
+    for label, count in sizes.items():
+        held[label], upload = _ingest_memory(tmp_path / label, label)
+        assert (upload.total_files, upload.accepted_count) == (count, 10)
+
+    per_file = (held["many"] - held["few"]) / (sizes["many"] - sizes["few"])
+    assert per_file < 100, f"{per_file:.0f} bytes more for each file"

@@ -12,7 +12,9 @@ are stored), 2 for usage errors.
 """
 
 import json
+import sqlite3
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -60,10 +62,10 @@ class Command(BaseCommand):
             disable=options["verbosity"] == 0,
             mininterval=0.5,
         )
-        names: dict[str, str] = {}
+        names = _Names()
 
         def on_file(record: UploadFile, ref: services.FileRef) -> None:
-            names[record.label] = ref.name
+            names.add(record.label, ref.name)
             # The outcome shows with the next redraw (every mininterval): a redraw per file
             # would cost a write to the terminal per file.
             bar.set_postfix_str(record.outcome, refresh=False)
@@ -77,33 +79,58 @@ class Command(BaseCommand):
         )
         bar.close()
 
-        report = _with_names(selectors.upload_report(upload=upload), names)
+        # The report is written as it is read, a line at a time: its memory does not grow
+        # with the number of files.
         if options["json"]:
-            self.stdout.write(json.dumps(report))
+            self.stdout.write(f'{{"upload": {upload.pk}', ending="")
+            for group in selectors.OUTCOME_GROUPS:
+                self.stdout.write(f', "{group}": [', ending="")
+                for n, line in enumerate(_lines(upload, group, names)):
+                    self.stdout.write((", " if n else "") + json.dumps(line), ending="")
+                self.stdout.write("]", ending="")
+            self.stdout.write("}")
         else:
-            for entry in report["rejected"]:
-                self.stderr.write(f"rejected {entry['name']} ({entry['file']}): {entry['reason']}")
-            warned = [e for group in _GROUPS for e in report[group] if e.get("warning")]
-            for entry in warned:
-                for text in entry["warning"].split(WARNING_SEPARATOR):
-                    self.stderr.write(f"warning {entry['name']} ({entry['file']}): {text}")
+            for line in _lines(upload, "rejected", names):
+                self.stderr.write(f"rejected {line['name']} ({line['file']}): {line['reason']}")
+            warned = 0
+            for group in selectors.OUTCOME_GROUPS:
+                for line in _lines(upload, group, names):
+                    if line["warning"]:
+                        warned += 1
+                        for text in line["warning"].split(WARNING_SEPARATOR):
+                            self.stderr.write(f"warning {line['name']} ({line['file']}): {text}")
             self.stdout.write(
-                f"upload {upload.pk}: {len(report['accepted'])} accepted, "
-                f"{len(report['duplicates'])} duplicates, {len(report['rejected'])} rejected, "
-                f"{len(warned)} with warnings"
+                f"upload {upload.pk}: {upload.accepted_count} accepted, "
+                f"{upload.duplicate_count} duplicates, {upload.rejected_count} rejected, "
+                f"{warned} with warnings"
             )
-        if report["rejected"]:
+        names.close()
+        if upload.rejected_count:
             sys.exit(1)
 
 
-_GROUPS = ("accepted", "duplicates", "rejected")
+class _Names:
+    """The name the operator gave each file, by its label, in a private temporary database
+    on disk (SQLite's own: unlinked from its creation, gone with the process) rather than in
+    this process's memory, which would grow with the number of files."""
+
+    def __init__(self) -> None:
+        self._db = sqlite3.connect("")
+        self._db.execute("PRAGMA cache_size = -256")  # KiB: the disk's cache holds the rest
+        self._db.execute("CREATE TABLE name (label TEXT PRIMARY KEY, name TEXT NOT NULL)")
+
+    def add(self, label: str, name: str) -> None:
+        self._db.execute("INSERT INTO name VALUES (?, ?)", (label, name))
+
+    def get(self, label: str) -> str:
+        row = self._db.execute("SELECT name FROM name WHERE label = ?", (label,)).fetchone()
+        return row[0] if row else ""
+
+    def close(self) -> None:
+        self._db.close()
 
 
-def _with_names(report: dict, names: dict[str, str]) -> dict:
-    """The report with each line's `name` as the operator gave it, after its `file`."""
-    for group in _GROUPS:
-        report[group] = [
-            {"file": line["file"], "name": names.get(line["file"], ""), **line}
-            for line in report[group]
-        ]
-    return report
+def _lines(upload: Upload, group: str, names: _Names) -> Iterator[dict]:
+    """The group's report lines, each with `name` as the operator gave it, after its `file`."""
+    for line in selectors.upload_report_lines(upload=upload, group=group):
+        yield {"file": line["file"], "name": names.get(line["file"]), **line}
