@@ -246,6 +246,7 @@ def main() -> None:
     card = checkpoint.read_card(args.demo)
     print(
         f"demo recipe: {card['architecture']} width {card.get('width')}, "
+        f"{card.get('pool', 'avg')} pooling, "
         f"{card.get('training', {}).get('epochs')} epochs at {card['input_size']} px; "
         f"training time: the README states {progress.demo_expected_minutes()} minutes on two "
         f"cores (time `python -m inference_worker.demo --out DIR` to check a changed recipe)"

@@ -9,7 +9,17 @@ import torch
 from inference_worker.card import CARD, WEIGHTS, CheckpointError, read_card, sha256_of, verify
 from inference_worker.model import ResNet, build_model
 
-__all__ = ["CARD", "WEIGHTS", "CheckpointError", "load", "read_card", "save", "sha256_of", "verify"]
+__all__ = [
+    "CARD",
+    "WEIGHTS",
+    "CheckpointError",
+    "load",
+    "model_options",
+    "read_card",
+    "save",
+    "sha256_of",
+    "verify",
+]
 
 
 def save(folder: Path, model: ResNet, card: dict) -> dict:
@@ -25,10 +35,20 @@ def save(folder: Path, model: ResNet, card: dict) -> dict:
     return card
 
 
+def model_options(card: dict) -> dict:
+    """`build_model`'s arguments for the model a card describes (cards written before a field
+    existed mean its default)."""
+    return {
+        "arch": card["architecture"],
+        "width": card.get("width", 64),
+        "pool": card.get("pool", "avg"),
+    }
+
+
 def load(folder: Path, device: torch.device | str = "cpu") -> tuple[ResNet, dict]:
     """Model in eval mode on `device`, and its card; refuses weights that were altered."""
     card = verify(folder)
-    model = build_model(card["architecture"], width=card.get("width", 64))
+    model = build_model(**model_options(card))
     state = torch.load(Path(folder) / card["weights"], map_location="cpu", weights_only=True)
     model.load_state_dict(state)
     return model.to(device).eval(), card

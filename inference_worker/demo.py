@@ -3,12 +3,11 @@
     python -m inference_worker.demo --out var/models/demo [--data DIR] [--count 1500]
 
 Recipe: 1,500 phantoms from each of the `north` and `south` profiles (clean labels), CA-ResNet-18
-at width 8 on 256 x 256 inputs, 25 epochs, batch 32, AdamW at 2e-3 with cosine decay (the counts
-and their cost on two CPU cores are in `progress`: `progress.demo_expected_minutes()`). It does
-far better than predicting the mean age, but it is trained on synthetic phantoms and says
-nothing about real children. A finished model is reused: the
-command returns at once when the folder holds a checkpoint whose weights match their card.
-"""
+at width 8 on 256 x 256 inputs with average and maximum pooling side by side, 25 epochs, batch 32,
+AdamW at 2e-3 with cosine decay (the counts and their cost on two CPU cores are in `progress`:
+`progress.demo_expected_minutes()`). It does far better than predicting the mean age, but it is
+trained on synthetic phantoms and says nothing about real children. A finished model is reused: the
+command returns at once when the folder holds a checkpoint whose weights match their card."""
 
 import argparse
 import csv
@@ -35,6 +34,8 @@ RECIPE = [
     "ca_resnet18",
     "--width",
     "8",
+    "--pool",
+    "avgmax",
     "--size",
     "256",
     "--epochs",

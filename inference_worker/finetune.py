@@ -196,6 +196,8 @@ def _finetune(payload: dict, data_dir: Path, out: Path) -> dict:
             parent_card["architecture"],
             "--width",
             str(parent_card.get("width", 64)),
+            "--pool",
+            parent_card.get("pool", "avg"),
             "--size",
             str(parent_card["input_size"]),
             "--epochs",

@@ -1,10 +1,12 @@
 """A signed Grad-CAM of the scalar age output on the last stage, computed in the prediction's own
 pass.
 
-The head pools the last stage globally, so d(age)/d(A[k, i, j]) = d(age)/d(pooled[k]) / (h w):
-Grad-CAM's channel weights (Selvaraju et al. 2017, Eq. 1) are the head's gradient with respect
-to the pooled features. Only the head needs a backward pass; the backbone runs once, without
-gradients, and its feature map serves both the prediction and the heatmap.
+The head pools the last stage globally, so d(age)/d(A[k, i, j]) summed over the cells is
+d(age)/d(pooled[k]), for the mean of channel k as for its maximum (`model.POOLS`): Grad-CAM's
+channel weights (Selvaraju et al. 2017, Eq. 1, the gradient's mean over the cells) are h w times
+the head's gradient with respect to channel k's pooled statistics, summed. Only the head needs a
+backward pass; the backbone runs once, without gradients, and its feature map serves both the
+prediction and the heatmap.
 
 The map is signed (issue 17): each cell's value, sum_k w_k A[k, i, j] / (h w), is that cell's
 first-order contribution to the predicted age, positive where the region pushes the age up and
@@ -61,6 +63,8 @@ def head_with_cam_weights(model: ResNet, features: Tensor, sex: Tensor) -> tuple
         with torch.enable_grad():
             age = model.forward_head(pooled, sex.float())
             (weights,) = torch.autograd.grad(age.sum(), pooled)  # rows are independent samples
+    # Each statistic's channels in turn (`ResNet.pool`): the channel's weight is their sum.
+    weights = weights.unflatten(1, (-1, features.shape[1])).sum(dim=1)
     return age.detach(), weights
 
 

@@ -38,7 +38,7 @@ from inference_worker import checkpoint, distributed, metrics, progress
 from inference_worker.ages import normalise_sex
 from inference_worker.dataset import DTYPES, CachedImages, build_cache, collate, to_input
 from inference_worker.distributed import Ranks
-from inference_worker.model import build_model, sex_tensor
+from inference_worker.model import POOLS, build_model, sex_tensor
 from inference_worker.preprocess import MEAN, STD
 
 PROGRESS = progress.PROGRESS
@@ -173,8 +173,8 @@ def _train(args: argparse.Namespace, ranks: Ranks, device: torch.device) -> dict
     parent = None
     if args.init_from:  # fine-tuning keeps the parent's scale: its head already speaks it
         parent, parent_card = checkpoint.load(args.init_from)
-        if (parent_card["architecture"], parent_card.get("width", 64)) != (args.arch, args.width):
-            raise SystemExit(f"--init-from {args.init_from}: another architecture or width")
+        if checkpoint.model_options(parent_card) != _model_options(args):
+            raise SystemExit(f"--init-from {args.init_from}: another architecture, width or pool")
         norm = parent_card["normalisation"]
         age_mean, age_std = float(norm["age_mean_days"]), float(norm["age_std_days"])
 
@@ -194,7 +194,7 @@ def _train(args: argparse.Namespace, ranks: Ranks, device: torch.device) -> dict
     train_loader = _loader(train_data, args.batch_size, workers, device, sampler)
     val_loader = _loader(val_data, args.batch_size, workers, device)
 
-    net = build_model(args.arch, width=args.width)
+    net = build_model(**_model_options(args))
     if parent is not None:
         net.load_state_dict(parent.state_dict())
     net = net.to(device)
@@ -359,6 +359,7 @@ def _card(args, train_set, val_set, age_mean, age_std, report, epoch, history) -
         "name": args.name or args.out.name,
         "architecture": args.arch,
         "width": args.width,
+        "pool": args.pool,
         "input_size": args.size,
         "input_channels": 1,
         "normalisation": {
@@ -399,12 +400,17 @@ def _card(args, train_set, val_set, age_mean, age_std, report, epoch, history) -
     }
 
 
+def _model_options(args: argparse.Namespace) -> dict:
+    return {"arch": args.arch, "width": args.width, "pool": args.pool}
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="Train a CA-ResNet pediatric age model.")
     p.add_argument("--manifest", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--arch", default="ca_resnet50")
     p.add_argument("--width", type=int, default=64, help="channels of the first stage")
+    p.add_argument("--pool", choices=list(POOLS), default="avg", help="the head's global pooling")
     p.add_argument("--size", type=int, default=512)
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--batch-size", type=int, default=32)

@@ -34,6 +34,8 @@ def train(data: Path, out: Path, *, epochs: int, resume: bool = False):
         "ca_resnet18",
         "--width",
         "8",
+        "--pool",
+        "avgmax",
         "--size",
         "64",
         "--epochs",
@@ -62,7 +64,7 @@ def test_train_writes_a_checkpoint_folder_with_a_model_card(trained):
     _, out = trained
     card = json.loads((out / "model_card.json").read_text())
     assert card["sha256"] == checkpoint.sha256_of(out / "weights.pt")
-    assert card["architecture"] == "ca_resnet18"
+    assert (card["architecture"], card["width"], card["pool"]) == ("ca_resnet18", 8, "avgmax")
     assert card["input_size"] == 64
     assert card["training_data"]["train_images"] + card["training_data"]["validation_images"] == 24
     assert "0-1" in card["metrics"]["validation"]["by_group"]

@@ -31,11 +31,13 @@ from tests.dicom_files import make_dicom
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_single_pass_grad_cam_equals_classic_grad_cam():
-    """Weights from the head's gradient equal the mean of d(age)/d(feature map) over space; the
-    map keeps its sign (no ReLU: a regression's evidence for younger is evidence too)."""
+@pytest.mark.parametrize("pool", ["avg", "avgmax"])
+def test_single_pass_grad_cam_equals_classic_grad_cam(pool):
+    """Weights from the head's gradient equal the mean of d(age)/d(feature map) over space,
+    whichever statistics the head pools; the map keeps its sign (no ReLU: a regression's
+    evidence for younger is evidence too)."""
     torch.manual_seed(0)
-    model = build_model("ca_resnet18", width=8).eval()
+    model = build_model("ca_resnet18", width=8, pool=pool).eval()
     x, sex = torch.randn(3, 1, 64, 64), sex_tensor(["M", "F", "O"])
     fast = predict_with_cam(model, x, sex)
 

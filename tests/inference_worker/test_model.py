@@ -2,6 +2,7 @@ import pytest
 import torch
 from torch.nn import functional as F  # noqa: N812
 
+from inference_worker import checkpoint
 from inference_worker.model import (
     ARCHITECTURES,
     BasicBlock,
@@ -122,6 +123,39 @@ def test_sex_enters_the_head_beside_the_pooled_features():
         out = model(x, sex_tensor(["M", "F", "O"]))
     assert model.head[0].in_features == model.num_features + 2
     assert len({round(float(v), 6) for v in out}) == 3
+
+
+def test_avgmax_pooling_gives_the_head_each_channels_mean_and_maximum():
+    torch.manual_seed(3)
+    model = build_model("ca_resnet18", width=8, pool="avgmax").eval()
+    features = torch.randn(2, model.num_features, 4, 4)
+    pooled = model.pool(features)
+    channels = model.num_features
+    torch.testing.assert_close(pooled[:, :channels], features.mean(dim=(2, 3)))
+    torch.testing.assert_close(pooled[:, channels:], features.amax(dim=(2, 3)))
+    assert model.head[0].in_features == 2 * channels + 2
+    with torch.no_grad():
+        assert model(torch.randn(2, 1, 64, 64), sex_tensor(["M", "F"])).shape == (2,)
+    with pytest.raises(ValueError, match="unknown pooling 'median'"):
+        build_model("ca_resnet18", width=8, pool="median")
+
+
+def test_a_checkpoint_rebuilds_the_pooling_its_card_names(tmp_path):
+    """The card says how the head pools; a card written before pooling was a choice means
+    the average (weights of one pooling do not fit the other's head: loading would fail)."""
+    torch.manual_seed(4)
+    model = build_model("ca_resnet18", width=8, pool="avgmax").eval()
+    card = {"architecture": "ca_resnet18", "width": 8, "pool": "avgmax", "input_size": 64}
+    checkpoint.save(tmp_path / "avgmax", model, card)
+    loaded, loaded_card = checkpoint.load(tmp_path / "avgmax")
+    assert (loaded.pooling, loaded_card["pool"]) == ("avgmax", "avgmax")
+    x, sex = torch.randn(2, 1, 64, 64), sex_tensor(["M", "F"])
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x, sex), model(x, sex))
+
+    older = {"architecture": "ca_resnet18", "width": 8, "input_size": 64}
+    checkpoint.save(tmp_path / "older", build_model("ca_resnet18", width=8), older)
+    assert checkpoint.load(tmp_path / "older")[0].pooling == "avg"
 
 
 @pytest.mark.train
