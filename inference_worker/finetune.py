@@ -182,6 +182,7 @@ def _finetune(payload: dict, data_dir: Path, out: Path) -> dict:
         "validation_patients": len({s.patient for s in val_set}),
     }
     manifest = _manifest(samples, out)
+    parent_model = checkpoint.model_options(parent_card)
     args = train.parser().parse_args(
         [
             "--manifest",
@@ -193,11 +194,11 @@ def _finetune(payload: dict, data_dir: Path, out: Path) -> dict:
             "--label-column",
             "age_days",
             "--arch",
-            parent_card["architecture"],
+            parent_model["arch"],
             "--width",
-            str(parent_card.get("width", 64)),
+            str(parent_model["width"]),
             "--pool",
-            parent_card.get("pool", "avg"),
+            parent_model["pool"],
             "--size",
             str(parent_card["input_size"]),
             "--epochs",

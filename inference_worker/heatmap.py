@@ -9,7 +9,8 @@ backward pass; the backbone runs once, without gradients, and its feature map se
 prediction and the heatmap.
 
 The map is signed (issue 17): each cell's value, sum_k w_k A[k, i, j] / (h w), is that cell's
-first-order contribution to the predicted age, positive where the region pushes the age up and
+first-order contribution to the predicted age (under `avgmax` the maximum's share is spread over
+the cells, as Grad-CAM spreads every weight), positive where the region pushes the age up and
 negative where it pushes it down. Classification Grad-CAM keeps only the positive part (a ReLU);
 for a regression that blanked every map whose evidence pointed younger (21% of them).
 

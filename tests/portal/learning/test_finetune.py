@@ -54,7 +54,8 @@ def east_world(phantoms: Path, tmp_path: Path) -> dict:
     for name, sex in (("east-boys", "M"), ("east-girls", "F")):
         chosen = validation_set_create(name=name, sites=[site], sex=sex, user=lead)
         frozen[name] = validation_set_freeze(validation_set=chosen, user=lead)
-    make_checkpoint(tmp_path / "parent", width=8, size=64, name="parent")
+    # The demo recipe's pooling: a fine-tune keeps the parent's (its head's shape depends on it).
+    make_checkpoint(tmp_path / "parent", width=8, size=64, name="parent", pool="avgmax")
     parent = model_version_register(folder=tmp_path / "parent", name="parent")
     return {"site": site, "lead": lead, "parent": parent, **frozen}
 
@@ -249,6 +250,7 @@ def test_a_one_epoch_fine_tune_becomes_a_version_whose_card_states_its_provenanc
     assert split["train_patients"] + split["validation_patients"] <= boys.item_count
     assert job.split == split  # the job states the split the worker made
     assert card["normalisation"] == world["parent"].card["normalisation"]
+    assert card["pool"] == "avgmax"
     assert "recalibration" not in card
     status = selectors.training_job_status(job=job)
     assert (status["state"], status["progress"], status["model"]) == ("done", 1.0, "east-tuned")

@@ -21,9 +21,11 @@ from tests.conftest import manage, wait_for
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 
-def make_checkpoint(folder: Path, *, width: int = 8, size: int = 64, name: str = "tiny") -> dict:
+def make_checkpoint(
+    folder: Path, *, width: int = 8, size: int = 64, name: str = "tiny", pool: str = "avg"
+) -> dict:
     torch.manual_seed(0)
-    model = build_model("ca_resnet18", width=width).eval()
+    model = build_model("ca_resnet18", width=width, pool=pool).eval()
     norm = {"input_mean": 0.5, "input_std": 0.25, "age_mean_days": 3000.0, "age_std_days": 1500.0}
     return checkpoint.save(
         folder,
@@ -32,6 +34,7 @@ def make_checkpoint(folder: Path, *, width: int = 8, size: int = 64, name: str =
             "name": name,
             "architecture": "ca_resnet18",
             "width": width,
+            "pool": pool,
             "input_size": size,
             "normalisation": norm,
         },
