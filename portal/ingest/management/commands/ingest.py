@@ -15,6 +15,7 @@ import json
 import sqlite3
 import sys
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -62,26 +63,30 @@ class Command(BaseCommand):
             disable=options["verbosity"] == 0,
             mininterval=0.5,
         )
-        names = _Names()
+        with closing(_Names()) as names:
 
-        def on_file(record: UploadFile, ref: services.FileRef) -> None:
-            names.add(record.label, ref.name)
-            # The outcome shows with the next redraw (every mininterval): a redraw per file
-            # would cost a write to the terminal per file.
-            bar.set_postfix_str(record.outcome, refresh=False)
-            bar.update(1)
+            def on_file(record: UploadFile, ref: services.FileRef) -> None:
+                names.add(record.label, ref.name)
+                # The outcome shows with the next redraw (every mininterval): a redraw per file
+                # would cost a write to the terminal per file.
+                bar.set_postfix_str(record.outcome, refresh=False)
+                bar.update(1)
 
-        upload = services.upload_process(
-            upload=upload,
-            sources=sources,
-            on_total=lambda total: bar.reset(total=total),
-            on_file=on_file,
-        )
-        bar.close()
+            upload = services.upload_process(
+                upload=upload,
+                sources=sources,
+                on_total=lambda total: bar.reset(total=total),
+                on_file=on_file,
+            )
+            bar.close()
+            self._report(upload, names, as_json=options["json"])
+        if upload.rejected_count:
+            sys.exit(1)
 
-        # The report is written as it is read, a line at a time: its memory does not grow
-        # with the number of files.
-        if options["json"]:
+    def _report(self, upload: Upload, names: "_Names", *, as_json: bool) -> None:
+        """Written as it is read, a line at a time: its memory does not grow with the number
+        of files."""
+        if as_json:
             self.stdout.write(f'{{"upload": {upload.pk}', ending="")
             for group in selectors.OUTCOME_GROUPS:
                 self.stdout.write(f', "{group}": [', ending="")
@@ -89,24 +94,21 @@ class Command(BaseCommand):
                     self.stdout.write((", " if n else "") + json.dumps(line), ending="")
                 self.stdout.write("]", ending="")
             self.stdout.write("}")
-        else:
-            for line in _lines(upload, "rejected", names):
-                self.stderr.write(f"rejected {line['name']} ({line['file']}): {line['reason']}")
-            warned = 0
-            for group in selectors.OUTCOME_GROUPS:
-                for line in _lines(upload, group, names):
-                    if line["warning"]:
-                        warned += 1
-                        for text in line["warning"].split(WARNING_SEPARATOR):
-                            self.stderr.write(f"warning {line['name']} ({line['file']}): {text}")
-            self.stdout.write(
-                f"upload {upload.pk}: {upload.accepted_count} accepted, "
-                f"{upload.duplicate_count} duplicates, {upload.rejected_count} rejected, "
-                f"{warned} with warnings"
-            )
-        names.close()
-        if upload.rejected_count:
-            sys.exit(1)
+            return
+        for line in _lines(upload, "rejected", names):
+            self.stderr.write(f"rejected {line['name']} ({line['file']}): {line['reason']}")
+        warned = 0
+        for group in selectors.OUTCOME_GROUPS:
+            for line in _lines(upload, group, names):
+                if line["warning"]:
+                    warned += 1
+                    for text in line["warning"].split(WARNING_SEPARATOR):
+                        self.stderr.write(f"warning {line['name']} ({line['file']}): {text}")
+        self.stdout.write(
+            f"upload {upload.pk}: {upload.accepted_count} accepted, "
+            f"{upload.duplicate_count} duplicates, {upload.rejected_count} rejected, "
+            f"{warned} with warnings"
+        )
 
 
 class _Names:
