@@ -244,9 +244,9 @@ def main() -> None:
             f"error between {max(better):g} and {min(worse):g}"
         )
     card = checkpoint.read_card(args.demo)
+    model = checkpoint.model_options(card)
     print(
-        f"demo recipe: {card['architecture']} width {card.get('width')}, "
-        f"{card.get('pool', 'avg')} pooling, "
+        f"demo recipe: {model['arch']} width {model['width']}, {model['pool']} pooling, "
         f"{card.get('training', {}).get('epochs')} epochs at {card['input_size']} px; "
         f"training time: the README states {progress.demo_expected_minutes()} minutes on two "
         f"cores (time `python -m inference_worker.demo --out DIR` to check a changed recipe)"

@@ -82,10 +82,13 @@ def upload_file_row(row: UploadFile) -> dict:
     return line
 
 
-def upload_report_lines(*, upload: Upload, group: str) -> Iterator[dict]:
+def upload_report_lines(*, upload: Upload, group: str, warned: bool = False) -> Iterator[dict]:
     """One group's report lines (see `upload_report`) in upload order, read a chunk at a time,
-    so that the report of an archive of a million files never sits in memory at once."""
+    so that the report of an archive of a million files never sits in memory at once; only
+    those with a warning if `warned`."""
     rows = upload_files(upload=upload, outcome=group).order_by("id")
+    if warned:
+        rows = rows.exclude(warning="")
     for row in rows.iterator(chunk_size=500):
         line = upload_file_row(row)
         del line["outcome"]

@@ -99,11 +99,10 @@ class Command(BaseCommand):
             self.stderr.write(f"rejected {line['name']} ({line['file']}): {line['reason']}")
         warned = 0
         for group in selectors.OUTCOME_GROUPS:
-            for line in _lines(upload, group, names):
-                if line["warning"]:
-                    warned += 1
-                    for text in line["warning"].split(WARNING_SEPARATOR):
-                        self.stderr.write(f"warning {line['name']} ({line['file']}): {text}")
+            for line in _lines(upload, group, names, warned=True):
+                warned += 1
+                for text in line["warning"].split(WARNING_SEPARATOR):
+                    self.stderr.write(f"warning {line['name']} ({line['file']}): {text}")
         self.stdout.write(
             f"upload {upload.pk}: {upload.accepted_count} accepted, "
             f"{upload.duplicate_count} duplicates, {upload.rejected_count} rejected, "
@@ -132,7 +131,8 @@ class _Names:
         self._db.close()
 
 
-def _lines(upload: Upload, group: str, names: _Names) -> Iterator[dict]:
-    """The group's report lines, each with `name` as the operator gave it, after its `file`."""
-    for line in selectors.upload_report_lines(upload=upload, group=group):
+def _lines(upload: Upload, group: str, names: _Names, *, warned: bool = False) -> Iterator[dict]:
+    """The group's report lines (those with a warning if `warned`), each with `name` as the
+    operator gave it, after its `file`."""
+    for line in selectors.upload_report_lines(upload=upload, group=group, warned=warned):
         yield {"file": line["file"], "name": names.get(line["file"]), **line}
