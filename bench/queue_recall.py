@@ -2,6 +2,7 @@
 puts first, per site profile and overall.
 
     python bench/queue_recall.py [--model var/models/demo] [--count 300] [--label-noise 0.08]
+                                 [--misses]
 
 Phantoms of a seed the model never saw, with label noise (`north` and `south`, the profiles it
 was trained on, and `east`, which it never saw), go through the portal's path in a throwaway data
@@ -11,7 +12,8 @@ answers stored by the portal's own task body, and the queue ordered by `review.s
 with no threshold. recall@2k: the share of the k corrupted labels among the first 2k entries
 (random order: 2k / N), for the triage score the queue orders by (`predictions.triage`) and, in
 the same run, for the residual-only ranking it replaced (`services.outlier_score`); then by the
-size of the error (|recorded - true|), against the goals of issue 19.
+size of the error (|recorded - true|), against the goals of issue 19. `--misses` lists the large
+errors the first 2k left out, with what the queue knew of each: why the goal is not met.
 """
 
 import argparse
@@ -44,6 +46,11 @@ def main() -> None:
         default=200,
         metavar="N",
         help="clean phantoms per profile to calibrate the version on first (0: uncalibrated)",
+    )
+    parser.add_argument(
+        "--misses",
+        action="store_true",
+        help=f"list the errors of {LARGE_MONTHS} months or more that the first 2k left out",
     )
     args = parser.parse_args()
     if not (args.model / "model_card.json").exists():
@@ -93,6 +100,7 @@ def run(work: Path, args: argparse.Namespace) -> None:
     workers = os.cpu_count() or 1
     corrupted: set[int] = set()
     error_months: dict[int, float] = {}  # corrupted image -> |recorded - true| in months
+    label_of: dict[int, dict] = {}  # corrupted image -> its manifest row (true age, slip kind)
     sent: list[dict] = []
 
     def capture(name: str, args: list, **options) -> None:
@@ -161,6 +169,7 @@ def run(work: Path, args: argparse.Namespace) -> None:
             if r["label_corrupted"]:
                 image = image_of[r["file"]]
                 corrupted.add(image)
+                label_of[image] = r
                 error_months[image] = (
                     abs(int(r["recorded_age_days"]) - int(r["true_age_days"])) / DAYS_PER_MONTH
                 )
@@ -224,8 +233,49 @@ def run(work: Path, args: argparse.Namespace) -> None:
             "" if goal is None else f">= {goal:.1f}: {'met' if recalls[0] >= goal else 'NOT met'}"
         )
         print(f"{label:<16} {len(subset):>4}{cells}   {verdict}")
+    if args.misses:
+        _print_misses(reviewer, corrupted, error_months, label_of)
     made = len(PROFILES) * (args.count + args.calibrate)
     print(f"({elapsed:.0f} s to make, ingest and predict {made} phantoms)")
+
+
+def _print_misses(reviewer, corrupted: set[int], error_months: dict, label_of: dict) -> None:
+    """The errors of LARGE_MONTHS or more below the first 2k of the whole queue, in queue order:
+    the reading and interval it had, and how many films its patient has (siblings are the other
+    evidence triage weighs)."""
+    from django.db.models import Count
+
+    from inference_worker.ages import DAYS_PER_MONTH
+    from portal.ingest.models import Image
+    from portal.review.selectors import QueueFilters, queue
+
+    cases = list(queue(user=reviewer, filters=QueueFilters()).select_related("image"))
+    films = dict(
+        Image.objects.values("patient_pseudonym")
+        .annotate(n=Count("id"))
+        .values_list("patient_pseudonym", "n")
+    )
+    cut = 2 * len(corrupted)
+
+    def months(days: float | None) -> str:
+        return "-" if days is None else f"{days / DAYS_PER_MONTH:.0f}"
+
+    print(f"\nerrors of {LARGE_MONTHS} months or more after the first {cut} (rank from 1):")
+    print(
+        f"{'rank':>5} {'site':<6} {'slip':<18} {'true':>5} {'recorded':>8} {'read':>5} "
+        f"{'interval':>10} {'films':>5} {'score':>6}   (ages in months)"
+    )
+    for rank, p in enumerate(cases, 1):
+        if p.image_id not in corrupted or error_months[p.image_id] < LARGE_MONTHS or rank <= cut:
+            continue
+        row = label_of[p.image_id]
+        interval = f"{months(p.interval_low_days)}-{months(p.interval_high_days)}"
+        print(
+            f"{rank:>5} {row['site']:<6} {row['corruption']:<18} "
+            f"{months(int(row['true_age_days'])):>5} {months(p.image.age_days):>8} "
+            f"{months(p.age_days):>5} {interval:>10} {films[p.image.patient_pseudonym]:>5} "
+            f"{p.score:>6.2f}"
+        )
 
 
 def _residual_key(prediction, *, calibrated: bool) -> tuple[float, int]:

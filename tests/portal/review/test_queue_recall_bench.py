@@ -1,0 +1,58 @@
+"""`bench/queue_recall.py` runs end to end on the portal's path and prints recall@2k against
+issue 19's goals; `--misses` lists exactly the large errors the first 2k left out."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from inference_worker import checkpoint
+from inference_worker.model import build_model
+
+ROOT = Path(__file__).resolve().parents[3]
+pytestmark = pytest.mark.slow
+
+
+def test_the_bench_prints_the_goals_and_lists_the_large_errors_it_missed(tmp_path):
+    torch.manual_seed(0)
+    checkpoint.save(  # an untrained model: the bench's path, not its figures
+        tmp_path / "model",
+        build_model("ca_resnet18", width=8).eval(),
+        {
+            "name": "tiny",
+            "architecture": "ca_resnet18",
+            "width": 8,
+            "input_size": 64,
+            "normalisation": {"age_mean_days": 3000.0, "age_std_days": 1900.0},
+            "expected_error_months": {"overall": 30.0},
+        },
+    )
+    args = ["--model", str(tmp_path / "model"), "--count", "40", "--calibrate", "10"]
+    done = subprocess.run(
+        [sys.executable, "bench/queue_recall.py", *args, "--misses"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = done.stdout
+    overall = re.search(r"^overall\s+120\s+(\d+)\s", out, re.M)
+    assert overall, out
+    cut = 2 * int(overall[1])
+    large = re.search(r"^>= 24 months\s+(\d+)\s+(\d\.\d\d)\s.*>= 0\.9: (met|NOT met)$", out, re.M)
+    assert large, out
+    assert (large[3] == "met") == (float(large[2]) >= 0.9)
+    listed = out.split(f"errors of 24 months or more after the first {cut} (rank from 1):")[1]
+    rows = re.findall(r"^\s*(\d+) (\w+)\s+(\w+)\s+(\d+)\s+(\d+)\s", listed, re.M)
+    # Every large error is either among the first 2k (the recall) or listed, never both.
+    k, recall = int(large[1]), float(large[2])
+    assert len(rows) == round(k * (1 - recall))
+    for rank, site, slip, true, recorded in rows:
+        assert int(rank) > cut
+        assert site in ("north", "south", "east")
+        assert slip in ("wrong_year", "swapped_day_month", "months_as_years")
+        assert abs(int(recorded) - int(true)) >= 23  # 24 months or more, each rounded
