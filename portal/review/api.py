@@ -78,12 +78,19 @@ _IMAGE_ROW = {
     "score": serializers.FloatField(allow_null=True, required=False),
     "burned_in_annotation": serializers.BooleanField(),
 }
+_AGE_GROUP = OpenApiParameter(
+    "age_group",
+    str,
+    description=f"recorded age in years, LOW-HIGH with 0 <= LOW < HIGH <= {MAX_AGE_YEARS}, "
+    f"e.g. 1-3: the days [floor(LOW x {DAYS_PER_YEAR}), floor(HIGH x {DAYS_PER_YEAR}))",
+)
 _IMAGE_FILTERS = [
     OpenApiParameter("site", str),
     OpenApiParameter("sex", str, enum=list(SEXES)),
     OpenApiParameter("status", str, enum=ReviewStatus.values),
     OpenApiParameter("min_age_days", WHOLE_NUMBER),
     OpenApiParameter("max_age_days", WHOLE_NUMBER),
+    _AGE_GROUP,
     OpenApiParameter("has_prediction", bool, description="with the active model's prediction"),
     OpenApiParameter("reviewed", bool, description="with a decision (any status but unreviewed)"),
 ]
@@ -259,12 +266,7 @@ class ImageHeatmapApi(APIView):
 _QUEUE_FILTERS = [
     OpenApiParameter("site", str),
     OpenApiParameter("sex", str, enum=list(SEXES)),
-    OpenApiParameter(
-        "age_group",
-        str,
-        description=f"recorded age in years, LOW-HIGH with 0 <= LOW < HIGH <= {MAX_AGE_YEARS}, "
-        f"e.g. 1-3: the days [floor(LOW x {DAYS_PER_YEAR}), floor(HIGH x {DAYS_PER_YEAR}))",
-    ),
+    _AGE_GROUP,
     OpenApiParameter("status", str, enum=[s.value for s in selectors.OPEN_STATUSES]),
 ]
 _QUEUE_ROW = {

@@ -195,6 +195,7 @@ class ImageFilters:
     status: str | None = None
     min_age_days: int | None = None
     max_age_days: int | None = None
+    age_group: str | None = None  # "1-3", as the queue's; with the day bounds, both apply
     has_prediction: bool | None = None
     reviewed: bool | None = None  # any decision at all (status other than unreviewed)
 
@@ -222,12 +223,16 @@ class ImageFilters:
             raise FilterError(f"unknown status {status!r}")
         sex = query.get("sex") or None
         _check_sex(sex)
+        age_group = query.get("age_group") or None
+        if age_group:
+            age_group_days(age_group)
         return cls(
             site=query.get("site") or None,
             sex=sex,
             status=status,
             min_age_days=integer("min_age_days"),
             max_age_days=integer("max_age_days"),
+            age_group=age_group,
             has_prediction=None if has in (None, "") else has in ("true", "1"),
             reviewed=None if reviewed in (None, "") else reviewed in ("true", "1"),
         )
@@ -245,6 +250,9 @@ def image_list(*, user, filters: ImageFilters) -> QuerySet[Image]:
         images = images.filter(age_days__gte=filters.min_age_days)
     if filters.max_age_days is not None:
         images = images.filter(age_days__lte=filters.max_age_days)
+    if filters.age_group:
+        low, high = age_group_days(filters.age_group)
+        images = images.filter(age_days__gte=low, age_days__lt=high)
     if filters.reviewed is not None:
         unreviewed = Q(status=ReviewStatus.UNREVIEWED)
         images = images.exclude(unreviewed) if filters.reviewed else images.filter(unreviewed)

@@ -22,8 +22,8 @@ from portal.predictions.selectors import job_list, job_status
 from portal.review import disputes, history, selectors, services
 from portal.review.rules import ReviewForbidden
 
-# The queue's age-group choices: the default groups, as `LOW-HIGH` in years.
-QUEUE_AGE_GROUPS = [group_name(low, high) for low, high in AGE_GROUPS]
+# The age-group choices of the queue and the image list: the default groups, `LOW-HIGH` in years.
+AGE_GROUP_CHOICES = [group_name(low, high) for low, high in AGE_GROUPS]
 
 
 def _require_reviewer(request: HttpRequest) -> None:
@@ -64,6 +64,7 @@ def image_list(request: HttpRequest) -> HttpResponse:
             "filters": filters,
             "sites": site_list(user=request.user),
             "statuses": ReviewStatus.choices,
+            "age_groups": AGE_GROUP_CHOICES,
             "next_url": next_url,
             "previous_url": previous_url,
         },
@@ -115,7 +116,7 @@ def queue_page(request: HttpRequest) -> HttpResponse:
             "lease_minutes": round(services.lease_seconds() / 60, 1),
             "sites": sites,
             "statuses": [(s.value, s.label) for s in selectors.OPEN_STATUSES],
-            "age_groups": QUEUE_AGE_GROUPS,
+            "age_groups": AGE_GROUP_CHOICES,
             "disputes": disputes.dispute_count(user=request.user)
             if disputes.may_adjudicate(user=request.user)
             else None,

@@ -53,6 +53,11 @@ def test_the_dashboard_counts_the_users_sites_only(world):
         ("", ["girl", "boy", "unpredicted"]),
         ("sex=F", ["girl", "unpredicted"]),
         ("min_age_days=1000&max_age_days=4000", ["boy"]),
+        ("age_group=1-3", ["girl"]),  # the recorded age in years, as the queue's filter
+        ("age_group=6-12", ["boy"]),
+        ("age_group=12-18&sex=F", ["unpredicted"]),
+        ("age_group=6-12&max_age_days=2999", []),  # both bounds apply
+        ("age_group=0-1", []),
         ("status=confirmed", ["boy"]),
         ("status=unreviewed&has_prediction=true", ["girl"]),
         ("has_prediction=false", ["unpredicted"]),
