@@ -193,6 +193,10 @@ def test_window_readout_file_window_keys_and_length_tool(browser: Browser, live_
     length = page.locator("#length-readout")
     expect(length).to_have_attribute("data-unit", "px")
     expect(length).to_contain_text("no pixel spacing")
+    # The label on the film says the same, never Cornerstone's own "px Unknown".
+    label = page.locator("#viewport svg text").first
+    expect(label).to_contain_text("px (no pixel spacing: not in mm)")
+    assert "Unknown" not in page.locator("#viewport svg").first.text_content()
     expect(readout).to_have_text("W 30000 · L 15000")  # measuring, the left drag did not window
     page.keyboard.press("M")
     expect(length).to_be_hidden()

@@ -10,6 +10,7 @@ import {
   ZoomTool,
   type Types as ToolTypes,
 } from "@cornerstonejs/tools";
+import { lengthText } from "./length";
 
 const { MouseBindings, KeyboardBindings } = ToolEnums;
 
@@ -45,6 +46,21 @@ export const REVIEW_TOOLS: ToolGroupSpec = {
   ],
 };
 
+interface LengthData {
+  cachedStats?: Record<string, { length?: number; unit?: string }>;
+}
+
+/** The label drawn beside a length on the film: the readout's words (`lengthText`). */
+function lengthLabel(data: LengthData, targetId: string): string[] | undefined {
+  const stats = data.cachedStats?.[targetId];
+  if (typeof stats?.length !== "number" || Number.isNaN(stats.length)) return undefined;
+  return [lengthText(stats.length, stats.unit)];
+}
+
+const TOOL_CONFIGURATION: Record<string, Record<string, unknown>> = {
+  [LengthTool.toolName]: { getTextLines: lengthLabel },
+};
+
 let registered = false;
 
 /** Called once by initCornerstone. */
@@ -61,11 +77,11 @@ export function attachToolGroup(spec: ToolGroupSpec, viewportId: string, renderi
     group = ToolGroupManager.createToolGroup(spec.id);
     if (!group) throw new Error(`tool group ${spec.id} could not be created`);
     for (const { name, bindings } of spec.tools) {
-      group.addTool(name);
+      group.addTool(name, TOOL_CONFIGURATION[name]);
       group.setToolActive(name, { bindings });
     }
     for (const name of spec.passive ?? []) {
-      group.addTool(name);
+      group.addTool(name, TOOL_CONFIGURATION[name]);
       group.setToolPassive(name);
     }
   }

@@ -3,6 +3,7 @@
 import { utilities, type Types } from "@cornerstonejs/core";
 import { eventTarget } from "@cornerstonejs/core";
 import { annotation as annotations, Enums as ToolEnums, type Types as ToolTypes } from "@cornerstonejs/tools";
+import { inMillimetres, lengthText } from "../../cornerstone/length";
 import type { StackViewer } from "../../viewer/stack";
 import { windowOf } from "../../viewer/voi";
 import { element } from "./dom";
@@ -63,15 +64,9 @@ export function startLengthReadout(viewer: StackViewer): void {
     const points = line.data?.handles?.points as Types.Point3[] | undefined;
     if (!stats || typeof stats.length !== "number" || !points || points.length < 2) return;
     const pixels = pixelLength(imageId, points);
-    // Cornerstone's unit is "mm", or "mm" and how the spacing was calibrated ("mm Proj": at the
-    // detector, from ImagerPixelSpacing), or "px" where the film states no spacing.
-    const [unit, calibration] = (stats.unit ?? "px").split(" ");
-    const mm = unit === "mm";
-    const where = calibration === "Proj" ? " at the detector" : "";
+    const mm = inMillimetres(stats.unit);
     readout.hidden = false;
-    readout.textContent = mm
-      ? `Length ${stats.length.toFixed(1)} mm${where}`
-      : `Length ${pixels.toFixed(0)} px (no pixel spacing: not in mm)`;
+    readout.textContent = `Length ${lengthText(mm ? stats.length : pixels, stats.unit)}`;
     readout.dataset.unit = mm ? "mm" : "px";
     readout.dataset.length = String(mm ? stats.length : pixels);
     readout.dataset.pixels = String(pixels);
