@@ -22,8 +22,15 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 
 def make_checkpoint(
-    folder: Path, *, width: int = 8, size: int = 64, name: str = "tiny", pool: str = "avg"
+    folder: Path,
+    *,
+    width: int = 8,
+    size: int = 64,
+    name: str = "tiny",
+    pool: str = "avg",
+    card: dict | None = None,
 ) -> dict:
+    """An untrained CA-ResNet-18 saved as a model version's folder (`card`: more fields)."""
     torch.manual_seed(0)
     model = build_model("ca_resnet18", width=width, pool=pool).eval()
     norm = {"input_mean": 0.5, "input_std": 0.25, "age_mean_days": 3000.0, "age_std_days": 1500.0}
@@ -37,6 +44,7 @@ def make_checkpoint(
             "pool": pool,
             "input_size": size,
             "normalisation": norm,
+            **(card or {}),
         },
     )
 
