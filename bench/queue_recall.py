@@ -201,6 +201,7 @@ def run(work: Path, args: argparse.Namespace) -> None:
     print(f"{'set':<16} {'N':>5} {'k':>4}{header} {'random 2k/N':>12}")
     seen = set(version.card.get("training_data", {}).get("sites", []))
     overall: dict[str, list[int]] = {}
+    overall_cases: list = []
     for name, filters in [
         *((p, QueueFilters(site=p)) for p in PROFILES),
         ("overall", QueueFilters()),
@@ -215,7 +216,7 @@ def run(work: Path, args: argparse.Namespace) -> None:
         label = name if name == "overall" or name in seen else f"{name} (unseen)"
         print(f"{label:<16} {len(cases):>5} {k:>4}{cells} {2 * k / len(cases):>12.2f}")
         if name == "overall":
-            overall = tops
+            overall, overall_cases = tops, cases
     print(f"\nrecall@2k overall by error size (|recorded - true|), k = {len(corrupted)}:")
     print(f"{'error':<16} {'k':>4}{header}   goal")
     rows_out = [("all", lambda m: True, GOAL_OVERALL)]
@@ -234,22 +235,20 @@ def run(work: Path, args: argparse.Namespace) -> None:
         )
         print(f"{label:<16} {len(subset):>4}{cells}   {verdict}")
     if args.misses:
-        _print_misses(reviewer, corrupted, error_months, label_of)
+        _print_misses(overall_cases, corrupted, error_months, label_of)
     made = len(PROFILES) * (args.count + args.calibrate)
     print(f"({elapsed:.0f} s to make, ingest and predict {made} phantoms)")
 
 
-def _print_misses(reviewer, corrupted: set[int], error_months: dict, label_of: dict) -> None:
-    """The errors of LARGE_MONTHS or more below the first 2k of the whole queue, in queue order:
-    the reading and interval it had, and how many films its patient has (siblings are the other
-    evidence triage weighs)."""
+def _print_misses(cases: list, corrupted: set[int], error_months: dict, label_of: dict) -> None:
+    """The errors of LARGE_MONTHS or more below the first 2k of the whole queue (`cases`, in
+    queue order): the reading and interval it had, and how many films its patient has (siblings
+    are the other evidence triage weighs)."""
     from django.db.models import Count
 
     from inference_worker.ages import DAYS_PER_MONTH
     from portal.ingest.models import Image
-    from portal.review.selectors import QueueFilters, queue
 
-    cases = list(queue(user=reviewer, filters=QueueFilters()).select_related("image"))
     films = dict(
         Image.objects.values("patient_pseudonym")
         .annotate(n=Count("id"))
