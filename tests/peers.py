@@ -2,33 +2,18 @@
 free ports with storage of its own, driven through its REST API as a hospital PACS is."""
 
 import json
-import os
 import shutil
 import socket
 import subprocess
 import time
 import urllib.request
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 
 def orthanc_binary() -> str | None:
     """Orthanc's server, where the Debian package puts it (/usr/sbin, which the PATH of a user
     other than root may lack) or on the PATH."""
     return shutil.which("Orthanc") or shutil.which("Orthanc", path="/usr/sbin:/sbin")
-
-
-def bench_environment(tmp_path: Path) -> dict[str, str]:
-    """The environment a benchmark runs in under a test: its stray files in `tmp_path`, and on
-    PostgreSQL its throwaway databases (`<name>_bench`) named after this test process, so that
-    two processes of `pytest -n 2` never drop each other's."""
-    env = dict(os.environ, PORTAL_DATA_DIR=str(tmp_path / "var"))
-    worker = os.environ.get("PYTEST_XDIST_WORKER")
-    if env.get("DATABASE_URL") and worker:
-        parts = urlsplit(env["DATABASE_URL"])
-        name = parts.path.lstrip("/") or "postgres"
-        env["DATABASE_URL"] = urlunsplit(parts._replace(path=f"/{name}_{worker}"))
-    return env
 
 
 def free_port() -> int:

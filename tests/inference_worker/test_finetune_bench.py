@@ -3,34 +3,23 @@ versions with the worker's own code, and prints each east MAE beside the goal. T
 the benchmark's (bench/RESULTS.md), not asserted on phantoms this small."""
 
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.benches import run_bench
+
 NUMBER = r"\d+\.\d+"
 
 pytestmark = [pytest.mark.slow, pytest.mark.train]
 
 
 def test_the_bench_prints_parent_and_new_east_mae_beside_the_goal(tmp_path):
-    done = subprocess.run(
-        [
-            sys.executable,
-            "bench/finetune.py",
-            *("--north", "40", "--curated", "16", "--held-out", "12"),
-            *("--epochs", "1", "--finetune-epochs", "1", "--size", "64"),
-            *("--north-data", str(tmp_path / "none")),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
+    out = run_bench(
+        "finetune.py",
+        *("--north", "40", "--curated", "16", "--held-out", "12"),
+        *("--epochs", "1", "--finetune-epochs", "1", "--size", "64"),
+        *("--north-data", str(tmp_path / "none")),
     )
-    assert done.returncode == 0, done.stderr[-3000:]
-    out = done.stdout
     assert re.search(rf"parent east MAE: {NUMBER} months", out), out
     for name in ("east-linear", "east-isotonic", "east-finetune"):
         ratio = rf"new/parent {NUMBER} \(goal <= 0\.90: (not )?met\)"

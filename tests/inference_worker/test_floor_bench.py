@@ -3,11 +3,7 @@ anatomy the renderer draws (all of it, and not the age), and is scored on childr
 the script runs end to end and prints the goal beside the measured ratio."""
 
 import dataclasses
-import importlib.util
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,18 +13,9 @@ from inference_worker import checkpoint
 from inference_worker.model import build_model
 from inference_worker.synthetic import PROFILES, generate, imaging
 from inference_worker.synthetic.generator import replay
+from tests.benches import load_bench, run_bench
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _bench():
-    spec = importlib.util.spec_from_file_location("bench_floor", ROOT / "bench" / "floor.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-floor = _bench()
+floor = load_bench("floor.py")
 
 
 def test_the_picture_depends_on_the_age_only_through_the_anatomy_the_oracle_sees(monkeypatch):
@@ -104,28 +91,12 @@ def test_the_bench_prints_the_floor_and_the_demo_model_against_its_goal(tmp_path
             "normalisation": {"age_mean_days": 3000.0, "age_std_days": 1900.0},
         },
     )
-    done = subprocess.run(
-        [
-            sys.executable,
-            "bench/floor.py",
-            "--demo",
-            str(tmp_path / "model"),
-            "--phantoms",
-            "3",
-            "--train",
-            "400",
-            "--epochs",
-            "2",
-            "--errors",
-            "0,0.1",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
+    out = run_bench(
+        "floor.py",
+        *("--demo", str(tmp_path / "model"), "--phantoms", "3", "--train", "400"),
+        *("--epochs", "2", "--errors", "0,0.1"),
         timeout=300,
     )
-    assert done.returncode == 0, done.stderr[-3000:]
-    out = done.stdout
     assert re.search(r"^overall\s+6\s", out, re.M), out
     assert re.search(r"floor \(oracle on the exact anatomy\): MAE \d+\.\d+ months", out), out
     ratio = re.search(r"demo model / floor = (\d+\.\d\d) \(goal: at most 1\.5: ([a-z ]+)\)", out)

@@ -3,28 +3,16 @@ each judged age group's mean coverage beside the goal and its median width besid
 with verdicts that follow the figures; it runs from a cached pool without the model, and
 without either it says so and stops."""
 
-import importlib.util
 import sys
-from pathlib import Path
 
 import numpy as np
 
+from tests.benches import load_bench
 from tests.inference_worker.test_conformal import synthetic
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _bench():
-    spec = importlib.util.spec_from_file_location(
-        "bench_intervals", ROOT / "bench" / "intervals.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_the_rows_judge_groups_of_50_or_more_against_both_goals(capsys):
-    bench = _bench()
+    bench = load_bench("intervals.py")
     true, pred, site = synthetic(3000, seed=11)
     true, pred = np.append(true, [100.0] * 3), np.append(pred, [400.0] * 3)
     pool = (true, pred, np.array([*site, "north", "north", "north"], dtype=object))
@@ -48,7 +36,7 @@ def test_the_rows_judge_groups_of_50_or_more_against_both_goals(capsys):
 
 
 def test_a_split_keeps_each_patients_films_on_one_side():
-    bench = _bench()
+    bench = load_bench("intervals.py")
     true, pred, site = synthetic(1200, seed=14)
     patient = np.arange(len(true)) // 3  # three films each
     rows = bench.summarise(
@@ -69,15 +57,15 @@ def test_a_cached_pool_runs_without_the_model(tmp_path, monkeypatch, capsys):
     np.savez(cache, true=true, pred=pred, site=site.astype(str))
     argv = ["intervals.py", "--demo", str(tmp_path), "--cache", str(cache), "--splits", "2"]
     monkeypatch.setattr(sys, "argv", [*argv, "--calibration", "500"])
-    _bench().main()
+    load_bench("intervals.py").main()
     out = capsys.readouterr().out
     assert "a pool of 1500 phantoms" in out
-    for name, _ in _bench().METHODS:
+    for name, _ in load_bench("intervals.py").METHODS:
         assert f"\n{name}\n" in out
     assert "portal's cells: mean coverage within the goal in" in out
 
 
 def test_without_a_demo_model_it_says_so(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(sys, "argv", ["intervals.py", "--demo", str(tmp_path)])
-    _bench().main()
+    load_bench("intervals.py").main()
     assert "intervals skipped" in capsys.readouterr().out

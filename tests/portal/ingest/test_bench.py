@@ -3,47 +3,28 @@ sets goals for, `manage.py ingest` against Orthanc and a JPEG 2000 chest film ag
 uncompressed copy. Timing goals are the benchmark's (bench/RESULTS.md, "Ingest"), not
 asserted here: a shared test machine's load moves them."""
 
-import importlib.util
 import os
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-from tests.peers import bench_environment
+from tests.benches import bench_environment, load_bench, run_bench
 
-ROOT = Path(__file__).resolve().parents[3]
 NUMBER = r"\d+\.\d+"
-
-
-def _bench():
-    spec = importlib.util.spec_from_file_location("bench_ingest", ROOT / "bench" / "ingest.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 pytestmark = pytest.mark.slow
 
 
 def test_bench_prints_the_orthanc_and_jpeg2000_ratios(tmp_path):
-    if not _bench().orthanc_binary():
+    if not load_bench("ingest.py").orthanc_binary():
         pytest.skip("Orthanc is not installed (Debian package `orthanc`): no ratio to print")
     # The bench gives each ingest its own data folder and, on PostgreSQL, a throwaway database
     # beside the configured one; PORTAL_DATA_DIR here only keeps stray files out of the checkout.
-    env = bench_environment(tmp_path)
-    done = subprocess.run(
-        [sys.executable, "bench/ingest.py", "--small", "60", "--films", "2", "--rounds", "2"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
+    out = run_bench(
+        "ingest.py",
+        *("--small", "60", "--films", "2", "--rounds", "2"),
+        env=bench_environment(tmp_path),
     )
-    assert done.returncode == 0, done.stderr[-3000:]
-    out = done.stdout
     assert "orthanc: skipped" not in out, out
     ratio = re.search(rf"ingest/orthanc = ({NUMBER})", out)
     assert ratio, out

@@ -4,15 +4,12 @@ ratios the issue sets goals for (C-STORE and STOW-RS). The goals are the benchma
 
 import re
 import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-from tests.peers import bench_environment, orthanc_binary
+from tests.benches import bench_environment, run_bench
+from tests.peers import orthanc_binary
 
-ROOT = Path(__file__).resolve().parents[3]
 pytestmark = pytest.mark.slow
 
 
@@ -21,18 +18,13 @@ pytestmark = pytest.mark.slow
     reason="Orthanc and dcmtk (Debian packages) are needed to compare",
 )
 def test_bench_prints_the_cstore_and_stow_ratios(tmp_path):
-    env = bench_environment(tmp_path)
-    done = subprocess.run(
-        [sys.executable, "bench/dicom_push.py", "--films", "12", "--batch", "5", "--rounds", "1"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
+    out = run_bench(
+        "dicom_push.py",
+        *("--films", "12", "--batch", "5", "--rounds", "1"),
+        env=bench_environment(tmp_path),
     )
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert re.search(r"C-STORE portal/orthanc = \d+\.\d\d \(goal >= 1\)", done.stdout), done.stdout
-    stow = re.search(r"STOW-RS portal/orthanc (= \d+\.\d\d|: skipped: .+)", done.stdout)
-    assert stow, done.stdout
+    assert re.search(r"C-STORE portal/orthanc = \d+\.\d\d \(goal >= 1\)", out), out
+    stow = re.search(r"STOW-RS portal/orthanc (= \d+\.\d\d|: skipped: .+)", out)
+    assert stow, out
     for label in ("portal C-STORE", "Orthanc C-STORE", "portal STOW-RS"):
-        assert re.search(rf"  {label}: \d+\n", done.stdout), done.stdout
+        assert re.search(rf"  {label}: \d+\n", out), out

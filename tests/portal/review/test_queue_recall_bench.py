@@ -2,15 +2,12 @@
 issue 19's goals; `--misses` lists exactly the large errors the first 2k left out."""
 
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
+from tests.benches import run_bench
 from tests.portal.predictions.test_jobs import make_checkpoint
 
-ROOT = Path(__file__).resolve().parents[3]
 pytestmark = pytest.mark.slow
 
 
@@ -18,15 +15,7 @@ def test_the_bench_prints_the_goals_and_lists_the_large_errors_it_missed(tmp_pat
     # An untrained model: the bench's path, not its figures.
     make_checkpoint(tmp_path / "model", card={"expected_error_months": {"overall": 30.0}})
     args = ["--model", str(tmp_path / "model"), "--count", "40", "--calibrate", "10"]
-    done = subprocess.run(
-        [sys.executable, "bench/queue_recall.py", *args, "--misses"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    out = done.stdout
+    out = run_bench("queue_recall.py", *args, "--misses")
     overall = re.search(r"^overall\s+120\s+(\d+)\s", out, re.M)
     assert overall, out
     cut = 2 * int(overall[1])
