@@ -10,36 +10,36 @@ import numpy as np
 from tests.benches import load_bench
 from tests.inference_worker.test_conformal import synthetic
 
+intervals = load_bench("intervals.py")
+
 
 def test_the_rows_judge_groups_of_50_or_more_against_both_goals(capsys):
-    bench = load_bench("intervals.py")
     true, pred, site = synthetic(3000, seed=11)
     true, pred = np.append(true, [100.0] * 3), np.append(pred, [400.0] * 3)
     pool = (true, pred, np.array([*site, "north", "north", "north"], dtype=object))
-    rows = bench.summarise(
+    rows = intervals.summarise(
         pool, {"taxonomy": "label"}, calibration=1000, splits=3, coverage=0.9, seed=1
     )
-    judged, met = bench.print_rows("label, curves (portal)", rows, 0.9)
+    judged, met = intervals.print_rows("label, curves (portal)", rows, 0.9)
     out = capsys.readouterr().out
     assert "0.88-0.92" in out
     assert rows["overall"]["pool"] == len(true)
-    big = [g for g, row in rows.items() if g != "overall" and row["n"] >= bench.MIN_GROUP]
+    big = [g for g, row in rows.items() if g != "overall" and row["n"] >= intervals.MIN_GROUP]
     assert judged == len(big) == 5
     assert met == sum(abs(rows[g]["coverage"] - 0.9) <= 0.02 for g in big)
     for group in big:
         row = rows[group]
         line = next(line for line in out.splitlines() if line.split()[:1] == [group])
-        assert f"coverage {bench.verdict(abs(row['coverage'] - 0.9) <= 0.02)}" in line
-        assert f"width {bench.verdict(row['width_mae'] <= 2)}" in line
+        assert f"coverage {intervals.verdict(abs(row['coverage'] - 0.9) <= 0.02)}" in line
+        assert f"width {intervals.verdict(row['width_mae'] <= 2)}" in line
         assert 0 <= row["spread"] < 0.1
         assert row["precision"] > 0
 
 
 def test_a_split_keeps_each_patients_films_on_one_side():
-    bench = load_bench("intervals.py")
     true, pred, site = synthetic(1200, seed=14)
     patient = np.arange(len(true)) // 3  # three films each
-    rows = bench.summarise(
+    rows = intervals.summarise(
         (true, pred, site, patient),
         {"taxonomy": "label"},
         calibration=500,
@@ -57,15 +57,15 @@ def test_a_cached_pool_runs_without_the_model(tmp_path, monkeypatch, capsys):
     np.savez(cache, true=true, pred=pred, site=site.astype(str))
     argv = ["intervals.py", "--demo", str(tmp_path), "--cache", str(cache), "--splits", "2"]
     monkeypatch.setattr(sys, "argv", [*argv, "--calibration", "500"])
-    load_bench("intervals.py").main()
+    intervals.main()
     out = capsys.readouterr().out
     assert "a pool of 1500 phantoms" in out
-    for name, _ in load_bench("intervals.py").METHODS:
+    for name, _ in intervals.METHODS:
         assert f"\n{name}\n" in out
     assert "portal's cells: mean coverage within the goal in" in out
 
 
 def test_without_a_demo_model_it_says_so(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(sys, "argv", ["intervals.py", "--demo", str(tmp_path)])
-    load_bench("intervals.py").main()
+    intervals.main()
     assert "intervals skipped" in capsys.readouterr().out

@@ -8,7 +8,8 @@ import re
 
 import pytest
 
-from tests.benches import bench_environment, load_bench, run_bench
+from tests.benches import bench_environment, run_bench
+from tests.peers import orthanc_binary
 
 NUMBER = r"\d+\.\d+"
 
@@ -16,7 +17,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_bench_prints_the_orthanc_and_jpeg2000_ratios(tmp_path):
-    if not load_bench("ingest.py").orthanc_binary():
+    if not orthanc_binary():
         pytest.skip("Orthanc is not installed (Debian package `orthanc`): no ratio to print")
     # The bench gives each ingest its own data folder and, on PostgreSQL, a throwaway database
     # beside the configured one; PORTAL_DATA_DIR here only keeps stray files out of the checkout.
