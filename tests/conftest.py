@@ -121,30 +121,6 @@ def flush_past_append_only_triggers() -> Iterator[None]:
     BaseDatabaseOperations.execute_sql_flush = original
 
 
-@pytest.fixture(scope="session")
-def django_db_setup(django_db_setup, django_db_blocker) -> Iterator[None]:
-    """pytest-django's test database, dropped only once no other session is on it. The live
-    server's request threads can still hold their connections (CONN_MAX_AGE) when the tests
-    end, and PostgreSQL refuses to drop a database in use (CI printed "database ... is being
-    accessed by other users" and left it behind). After a short grace for them to close, the
-    sessions left are ended: they belong to this test run's own database."""
-    yield
-    with django_db_blocker.unblock():
-        if connection.vendor != "postgresql":
-            return
-        others = (
-            "FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
-        )
-        with connection.cursor() as cursor:
-            deadline = time.monotonic() + 2
-            cursor.execute(f"SELECT count(*) {others}")
-            while cursor.fetchone()[0] and time.monotonic() < deadline:
-                time.sleep(0.2)
-                cursor.execute(f"SELECT count(*) {others}")
-            cursor.execute(f"SELECT pg_terminate_backend(pid) {others}")
-        connection.close()
-
-
 def _database_url() -> str:
     db = connection.settings_dict
     if db["ENGINE"].endswith("sqlite3"):

@@ -21,7 +21,11 @@ os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 
 @pytest.fixture(scope="session")
-def browser() -> Iterator[Browser]:
+def browser(live_server) -> Iterator[Browser]:
+    """One headless Chromium for the run. It is started after the live server so that it is
+    closed first: its idle keep-alive sockets hold the server's request threads, and each thread
+    its database session, which PostgreSQL then refused to drop with the test database ("being
+    accessed by other users")."""
     if not os.path.exists(CHROMIUM):
         pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (see docs/testing.md)")
     with sync_playwright() as playwright:

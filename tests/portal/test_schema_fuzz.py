@@ -158,7 +158,9 @@ def _fuzz_config(headers: dict) -> schemathesis.Config:
 
 def test_every_operation_answers_what_the_schema_documents(live_server, fuzzable, world):
     token = base64.b64encode(f"fuzz:{f.PASSWORD}".encode()).decode()
-    headers = {"Authorization": f"Basic {token}"}
+    # Each request on its own connection: a kept-alive one would hold a server thread, and its
+    # database session, past the test database's teardown.
+    headers = {"Authorization": f"Basic {token}", "Connection": "close"}
     schema = schemathesis.openapi.from_url(
         f"{live_server.url}/api/schema/?format=json", config=_fuzz_config(headers), headers=headers
     )
