@@ -208,7 +208,8 @@ def child(folder: Path) -> None:
 def films(folder: Path, count: int, name: str) -> int:
     """`count` copies of a pydicom-data chest film relabelled as a child's, each a film of its
     own for the duplicate check: the uncompressed copies differ in one pixel, the JPEG 2000
-    copies in a comment marker segment (COM) of the codestream, so the pixels decode alike."""
+    copies in the length of a comment marker segment (COM) of the codestream, so the pixels
+    decode alike (ingest blanks a comment's text, not its length)."""
     from pydicom.data import get_testdata_file
     from pydicom.encaps import encapsulate, generate_frames
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid
@@ -229,7 +230,7 @@ def films(folder: Path, count: int, name: str) -> int:
             pixels[0, 0] = i
             ds.PixelData = pixels.tobytes()
         else:
-            comment = b"\x00\x01" + f"copy {i:06d}".encode()  # Rcom 1: Latin text
+            comment = b"\x00\x01" + b"copy" + b"." * i  # Rcom 1: Latin text
             com = b"\xff\x64" + (len(comment) + 2).to_bytes(2, "big") + comment
             siz_end = 4 + int.from_bytes(frame[4:6], "big")  # SOC, SIZ marker, Lsiz
             ds.PixelData = encapsulate([frame[:siz_end] + com + frame[siz_end:]])

@@ -17,6 +17,8 @@ file meta and directory groups (0000 to 0006) inside the data set, group lengths
 overlays, retired attributes and tags pydicom's dictionary does not know, and everything after
 the Pixel Data (trailing padding, signatures). The File Meta Information is made afresh
 (`_file_meta`); the preamble is written as zeros (`prepare`, the one writer of stored files).
+Inside a compressed frame, the codestream's comment and application segments are blanked
+(`dicom.blank_free_text`): the pixels stay exactly as they were.
 """
 
 import datetime as dt
@@ -33,7 +35,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 
-from portal.ingest.dicom import elements, format_patient_age, parse_date
+from portal.ingest.dicom import blank_free_text, elements, format_patient_age, parse_date
 from portal.ingest.outcomes import Deidentified
 
 TABLE_EDITION = "PS3.15 2026c Table E.1-1"
@@ -134,6 +136,9 @@ def deidentify(ds: Dataset, *, pseudonyms: Pseudonyms, age_days: int) -> Deident
     ds.DeidentificationMethod = METHOD[:64]
     ds.DeidentificationMethodCodeSequence = Sequence(_method_code_items())
     ds.file_meta = _file_meta(ds)
+    ts = ds.file_meta.get("TransferSyntaxUID")
+    if ts is not None and ts.is_encapsulated and "PixelData" in ds:
+        ds.PixelData = blank_free_text(ds.PixelData, ts)
     return Deidentified(
         sop_instance_uid=str(ds.SOPInstanceUID),
         study_instance_uid=str(ds.get("StudyInstanceUID", "")),

@@ -101,10 +101,10 @@ def prepare(
             age = compute_age(ds)
             warnings = file_warnings(ds, age)
             sex = normalise_sex(elements.get(ds, "PatientSex"))
-            pixels = _load_pixels(ds, fh)
-        pixel_sha256 = hashlib.sha256(pixels).hexdigest()
+            _load_pixels(ds, fh)
         step = "de-identify"
         ids = deidentify(ds, pseudonyms=Pseudonyms(key=site_key), age_days=age.days)
+        pixel_sha256 = hashlib.sha256(ds.PixelData).hexdigest()  # as stored
         step = "write"
         _complete_file_meta(ds)
         acquisition = _acquisition(ds)

@@ -3,6 +3,7 @@ nowhere afterwards: not in any table, any file under the data folder or staging,
 the API's answers. Through the REST API (in batches, a ZIP among them, one upload left open
 to expire) and through the CLI."""
 
+import io
 import logging
 import re
 import tempfile
@@ -17,9 +18,11 @@ import pytest
 from django.apps import apps
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
+from PIL import Image as PILImage
 from pydicom.data import get_testdata_file
 from pydicom.datadict import dictionary_VR, keyword_for_tag
 from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.encaps import encapsulate, generate_fragmented_frames
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset, write_file_meta_info
 from pydicom.sequence import Sequence
@@ -29,16 +32,18 @@ from pydicom.uid import (
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
+    JPEGBaseline8Bit,
     RLELossless,
 )
 from rest_framework.test import APIClient
 
 from portal.ingest import deid
 from portal.ingest.archive import Source
+from portal.ingest.dicom import JPEG2000_SYNTAXES
 from portal.ingest.models import Image, Upload, UploadFile
 from portal.ingest.services import upload_create, upload_expire_stale, upload_process
 from tests.conftest import manage, wait_for
-from tests.dicom_files import make_dicom
+from tests.dicom_files import BIRTH_DATE, STUDY_DATE, make_dicom
 
 pytestmark = pytest.mark.django_db(transaction=True)
 PLANTED = ("DOE^JANE", "Jane_Doe_MRN12345", "MRN12345")
@@ -460,6 +465,95 @@ def test_a_real_films_tiff_header_in_the_preamble_is_not_stored(site, tmp_path, 
     assert line.outcome == "accepted", line.reason
     stored = (data_dir / Image.objects.get().file).read_bytes()
     assert stored[:132] == bytes(128) + b"DICM"
+
+
+# --- Text inside a compressed frame's codestream ----------------------------------------------
+# Comment and application segments (JPEG, JPEG-LS: COM, APPn with EXIF's names or a thumbnail;
+# JPEG 2000: COM) hold whatever the sender wrote, and no decoder needs them.
+CODESTREAM_TEXT = _binary("CODESTREAM")
+
+
+def _jpeg_with_text(frame: bytes) -> bytes:
+    """A COM and an EXIF APP1 segment after SOI, and another COM right before the first scan."""
+    com = b"\xff\xfe" + (len(CODESTREAM_TEXT) + 2).to_bytes(2, "big") + CODESTREAM_TEXT
+    exif = b"Exif\0\0" + CODESTREAM_TEXT
+    app1 = b"\xff\xe1" + (len(exif) + 2).to_bytes(2, "big") + exif
+    scan = frame.index(b"\xff\xda")
+    return frame[:2] + com + app1 + frame[2:scan] + com + frame[scan:]
+
+
+def _j2k_with_text(frame: bytes) -> bytes:
+    """A COM segment after SIZ in the main header and one in the first tile-part's header."""
+    com = b"\xff\x64" + (len(CODESTREAM_TEXT) + 4).to_bytes(2, "big") + b"\0\1" + CODESTREAM_TEXT
+    after_siz = 4 + int.from_bytes(frame[4:6], "big")
+    sot = frame.index(b"\xff\x90", after_siz)
+    header_end = sot + 2 + int.from_bytes(frame[sot + 2 : sot + 4], "big")
+    psot = int.from_bytes(frame[sot + 6 : sot + 10], "big")
+    psot += len(com) if psot else 0  # 0: the last tile-part, to EOC
+    tile = frame[sot : sot + 6] + psot.to_bytes(4, "big") + frame[sot + 10 : header_end]
+    return frame[:after_siz] + com + frame[after_siz:sot] + tile + com + frame[header_end:]
+
+
+def _baseline_jpeg_film(path: Path) -> Path:
+    """An 8-bit JPEG baseline film (Pillow's, with its JFIF APP0), as a child's chest DX."""
+    rows = cols = 256
+    yy, xx = np.mgrid[0:rows, 0:cols]
+    pixels = (30 + 180 * np.exp(-((yy - 128) ** 2 + (xx - 128) ** 2) / 9000)).astype(np.uint8)
+    ds = pydicom.dcmread(make_dicom(path, rows=rows, cols=cols, bits_stored=8, pixels=pixels))
+    jpeg = io.BytesIO()
+    PILImage.fromarray(pixels).save(jpeg, format="JPEG", quality=90)
+    ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+    ds.PixelData = encapsulate([jpeg.getvalue()])
+    ds.save_as(path)
+    return path
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "baseline",  # JPEG Baseline (Process 1)
+        "JPGExtended.dcm",  # JPEG Extended (Process 2 and 4), 12 bits
+        "JPEG-LL.dcm",  # JPEG Lossless, first-order prediction, 16 bits
+        "MR_small_jpeg_ls_lossless.dcm",  # JPEG-LS Lossless
+        "MR_small_jp2klossless.dcm",  # JPEG 2000 Lossless
+        "693_J2KI.dcm",  # JPEG 2000, lossy
+    ],
+)
+def test_no_text_in_a_codestreams_segments_survives_and_the_pixels_stay_exact(
+    site, tmp_path, data_dir, source
+):
+    sent = tmp_path / "sent.dcm"
+    if source == "baseline":
+        ds = pydicom.dcmread(_baseline_jpeg_film(tmp_path / "film.dcm"))
+    else:  # a real file's codestream, the file made a child's chest DX
+        ds = pydicom.dcmread(get_testdata_file(source))
+        ds.Modality, ds.BodyPartExamined, ds.PatientSex = "DX", "CHEST", "F"
+        ds.PatientBirthDate, ds.StudyDate = BIRTH_DATE, STUDY_DATE
+    original = ds.pixel_array.copy()
+    ts = ds.file_meta.TransferSyntaxUID
+    frame = b"".join(next(generate_fragmented_frames(ds.PixelData, number_of_frames=1)))
+    planted = _j2k_with_text(frame) if ts in JPEG2000_SYNTAXES else _jpeg_with_text(frame)
+    ds.PixelData = encapsulate([planted])
+    ds.save_as(sent)
+    # The test plants what it says, in a file that still decodes to its pixels.
+    assert sent.read_bytes().count(CODESTREAM_TEXT) == (2 if ts in JPEG2000_SYNTAXES else 3)
+    np.testing.assert_array_equal(pydicom.dcmread(sent).pixel_array, original)
+
+    upload = upload_process(
+        upload=upload_create(site=site, source=Upload.Source.CLI), sources=[Source.given(sent)]
+    )
+
+    line = UploadFile.objects.get(upload=upload)
+    assert line.outcome == "accepted", line.reason
+    stored = data_dir / Image.objects.get().file
+    found = [s for s in (_text("CODESTREAM"), *NAME_FORMS) if s.encode() in stored.read_bytes()]
+    assert _sentinels_in(_outside_pixel_data(stored)) == []
+    assert found == [], "text of the codestream's segments was stored"
+    for codec in ("utf-16-le", "utf-16-be"):
+        assert _text("CODESTREAM").encode(codec) not in stored.read_bytes()
+    stored_ds = pydicom.dcmread(stored)
+    assert stored_ds.file_meta.TransferSyntaxUID == ts  # the sender's encoding, kept
+    np.testing.assert_array_equal(stored_ds.pixel_array, original)
 
 
 # --- pydicom's warnings (they quote the file's path) reach no output of any process -------------

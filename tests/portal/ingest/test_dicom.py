@@ -5,16 +5,20 @@ from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.encaps import encapsulate, generate_frames
 from pydicom.tag import Tag
+from pydicom.uid import HTJ2KLossless, JPEGBaseline8Bit, JPEGLSLossless, RLELossless
 
 from portal.ingest.dicom import (
+    CodestreamError,
     Limits,
     Rejected,
+    blank_free_text,
     check_j2k_codestream,
     check_radiograph,
     compute_age,
     format_patient_age,
     number_of_frames,
 )
+from portal.ingest.dicom.pixels import free_text_spans
 
 
 def _ds(**attrs) -> Dataset:
@@ -161,3 +165,75 @@ def test_jpeg2000_codestream_of_another_geometry_is_rejected():
     ds.Rows = 1954
     with pytest.raises(Rejected, match=r"decodes to \(1955, 1841\), not 1954x1841"):
         check_radiograph(ds, Limits())
+
+
+def _segment(marker: int, payload: bytes) -> bytes:
+    return bytes([0xFF, marker]) + (len(payload) + 2).to_bytes(2, "big") + payload
+
+
+def test_free_text_of_a_jpeg_frame_is_its_com_and_app_segments_and_nothing_in_its_scan():
+    # Coded data with a stuffed 0xFF (FF 00), a restart marker and text-like bytes, then fill
+    # bytes before EOI: only the segments' parameters are free text.
+    coded = b"\x12\xff\x00\x34" + b"\xff\xd3" + b"\xfe\xe1 DOE^JANE \xff\x00"
+    frame = (
+        b"\xff\xd8"
+        + _segment(0xE0, b"JFIF\0thumb")
+        + _segment(0xDB, bytes(65))
+        + _segment(0xFE, b"DOE^JANE")
+        + _segment(0xC0, bytes(9))
+        + _segment(0xDA, bytes(6))
+        + coded
+        + b"\xff\xff\xd9"
+    )
+    spans = free_text_spans(frame, JPEGBaseline8Bit)
+    assert [frame[a:b] for a, b in spans] == [b"JFIF\0thumb", b"DOE^JANE"]
+
+
+def test_free_text_of_a_jpeg_ls_frame_reads_its_bit_stuffing():
+    # In JPEG-LS, 0xFF followed by a byte under 0x80 is coded data, not a marker.
+    frame = (
+        b"\xff\xd8"
+        + _segment(0xF7, bytes(9))  # SOF55
+        + _segment(0xDA, bytes(6))
+        + b"\xff\x7f\xff\x10DOE"
+        + _segment(0xFE, b"DOE^JANE")  # a comment between scans
+        + _segment(0xDA, bytes(6))
+        + b"\x01"
+        + b"\xff\xd9"
+    )
+    spans = free_text_spans(frame, JPEGLSLossless)
+    assert [frame[a:b] for a, b in spans] == [b"DOE^JANE"]
+
+
+def test_free_text_of_a_jpeg_2000_frame_is_the_text_of_its_com_segments():
+    com = _segment(0x64, b"\0\1DOE^JANE")
+    body = com + b"\xff\x93" + b"coded"  # the tile-part header's comment, SOD, coded data
+    sot = _segment(0x90, b"\0\0" + (12 + len(body)).to_bytes(4, "big") + b"\0\1")  # Psot
+    frame = b"\xff\x4f" + _segment(0x51, bytes(38)) + _segment(0x52, bytes(10)) + com + sot + body
+    frame += b"\xff\xd9"
+    spans = free_text_spans(frame, HTJ2KLossless)
+    assert [frame[a:b] for a, b in spans] == [b"DOE^JANE", b"DOE^JANE"]
+    assert free_text_spans(frame, RLELossless) == []
+
+
+def test_blanking_free_text_keeps_every_length_across_fragments():
+    text = b"DOE^JANE and a long comment that a fragment boundary cuts"
+    frame = b"\xff\xd8" + _segment(0xFE, text) + _segment(0xDA, bytes(6)) + b"\x11\xff\xd9"
+    value = encapsulate([frame], fragments_per_frame=3)
+    blanked = blank_free_text(value, JPEGBaseline8Bit)
+    assert len(blanked) == len(value)
+    assert b"DOE^JANE" not in blanked
+    assert b"comment" not in blanked
+    assert b"".join(generate_frames(blanked, number_of_frames=1)) == frame.replace(
+        text, bytes(len(text))
+    )
+    plain = encapsulate([b"\xff\xd8" + _segment(0xDA, bytes(6)) + b"\x11\xff\xd9"])
+    assert blank_free_text(plain, JPEGBaseline8Bit) is plain  # nothing to blank: not copied
+
+
+def test_a_jpeg_frame_whose_markers_cannot_be_walked_is_refused():
+    frame = b"\xff\xd8" + _segment(0xFE, b"text")[:-2] + b"\xff\xd9"  # Lcom past its end
+    with pytest.raises(CodestreamError):
+        free_text_spans(frame, JPEGBaseline8Bit)
+    with pytest.raises(Rejected, match=r"damaged or truncated pixel data \(JPEG Baseline"):
+        blank_free_text(encapsulate([frame]), JPEGBaseline8Bit)
