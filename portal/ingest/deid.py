@@ -17,8 +17,9 @@ file meta and directory groups (0000 to 0006) inside the data set, group lengths
 overlays, retired attributes and tags pydicom's dictionary does not know, and everything after
 the Pixel Data (trailing padding, signatures). The File Meta Information is made afresh
 (`_file_meta`); the preamble is written as zeros (`prepare`, the one writer of stored files).
-Inside a compressed frame, the codestream's comment and application segments are blanked
-(`dicom.blank_free_text`): the pixels stay exactly as they were.
+Inside the Pixel Data, what no reader decodes is cleared (`dicom.clean_pixel_data`): a
+compressed frame's comment and application segments, native pixels' bits above BitsStored; the
+pixels decode exactly as they were sent.
 """
 
 import datetime as dt
@@ -35,7 +36,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 
-from portal.ingest.dicom import blank_free_text, elements, format_patient_age, parse_date
+from portal.ingest.dicom import clean_pixel_data, elements, format_patient_age, parse_date
 from portal.ingest.outcomes import Deidentified
 
 TABLE_EDITION = "PS3.15 2026c Table E.1-1"
@@ -136,9 +137,7 @@ def deidentify(ds: Dataset, *, pseudonyms: Pseudonyms, age_days: int) -> Deident
     ds.DeidentificationMethod = METHOD[:64]
     ds.DeidentificationMethodCodeSequence = Sequence(_method_code_items())
     ds.file_meta = _file_meta(ds)
-    ts = ds.file_meta.get("TransferSyntaxUID")
-    if ts is not None and ts.is_encapsulated and "PixelData" in ds:
-        ds.PixelData = blank_free_text(ds.PixelData, ts)
+    clean_pixel_data(ds, ds.file_meta.get("TransferSyntaxUID"))
     return Deidentified(
         sop_instance_uid=str(ds.SOPInstanceUID),
         study_instance_uid=str(ds.get("StudyInstanceUID", "")),

@@ -22,7 +22,7 @@ from PIL import Image as PILImage
 from pydicom.data import get_testdata_file
 from pydicom.datadict import dictionary_VR, keyword_for_tag
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.encaps import encapsulate, generate_fragmented_frames
+from pydicom.encaps import encapsulate, generate_fragmented_frames, generate_frames
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset, write_file_meta_info
 from pydicom.sequence import Sequence
@@ -473,6 +473,16 @@ def test_a_real_films_tiff_header_in_the_preamble_is_not_stored(site, tmp_path, 
 CODESTREAM_TEXT = _binary("CODESTREAM")
 
 
+def _ingest_one(site, sent: Path, data_dir: Path) -> bytes:
+    """The stored bytes of `sent`, which must be accepted."""
+    upload = upload_process(
+        upload=upload_create(site=site, source=Upload.Source.CLI), sources=[Source.given(sent)]
+    )
+    line = UploadFile.objects.get(upload=upload)
+    assert line.outcome == "accepted", line.reason
+    return (data_dir / Image.objects.get().file).read_bytes()
+
+
 def _jpeg_with_text(frame: bytes) -> bytes:
     """A COM and an EXIF APP1 segment after SOI, and another COM right before the first scan."""
     com = b"\xff\xfe" + (len(CODESTREAM_TEXT) + 2).to_bytes(2, "big") + CODESTREAM_TEXT
@@ -539,21 +549,72 @@ def test_no_text_in_a_codestreams_segments_survives_and_the_pixels_stay_exact(
     assert sent.read_bytes().count(CODESTREAM_TEXT) == (2 if ts in JPEG2000_SYNTAXES else 3)
     np.testing.assert_array_equal(pydicom.dcmread(sent).pixel_array, original)
 
-    upload = upload_process(
-        upload=upload_create(site=site, source=Upload.Source.CLI), sources=[Source.given(sent)]
-    )
+    stored = _ingest_one(site, sent, data_dir)
 
-    line = UploadFile.objects.get(upload=upload)
-    assert line.outcome == "accepted", line.reason
-    stored = data_dir / Image.objects.get().file
-    found = [s for s in (_text("CODESTREAM"), *NAME_FORMS) if s.encode() in stored.read_bytes()]
-    assert _sentinels_in(_outside_pixel_data(stored)) == []
+    found = [s for s in (_text("CODESTREAM"), *NAME_FORMS) if s.encode() in stored]
     assert found == [], "text of the codestream's segments was stored"
     for codec in ("utf-16-le", "utf-16-be"):
-        assert _text("CODESTREAM").encode(codec) not in stored.read_bytes()
-    stored_ds = pydicom.dcmread(stored)
+        assert _text("CODESTREAM").encode(codec) not in stored
+    stored_ds = pydicom.dcmread(io.BytesIO(stored))
     assert stored_ds.file_meta.TransferSyntaxUID == ts  # the sender's encoding, kept
     np.testing.assert_array_equal(stored_ds.pixel_array, original)
+
+
+def test_no_text_in_an_rle_headers_unused_offsets_survives(site, tmp_path, data_dir):
+    sent = make_dicom(tmp_path / "film.dcm", rows=128, cols=128, transfer_syntax=RLELossless)
+    ds = pydicom.dcmread(sent)
+    original = ds.pixel_array.copy()
+    frame = next(generate_frames(ds.PixelData, number_of_frames=1))
+    used = 4 + 4 * int.from_bytes(frame[:4], "little")  # two segments of 16-bit pixels
+    text = f"{_text('RLEHEADER')} DOE^JANE".encode().ljust(64 - used, b" ")
+    ds.PixelData = encapsulate([frame[:used] + text + frame[64:]])
+    ds.save_as(sent)
+    np.testing.assert_array_equal(pydicom.dcmread(sent).pixel_array, original)
+    assert b"DOE^JANE" in sent.read_bytes()
+
+    stored = _ingest_one(site, sent, data_dir)
+
+    assert b"DOE^JANE" not in stored
+    assert _text("RLEHEADER").encode() not in stored
+    np.testing.assert_array_equal(pydicom.dcmread(io.BytesIO(stored)).pixel_array, original)
+
+
+@pytest.mark.parametrize("signed", [False, True], ids=["unsigned", "signed"])
+@pytest.mark.parametrize("syntax", [ExplicitVRLittleEndian, ExplicitVRBigEndian])
+def test_bits_above_bits_stored_are_stored_as_read(site, tmp_path, data_dir, syntax, signed):
+    """A retired embedded overlay (or anything) in the bits above BitsStored: every reader masks
+    them off (or takes them as the sign), so they are stored so, and the pixels read alike."""
+    rows = cols = 128
+    yy, xx = np.mgrid[0:rows, 0:cols]
+    values = (1500 * np.exp(-((yy - 64) ** 2 + (xx - 64) ** 2) / 2000)).astype(np.int32)
+    values = values - 700 if signed else values + 100  # 12 bits, signed or not
+    text = np.frombuffer(f"{_text('HIGHBITS')} DOE^JANE ".encode() * 500, np.uint8)
+    hidden = np.resize(text, rows * cols).reshape(rows, cols).astype(np.uint16) >> 4 << 12
+    sent = make_dicom(
+        tmp_path / "film.dcm",
+        rows=rows,
+        cols=cols,
+        pixels=((values.astype(np.uint16) & 0x0FFF) | hidden).astype(np.uint16),
+    )
+    ds = pydicom.dcmread(sent)
+    ds.PixelRepresentation = int(signed)
+    original = ds.pixel_array.copy()
+    np.testing.assert_array_equal(original, values)  # the junk is not what a reader sees
+    if syntax == ExplicitVRBigEndian:
+        ds.PixelData = np.frombuffer(ds.PixelData, "<u2").astype(">u2").tobytes()
+        ds.file_meta.TransferSyntaxUID = syntax
+        pydicom.dcmwrite(sent, ds, little_endian=False, implicit_vr=False, force_encoding=True)
+    else:
+        ds.save_as(sent)
+    order = ">" if syntax == ExplicitVRBigEndian else "<"
+    assert (np.frombuffer(pydicom.dcmread(sent).PixelData, f"{order}u2") >> 12).any()
+
+    stored = pydicom.dcmread(io.BytesIO(_ingest_one(site, sent, data_dir)))
+
+    kind = "i2" if signed else "u2"
+    raw = np.frombuffer(stored.PixelData, f"{order}{kind}").reshape(rows, cols)
+    np.testing.assert_array_equal(raw, values)  # the bits above as read: zero, or the sign
+    np.testing.assert_array_equal(stored.pixel_array, original)
 
 
 # --- pydicom's warnings (they quote the file's path) reach no output of any process -------------

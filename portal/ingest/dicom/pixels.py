@@ -411,13 +411,50 @@ _JPEG_LS_SCAN_END = re.compile(rb"\xff[\x80-\xcf\xd8-\xff]")
 _JPEG_LS_SYNTAXES = frozenset(UID(u) for u in JPEGLSTransferSyntaxes)
 
 
+def clean_pixel_data(ds: Dataset, ts: UID | None) -> None:
+    """Leave in the Pixel Data value only what a reader decodes, so that nothing a sender hid
+    there is stored: a compressed frame's free text blanked (`blank_free_text`); in native
+    pixels, the bits above BitsStored (a retired embedded overlay's, or anything) set as every
+    reader takes them, zero or a signed value's sign (`_native_sample` reads them so), and the
+    pad byte zero. Lengths never change, and the pixels decode exactly as sent."""
+    if "PixelData" not in ds:
+        return
+    value = ds.PixelData
+    if ts is not None and ts.is_encapsulated:
+        clean = blank_free_text(value, ts)
+    else:
+        little = ts.is_little_endian if ts is not None else _read_little_endian(ds)
+        clean = _clear_unused_bits(value, ds, little=little)
+    if clean is not value:
+        ds.PixelData = clean
+
+
+def _clear_unused_bits(value: bytes, ds: Dataset, *, little: bool) -> bytes:
+    """One native frame (checked before) with its bits above BitsStored as read; the value
+    itself where they already are. Two passes without a copy on the usual file."""
+    rows, cols = int(elements.get(ds, "Rows")), int(elements.get(ds, "Columns"))
+    allocated = int(elements.get(ds, "BitsAllocated"))
+    stored = int(elements.get(ds, "BitsStored", allocated) or allocated)  # as `checks` reads it
+    signed = _signed(ds)
+    dtype = np.dtype(f"{'<' if little else '>'}{'i' if signed else 'u'}{allocated // 8}")
+    frame = np.frombuffer(value, dtype, count=rows * cols)
+    pad = value[frame.nbytes :]
+    low, high = (-(1 << (stored - 1)), (1 << (stored - 1)) - 1) if signed else (0, ~(-1 << stored))
+    if stored < allocated and (frame.min() < low or frame.max() > high):
+        shift = allocated - stored  # up and back down: the high bits go, or become the sign
+        return ((frame << shift) >> shift).astype(dtype).tobytes() + bytes(len(pad))
+    return value[: frame.nbytes] + bytes(len(pad)) if pad.strip(b"\0") else value
+
+
 def free_text_spans(frame: bytes, ts: UID) -> list[tuple[int, int]]:
-    """Where a compressed frame holds bytes that no decoder needs and a sender may fill with
+    """Where a compressed frame holds bytes that no decoder reads and a sender may fill with
     anything (a comment, EXIF's names and dates, a thumbnail): the parameters of JPEG and
-    JPEG-LS COM and APPn segments (T.81 B.2.4.5-6, T.87 C.2.4) and the text of JPEG 2000 COM
-    segments in the main and tile-part headers (T.800 A.9.2). Only grayscale frames are
-    accepted, so no APPn segment decides their colours. Raises CodestreamError where the
-    markers cannot be walked."""
+    JPEG-LS COM and APPn segments (T.81 B.2.4.5-6, T.87 C.2.4), the text of JPEG 2000 COM
+    segments in the main and tile-part headers (T.800 A.9.2), and the RLE header's unused
+    segment offsets (zero, PS3.5 G.5). Only grayscale frames are accepted, so no APPn segment
+    decides their colours. Raises CodestreamError where the markers cannot be walked."""
+    if ts == RLELossless:  # 64 bytes: the number of segments and 15 offsets (checked before)
+        return [(4 + 4 * int.from_bytes(frame[:4], "little"), 64)]
     if ts in JPEG2000_SYNTAXES:
         # After Rcom, the registration (text or binary), which stays.
         return [(start + 2, end) for marker, start, end in _j2k_segments(frame) if marker == _COM]
@@ -453,11 +490,12 @@ def blank_free_text(value: bytes, ts: UID) -> bytes:
     """Encapsulated pixel data of one frame with its `free_text_spans` set to zero bytes. Every
     length stays as it was (fragments, offset tables, segments), and no decoder reads those
     bytes, so the pixels decode exactly as before. The value itself where nothing is blanked."""
-    if ts not in JPEG2000_SYNTAXES and ts not in JPEG_FAMILY_SYNTAXES:
+    if ts not in JPEG2000_SYNTAXES and ts not in JPEG_FAMILY_SYNTAXES and ts != RLELossless:
         return value
     fragments = _fragments(value, ts)
+    frame = b"".join(value[a:b] for a, b in fragments)
     try:
-        spans = free_text_spans(b"".join(value[a:b] for a, b in fragments), ts)
+        spans = [(a, b) for a, b in free_text_spans(frame, ts) if frame[a:b].strip(b"\0")]
     except CodestreamError as exc:
         raise Rejected(_damaged(ts, str(exc))) from exc
     if not spans:

@@ -5,7 +5,13 @@ from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.encaps import encapsulate, generate_frames
 from pydicom.tag import Tag
-from pydicom.uid import HTJ2KLossless, JPEGBaseline8Bit, JPEGLSLossless, RLELossless
+from pydicom.uid import (
+    ExplicitVRLittleEndian,
+    HTJ2KLossless,
+    JPEGBaseline8Bit,
+    JPEGLSLossless,
+    RLELossless,
+)
 
 from portal.ingest.dicom import (
     CodestreamError,
@@ -213,7 +219,13 @@ def test_free_text_of_a_jpeg_2000_frame_is_the_text_of_its_com_segments():
     frame += b"\xff\xd9"
     spans = free_text_spans(frame, HTJ2KLossless)
     assert [frame[a:b] for a, b in spans] == [b"DOE^JANE", b"DOE^JANE"]
-    assert free_text_spans(frame, RLELossless) == []
+
+
+def test_free_text_of_an_rle_frame_is_its_headers_unused_offsets():
+    header = (2).to_bytes(4, "little") + (64).to_bytes(4, "little") + (80).to_bytes(4, "little")
+    frame = header.ljust(64, b"\0") + bytes(32)
+    assert free_text_spans(frame, RLELossless) == [(12, 64)]
+    assert free_text_spans(frame, ExplicitVRLittleEndian) == []  # native: its bits (elsewhere)
 
 
 def test_blanking_free_text_keeps_every_length_across_fragments():
