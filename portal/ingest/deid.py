@@ -14,9 +14,11 @@ manufacturer, ...) are kept: the standard treats them as safe and the model need
 what no image needs and a file can hide text in, which goes whatever the table says nothing of
 (`_removed`): tags of odd groups (private, and the groups no element may use), the command,
 file meta and directory groups (0000 to 0006) inside the data set, group lengths, curves and
-overlays, retired attributes and tags pydicom's dictionary does not know, and everything after
-the Pixel Data (trailing padding, signatures). The File Meta Information is made afresh
-(`_file_meta`); the preamble is written as zeros (`prepare`, the one writer of stored files).
+overlays, retired attributes and tags pydicom's dictionary does not know, free text (LT, ST,
+UT, UC, UR) and binary values (OB, OW, OF, OD, OL, OV, UN) but the pixels and LUT data, and
+everything after the Pixel Data (trailing padding, signatures). The File Meta Information is
+made afresh (`_file_meta`); the preamble is written as zeros (`prepare`, the one writer of
+stored files).
 Inside the Pixel Data, what no reader decodes is cleared (`dicom.clean_pixel_data`): a
 compressed frame's comment and application segments, native pixels' bits above BitsStored; the
 pixels decode exactly as they were sent.
@@ -183,9 +185,17 @@ def _tag_step(tag: int) -> str:
     return step
 
 
+# Beyond the table, values of free text of any length and binary values hold whatever a sender
+# wrote (a document's title, a waveform, a colour profile, a URL with an identifier), and no
+# radiograph the portal takes needs one but its pixels and a LUT's data.
+_FREE_VRS = frozenset({"LT", "ST", "UT", "UC", "UR", "OB", "OW", "OF", "OD", "OL", "OV", "UN"})
+_NEEDED_FREE = frozenset({_PIXEL_DATA, 0x00283006})  # Pixel Data, LUT Data
+
+
 def _removed(tag: int) -> bool:
-    """Whether an element goes whatever the table says (see the module's docstring): none of
-    these is needed to read or use an image, and each can carry text no rule looks at."""
+    """Whether an element goes whatever the table says (see the module's docstring), or, of
+    those the table does not list, is free text or binary: none of these is needed to read or
+    use an image, and each can carry text no rule looks at."""
     group, element = tag >> 16, tag & 0xFFFF
     if (
         group % 2 == 1  # private tags, and the odd groups no element may use
@@ -195,11 +205,14 @@ def _removed(tag: int) -> bool:
         or tag > _PIXEL_DATA  # trailing padding, signatures
     ):
         return True
+    if table_action(tag) is not None:
+        return False
     try:
         retired = dictionary_is_retired(tag)
+        free = not _FREE_VRS.isdisjoint(dictionary_VR(tag).split(" or "))
     except KeyError:
-        retired = True  # not in the dictionary: nothing says what it holds
-    return retired and table_action(tag) is None
+        return True  # not in the dictionary: nothing says what it holds
+    return retired or (free and tag not in _NEEDED_FREE)
 
 
 Rule = Callable[[Dataset, DataElement], None]

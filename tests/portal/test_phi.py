@@ -312,6 +312,17 @@ def _planted_dataset(transfer_syntax: str) -> Dataset:
         (0x3000, "OW", _binary("OVERLAYDATA")[:8]),
     ):
         ds.add_new(0x60000000 | element, vr, value)
+    # Free text and binary values the table does not list: a document's title, a text value, a
+    # URL, a colour profile, a waveform, a code's long meaning.
+    ds.add_new(0x00420010, "ST", f"{_text('DOCTITLE')} DOE^JANE")
+    ds.add_new(0x0040A160, "UT", f"{_text('TEXTVALUE')} DOE^JANE")
+    ds.add_new(0x00287FE0, "UR", f"http://{_text('PROVIDER').lower()}.example/DOE^JANE")
+    ds.add_new(0x00282000, "OB", _binary("ICCPROFILE"))
+    waveform = Dataset()
+    waveform.NumberOfWaveformChannels, waveform.WaveformBitsAllocated = 1, 8
+    waveform.add_new(0x54001010, "OB", _binary("WAVEFORM"))
+    ds.WaveformSequence = Sequence([waveform])
+    ds.AnatomicRegionSequence[0].add_new(0x00080119, "UT", f"{_text('LONGMEANING')} DOE^JANE")
     # An icon image whose pixels spell a name.
     icon = Dataset()
     icon.Rows, icon.Columns, icon.SamplesPerPixel, icon.BitsAllocated = 4, 8, 1, 8

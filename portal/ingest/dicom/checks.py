@@ -100,6 +100,8 @@ def check_radiograph(
         raise Rejected("no SOPInstanceUID")
     if "PixelData" not in ds:
         raise Rejected("no pixel data")
+    if "FloatPixelData" in ds or "DoubleFloatPixelData" in ds:  # PS3.3 C.7.6.3: one of them
+        raise Rejected("float pixel data beside the pixel data; only integer radiographs")
     ts = transfer_syntax(ds)
     if ts is not None and not ts.is_transfer_syntax:
         raise Rejected("unknown transfer syntax (not one of the standard's); cannot decode it")

@@ -238,6 +238,10 @@ REJECTIONS = {
     ),
     "truncated.dcm": (_truncated, "truncated"),
     "no-pixels.dcm": (lambda p: make_dicom(p, with_pixels=False), "no pixel data"),
+    "float-pixels-too.dcm": (
+        lambda p: make_dicom(p, extra={"FloatPixelData": b"\0" * 16}),
+        "float pixel data beside the pixel data",
+    ),
     "undecodable.dcm": (_undecodable, "damaged or truncated pixel data (JPEG 2000"),
     "multiframe.dcm": (lambda p: make_dicom(p, frames=3), "multi-frame"),
     "colour.dcm": (lambda p: make_dicom(p, photometric="RGB", samples=3, bits_stored=8), "colour"),
