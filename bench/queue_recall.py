@@ -14,6 +14,10 @@ with no threshold. recall@2k: the share of the k corrupted labels among the firs
 the same run, for the residual-only ranking it replaced (`services.outlier_score`); then by the
 size of the error (|recorded - true|), against the goals of issue 19. `--misses` lists the large
 errors the first 2k left out, with what the queue knew of each: why the goal is not met.
+
+`--oracle E` asks what the goal needs of a model: every reading (calibration and queue) is then
+`bench/floor.py`'s oracle's, from the phantom's hidden anatomy measured with a relative error E
+(0: the floor), in place of the model's; the rest of the path is the same.
 """
 
 import argparse
@@ -46,6 +50,13 @@ def main() -> None:
         default=200,
         metavar="N",
         help="clean phantoms per profile to calibrate the version on first (0: uncalibrated)",
+    )
+    parser.add_argument(
+        "--oracle",
+        type=float,
+        default=None,
+        metavar="E",
+        help="read every film by the floor's oracle (anatomy measured with relative error E)",
     )
     parser.add_argument(
         "--misses",
@@ -106,9 +117,14 @@ def run(work: Path, args: argparse.Namespace) -> None:
     def capture(name: str, args: list, **options) -> None:
         sent.append((name, args))
 
-    def ingest_and_predict(slug: str, folder: Path) -> dict[str, int]:
+    oracle = None if args.oracle is None else _oracle(args.oracle)
+
+    def ingest_and_predict(
+        slug: str, folder: Path, readings: dict[str, int] | None = None
+    ) -> dict[str, int]:
         """A site's upload of `folder` through ingest, the prediction job it queues and the
-        worker's answers, stored; {phantom file name: image id}."""
+        worker's answers (their ages replaced by `readings`, by file name, where given),
+        stored; {phantom file name: image id}."""
         site = site_create(slug=slug)
         site.keep_file_names = True  # the phantoms' names map report lines to their labels
         site.save(update_fields=["keep_file_names"])
@@ -124,9 +140,15 @@ def run(work: Path, args: argparse.Namespace) -> None:
         with mock.patch.object(celery_app, "send_task", capture):
             for job_id, round_ in jobs:
                 dispatch.prediction_job_dispatch(job_id=job_id, round_=round_)
+        image_of = {a["name"]: a["image"] for a in upload_report(upload=upload)["accepted"]}
+        name_of = {image: name for name, image in image_of.items()}
         for _name, (payload,) in sent:
-            store_results({**run_batch(payload, data), "worker": "bench"})
-        return {a["name"]: a["image"] for a in upload_report(upload=upload)["accepted"]}
+            answer = run_batch(payload, data)
+            for result in answer["results"] if readings else []:
+                if "age_days" in result:
+                    result["age_days"] = readings[name_of[result["image"]]]
+            store_results({**answer, "worker": "bench"})
+        return image_of
 
     started = time.perf_counter()
     if args.calibrate:
@@ -135,9 +157,11 @@ def run(work: Path, args: argparse.Namespace) -> None:
         true_days, predicted_days, sites = [], [], []
         for index, profile in enumerate(PROFILES):
             folder = work / "calibration" / profile
-            rows = generate(folder, args.calibrate, CALIBRATION_SEED + index, profile, 0.0, workers)
+            seed = CALIBRATION_SEED + index
+            rows = generate(folder, args.calibrate, seed, profile, 0.0, workers)
             (folder / "manifest.csv").unlink()
-            image_of = ingest_and_predict(f"{profile}-calibration", folder)
+            readings = oracle and oracle(rows, args.calibrate, seed, profile)
+            image_of = ingest_and_predict(f"{profile}-calibration", folder, readings)
             readings = dict(
                 Prediction.objects.filter(model_version=version, error="").values_list(
                     "image_id", "age_days"
@@ -161,7 +185,8 @@ def run(work: Path, args: argparse.Namespace) -> None:
         folder = work / "phantoms" / profile
         rows = generate(folder, args.count, SEED + index, profile, args.label_noise, workers)
         (folder / "manifest.csv").unlink()
-        image_of = ingest_and_predict(profile, folder)
+        readings = oracle and oracle(rows, args.count, SEED + index, profile)
+        image_of = ingest_and_predict(profile, folder, readings)
         membership_grant(
             actor=None, user=reviewer, site=Site.objects.get(slug=profile), role="reviewer"
         )
@@ -175,6 +200,8 @@ def run(work: Path, args: argparse.Namespace) -> None:
                 )
     elapsed = time.perf_counter() - started
 
+    if oracle is not None:
+        print(f"readings: the floor's oracle, measuring with a relative error {args.oracle}")
     print(
         f"model {version.name} (validation MAE "
         f"{version.card['expected_error_months']['overall']:.1f} months), {args.count} phantoms "
@@ -275,6 +302,35 @@ def _print_misses(cases: list, corrupted: set[int], error_months: dict, label_of
             f"{months(p.age_days):>5} {interval:>10} {films[p.image.patient_pseudonym]:>5} "
             f"{p.score:>6.2f}"
         )
+
+
+def _oracle(error: float, train: int = 60_000):
+    """A reader of phantoms by `bench/floor.py`'s oracle (trained on its own seed's children):
+    (manifest rows of `generate(out, count, seed, profile)`, count, seed, profile) -> {file name:
+    age in days}, from each phantom's hidden anatomy measured with the relative error `error`."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    import numpy as np
+    import torch
+    from floor import ORACLE_SEED, Oracle, measure
+
+    from inference_worker.ages import AGE_LIMIT_DAYS
+    from inference_worker.synthetic.generator import replay
+
+    children = replay(train, ORACLE_SEED, "north")  # as bench/floor.py trains it
+    days = np.array([d for _, d in children], dtype=float)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a small network: threads cost more than they give
+    model = Oracle().fit(measure(children, error, seed=1), days)
+    torch.set_num_threads(threads)
+
+    def read(rows: list[dict], count: int, seed: int, profile: str) -> dict[str, int]:
+        exams = replay(count, seed, profile)
+        if [d for _, d in exams] != [int(r["true_age_days"]) for r in rows]:
+            raise RuntimeError(f"{profile} seed {seed}: the replay is not the manifest")
+        ages = model.predict(measure(exams, error, seed=seed)).round().clip(0, AGE_LIMIT_DAYS - 1)
+        return {r["file"]: int(a) for r, a in zip(rows, ages, strict=True)}
+
+    return read
 
 
 def _residual_key(prediction, *, calibrated: bool) -> tuple[float, int]:

@@ -1,11 +1,13 @@
 """`bench/queue_recall.py` runs end to end on the portal's path and prints recall@2k against
-issue 19's goals; `--misses` lists exactly the large errors the first 2k left out."""
+issue 19's goals; `--misses` lists exactly the large errors the first 2k left out; `--oracle`
+reads the phantoms by their hidden anatomy."""
 
 import re
 
 import pytest
 
-from tests.benches import run_bench
+from inference_worker.synthetic.generator import replay
+from tests.benches import load_bench, run_bench
 from tests.portal.predictions.test_jobs import make_checkpoint
 
 pytestmark = pytest.mark.slow
@@ -33,3 +35,17 @@ def test_the_bench_prints_the_goals_and_lists_the_large_errors_it_missed(tmp_pat
         assert site in ("north", "south", "east")
         assert slip in ("wrong_year", "swapped_day_month", "months_as_years")
         assert abs(int(recorded) - int(true)) >= 23  # 24 months or more, each rounded
+
+
+def test_the_oracle_reads_each_phantom_of_a_manifest_by_its_anatomy():
+    read = load_bench("queue_recall.py")._oracle(0.0, train=3000)
+    exams = replay(60, 7, "south")
+    rows = [{"file": f"south-7-{i:06d}.dcm", "true_age_days": d} for i, (_, d) in enumerate(exams)]
+
+    ages = read(rows, 60, 7, "south")
+
+    assert list(ages) == [r["file"] for r in rows]
+    errors = [abs(ages[r["file"]] - r["true_age_days"]) for r in rows]
+    assert sum(errors) / len(errors) < 365  # near the floor (7.5 months), not the mean age (55)
+    with pytest.raises(RuntimeError, match="the replay is not the manifest"):
+        read(rows[::-1], 60, 7, "south")
