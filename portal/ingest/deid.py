@@ -2,8 +2,9 @@
 Profile, driven by the standard's Table E.1-1 as the `dicom-anonymizer` package ships it
 (its 2026c edition), with these options:
 
-- Retain Longitudinal Temporal Information, Modified Dates: every DA/DT value is shifted by a
-  per-patient offset, so intervals survive and calendar dates do not; the birth date is removed.
+- Retain Longitudinal Temporal Information, Modified Dates: every DA/DT value, whether the table
+  lists it or not, is shifted by a per-patient offset, so intervals survive and calendar dates
+  do not; the birth date is removed.
 - Retain Patient Characteristics, partly: PatientSex is kept and PatientAge is rewritten from the
   age computed before de-identification.
 - UIDs are remapped with a keyed hash of the site's secret (consistent within a site, different
@@ -14,11 +15,11 @@ manufacturer, ...) are kept: the standard treats them as safe and the model need
 what no image needs and a file can hide text in, which goes whatever the table says nothing of
 (`_removed`): tags of odd groups (private, and the groups no element may use), the command,
 file meta and directory groups (0000 to 0006) inside the data set, group lengths, curves and
-overlays, retired attributes and tags pydicom's dictionary does not know, free text (LT, ST,
-UT, UC, UR) and binary values (OB, OW, OF, OD, OL, OV, UN) but the pixels and LUT data, and
-everything after the Pixel Data (trailing padding, signatures). The File Meta Information is
-made afresh (`_file_meta`); the preamble is written as zeros (`prepare`, the one writer of
-stored files).
+overlays, retired attributes and tags pydicom's dictionary does not know, names (PN), free
+text (LT, ST, UT, UC, UR) and binary values (OB, OW, OF, OD, OL, OV, UN) but the pixels and LUT
+data, and everything after the Pixel Data (trailing padding, signatures). The File Meta
+Information is made afresh (`_file_meta`); the preamble is written as zeros (`prepare`, the one
+writer of stored files).
 Inside the Pixel Data, what no reader decodes is cleared (`dicom.clean_pixel_data`): a
 compressed frame's comment and application segments, native pixels' bits above BitsStored; the
 pixels decode exactly as they were sent.
@@ -185,10 +186,13 @@ def _tag_step(tag: int) -> str:
     return step
 
 
-# Beyond the table, values of free text of any length and binary values hold whatever a sender
-# wrote (a document's title, a waveform, a colour profile, a URL with an identifier), and no
-# radiograph the portal takes needs one but its pixels and a LUT's data.
-_FREE_VRS = frozenset({"LT", "ST", "UT", "UC", "UR", "OB", "OW", "OF", "OD", "OL", "OV", "UN"})
+# Beyond the table, a person's name, values of free text of any length and binary values hold
+# whatever a sender wrote (a reviewer's name, a document's title, a waveform, a colour profile,
+# a URL with an identifier), and no radiograph the portal takes needs one but its pixels and a
+# LUT's data.
+_FREE_VRS = frozenset(
+    {"PN", "LT", "ST", "UT", "UC", "UR", "OB", "OW", "OF", "OD", "OL", "OV", "UN"}
+)
 _NEEDED_FREE = frozenset({_PIXEL_DATA, 0x00283006})  # Pixel Data, LUT Data
 
 
@@ -225,10 +229,10 @@ def _element_rule(pseudonyms: Pseudonyms, shift: dt.timedelta) -> Rule:
             elem.value = ""
             return
         action = table_action(tag)
-        if action is None:
-            return
-        if elem.VR in ("DA", "DT") and action != "X":
+        if elem.VR in ("DA", "DT") and action != "X":  # every date, listed or not
             elem.value = _shift(elem.value, shift, elem.VR)
+        elif action is None:
+            return
         elif action == "U" and elem.VR == "UI":
             elem.value = _map_uids(elem.value, pseudonyms)
         elif action == "X":
@@ -283,16 +287,19 @@ _READ_BEFORE_REPLACED = frozenset({None, "UN", "SQ", "DA", "DT"})
 
 def _must_decode(elem: DataElement | RawDataElement) -> bool:
     """Whether an element the table leaves alone is decoded all the same: a sequence (its
-    items are cleaned) or one that may decode to one (implicit VR: no VR in the file), and
-    UN of a tag the dictionary knows, which pydicom decodes (and the file keeps) with the
-    dictionary's VR."""
+    items are cleaned) or a date (shifted), or one that may decode to either (implicit VR: no
+    VR in the file), and UN of a tag the dictionary knows, which pydicom decodes (and the file
+    keeps) with the dictionary's VR."""
     if elem.VR not in (None, "UN"):
-        return elem.VR == "SQ"
+        return elem.VR in _DECODED_UNLISTED
     try:
         known = dictionary_VR(elem.tag)
     except KeyError:
         return elem.VR is None  # an unknown tag in implicit VR: decoded, as pydicom would
-    return elem.VR == "UN" or known == "SQ"
+    return elem.VR == "UN" or known in _DECODED_UNLISTED
+
+
+_DECODED_UNLISTED = frozenset({"SQ", "DA", "DT"})
 
 
 def _map_uids(value: object, pseudonyms: Pseudonyms) -> object:

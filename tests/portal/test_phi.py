@@ -323,6 +323,10 @@ def _planted_dataset(transfer_syntax: str) -> Dataset:
     waveform.add_new(0x54001010, "OB", _binary("WAVEFORM"))
     ds.WaveformSequence = Sequence([waveform])
     ds.AnatomicRegionSequence[0].add_new(0x00080119, "UT", f"{_text('LONGMEANING')} DOE^JANE")
+    # Names and dates the table does not list: a reviewer's name, an update time, a review date.
+    ds.add_new(0x00140104, "PN", f"{_text('REVIEWER')}^JANE^DOE")
+    ds.add_new(0x0008041F, "DT", f"{DATE}101010")
+    ds.AnatomicRegionSequence[0].add_new(0x00140102, "DA", DATE)
     # An icon image whose pixels spell a name.
     icon = Dataset()
     icon.Rows, icon.Columns, icon.SamplesPerPixel, icon.BitsAllocated = 4, 8, 1, 8
