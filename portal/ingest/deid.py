@@ -8,7 +8,8 @@ Profile, driven by the standard's Table E.1-1 as the `dicom-anonymizer` package 
 - Retain Patient Characteristics, partly: PatientSex is kept and PatientAge is rewritten from the
   age computed before de-identification.
 - UIDs are remapped with a keyed hash of the site's secret (consistent within a site, different
-  across sites); patient IDs become per-site pseudonyms; private tags, curves and overlays go.
+  across sites), instance UIDs the table does not list too (`_instance_uid`); patient IDs
+  become per-site pseudonyms; private tags, curves and overlays go.
 
 Attributes outside the table (pixel spacing, photometric interpretation, view position,
 manufacturer, ...) are kept: the standard treats them as safe and the model needs them. Except
@@ -33,7 +34,7 @@ from dataclasses import dataclass
 from functools import cache
 
 from dicomanonymizer.dicom_anonymization_databases import dicomfields_2026c as table
-from pydicom.datadict import dictionary_is_retired, dictionary_VR
+from pydicom.datadict import dictionary_is_retired, dictionary_VR, keyword_for_tag
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.multival import MultiValue
@@ -232,6 +233,8 @@ def _element_rule(pseudonyms: Pseudonyms, shift: dt.timedelta) -> Rule:
         if elem.VR in ("DA", "DT") and action != "X":  # every date, listed or not
             elem.value = _shift(elem.value, shift, elem.VR)
         elif action is None:
+            if elem.VR == "UI" and _instance_uid(int(tag)):
+                elem.value = _map_uids(elem.value, pseudonyms, keep_standard=True)
             return
         elif action == "U" and elem.VR == "UI":
             elem.value = _map_uids(elem.value, pseudonyms)
@@ -291,21 +294,44 @@ def _must_decode(elem: DataElement | RawDataElement) -> bool:
     VR in the file), and UN of a tag the dictionary knows, which pydicom decodes (and the file
     keeps) with the dictionary's VR."""
     if elem.VR not in (None, "UN"):
-        return elem.VR in _DECODED_UNLISTED
+        return elem.VR in _DECODED_UNLISTED or (elem.VR == "UI" and _instance_uid(int(elem.tag)))
     try:
         known = dictionary_VR(elem.tag)
     except KeyError:
         return elem.VR is None  # an unknown tag in implicit VR: decoded, as pydicom would
-    return elem.VR == "UN" or known in _DECODED_UNLISTED
+    return elem.VR == "UN" or known in _DECODED_UNLISTED or _instance_uid(int(elem.tag))
 
 
 _DECODED_UNLISTED = frozenset({"SQ", "DA", "DT"})
+# UIDs the table does not list that name a kind (a SOP class, a transfer syntax, a coding
+# scheme, a context) are kept; any other (a multi-frame source's or a concatenation source's
+# instance, a frame of reference, an assertion) may be an original instance's UID, and is mapped.
+_KIND_UIDS = ("Class", "Classes", "TransferSyntax", "CodingScheme", "Context", "MappingResource")
 
 
-def _map_uids(value: object, pseudonyms: Pseudonyms) -> object:
+@cache
+def _instance_uid(tag: int) -> bool:
+    """Whether a UI element the table does not list is mapped as the table's U elements are."""
+    try:
+        if dictionary_VR(tag) != "UI" or table_action(tag) is not None:
+            return False
+    except KeyError:
+        return False
+    return not any(kind in keyword_for_tag(tag) for kind in _KIND_UIDS)
+
+
+def _map_uids(value: object, pseudonyms: Pseudonyms, *, keep_standard: bool = False) -> object:
+    """Each UID mapped; with `keep_standard`, the standard's own (root 1.2.840.10008: a
+    well-known frame of reference, a class) are not instances and stay."""
+
+    def mapped(uid: str) -> str:
+        if not uid.strip() or (keep_standard and uid.strip().startswith("1.2.840.10008.")):
+            return uid
+        return pseudonyms.uid(uid)
+
     if isinstance(value, MultiValue | list):
-        return [pseudonyms.uid(str(v)) for v in value]
-    return pseudonyms.uid(str(value)) if str(value).strip() else value
+        return [mapped(str(v)) for v in value]
+    return mapped(str(value))
 
 
 def _shift(value: object, shift: dt.timedelta, vr: str) -> str:

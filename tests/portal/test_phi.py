@@ -327,6 +327,10 @@ def _planted_dataset(transfer_syntax: str) -> Dataset:
     ds.add_new(0x00140104, "PN", f"{_text('REVIEWER')}^JANE^DOE")
     ds.add_new(0x0008041F, "DT", f"{DATE}101010")
     ds.AnatomicRegionSequence[0].add_new(0x00140102, "DA", DATE)
+    # Instance UIDs the table does not list: the original instance's, as a source.
+    ds.SOPInstanceUIDOfConcatenationSource = f"{UID_ROOT}242"
+    ds.MultiFrameSourceSOPInstanceUID = f"{UID_ROOT}1167"
+    ds.TableFrameOfReferenceUID = "1.2.840.10008.1.4.1.1"  # a well-known one: it stays
     # An icon image whose pixels spell a name.
     icon = Dataset()
     icon.Rows, icon.Columns, icon.SamplesPerPixel, icon.BitsAllocated = 4, 8, 1, 8
@@ -460,6 +464,7 @@ def test_no_sentinel_survives_in_any_stored_byte_outside_the_pixel_data(
     np.testing.assert_array_equal(ds.pixel_array, pydicom.dcmread(planted).pixel_array)
     assert (ds.Modality, ds.PatientSex, ds.ViewPosition) == ("DX", "F", "PA")
     assert ds.AnatomicRegionSequence[0].CodeMeaning == "Chest"
+    assert ds.TableFrameOfReferenceUID == "1.2.840.10008.1.4.1.1"
 
 
 def test_a_real_films_tiff_header_in_the_preamble_is_not_stored(site, tmp_path, data_dir):
