@@ -160,8 +160,8 @@ def run(work: Path, args: argparse.Namespace) -> None:
             seed = CALIBRATION_SEED + index
             rows = generate(folder, args.calibrate, seed, profile, 0.0, workers)
             (folder / "manifest.csv").unlink()
-            readings = oracle and oracle(rows, args.calibrate, seed, profile)
-            image_of = ingest_and_predict(f"{profile}-calibration", folder, readings)
+            oracle_days = oracle and oracle(rows, args.calibrate, seed, profile)
+            image_of = ingest_and_predict(f"{profile}-calibration", folder, oracle_days)
             readings = dict(
                 Prediction.objects.filter(model_version=version, error="").values_list(
                     "image_id", "age_days"
@@ -185,8 +185,8 @@ def run(work: Path, args: argparse.Namespace) -> None:
         folder = work / "phantoms" / profile
         rows = generate(folder, args.count, SEED + index, profile, args.label_noise, workers)
         (folder / "manifest.csv").unlink()
-        readings = oracle and oracle(rows, args.count, SEED + index, profile)
-        image_of = ingest_and_predict(profile, folder, readings)
+        oracle_days = oracle and oracle(rows, args.count, SEED + index, profile)
+        image_of = ingest_and_predict(profile, folder, oracle_days)
         membership_grant(
             actor=None, user=reviewer, site=Site.objects.get(slug=profile), role="reviewer"
         )

@@ -199,8 +199,8 @@ _NEEDED_FREE = frozenset({_PIXEL_DATA, 0x00283006})  # Pixel Data, LUT Data
 
 def _removed(tag: int) -> bool:
     """Whether an element goes whatever the table says (see the module's docstring), or, of
-    those the table does not list, is free text or binary: none of these is needed to read or
-    use an image, and each can carry text no rule looks at."""
+    those the table does not list, is a name, free text or binary: none of these is needed to
+    read or use an image, and each can carry text no rule looks at."""
     group, element = tag >> 16, tag & 0xFFFF
     if (
         group % 2 == 1  # private tags, and the odd groups no element may use

@@ -403,14 +403,6 @@ def _j2k_segments(frame: bytes) -> Iterator[tuple[int, int, int]]:
         raise CodestreamError("data after the end of the codestream")
 
 
-# Where a JPEG scan's coded data end: the next marker. In the coded data 0xFF 0x00 is a
-# stuffed 0xFF and RSTn markers belong to the scan (ITU-T T.81 B.1.1.2, F.1.2.3); in JPEG-LS
-# the byte after 0xFF has its high bit stuffed to 0 (T.87 A.1).
-_JPEG_SCAN_END = re.compile(rb"\xff[^\x00\xd0-\xd7]")
-_JPEG_LS_SCAN_END = re.compile(rb"\xff[\x80-\xcf\xd8-\xff]")
-_JPEG_LS_SYNTAXES = frozenset(UID(u) for u in JPEGLSTransferSyntaxes)
-
-
 def clean_pixel_data(ds: Dataset, ts: UID | None) -> None:
     """Leave in the Pixel Data value only what a reader decodes, so that nothing a sender hid
     there is stored: a compressed frame's free text blanked (`blank_free_text`); in native
@@ -444,6 +436,14 @@ def _clear_unused_bits(value: bytes, ds: Dataset, *, little: bool) -> bytes:
         shift = allocated - stored  # up and back down: the high bits go, or become the sign
         return ((frame << shift) >> shift).astype(dtype).tobytes() + bytes(len(pad))
     return value[: frame.nbytes] + bytes(len(pad)) if pad.strip(b"\0") else value
+
+
+# Where a JPEG scan's coded data end: the next marker. In the coded data 0xFF 0x00 is a
+# stuffed 0xFF and RSTn markers belong to the scan (ITU-T T.81 B.1.1.2, F.1.2.3); in JPEG-LS
+# the byte after 0xFF has its high bit stuffed to 0 (T.87 A.1).
+_JPEG_SCAN_END = re.compile(rb"\xff[^\x00\xd0-\xd7]")
+_JPEG_LS_SCAN_END = re.compile(rb"\xff[\x80-\xcf\xd8-\xff]")
+_JPEG_LS_SYNTAXES = frozenset(UID(u) for u in JPEGLSTransferSyntaxes)
 
 
 def free_text_spans(frame: bytes, ts: UID) -> list[tuple[int, int]]:
