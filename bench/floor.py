@@ -141,9 +141,13 @@ def oracle_predictions(
     relative error `error`. The two must share no child: the floor is a held-out figure."""
     if _patients(train) & _patients(held_out):
         raise ValueError("the oracle's training and held-out examinations share children")
+    return fit_oracle(train, error, epochs).predict(measure(held_out, error, seed=2))
+
+
+def fit_oracle(train: list[Examination], error: float, epochs: int = 30) -> Oracle:
+    """The oracle trained on `train`, measured with the relative error `error`."""
     train_days = np.array([days for _, days in train], dtype=float)
-    oracle = Oracle(epochs).fit(measure(train, error, seed=1), train_days)
-    return oracle.predict(measure(held_out, error, seed=2))
+    return Oracle(epochs).fit(measure(train, error, seed=1), train_days)
 
 
 def demo_predictions(model: Path, count: int, profiles: tuple[str, ...]) -> list[float]:

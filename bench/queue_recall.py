@@ -309,18 +309,15 @@ def _oracle(error: float, train: int = 60_000):
     (manifest rows of `generate(out, count, seed, profile)`, count, seed, profile) -> {file name:
     age in days}, from each phantom's hidden anatomy measured with the relative error `error`."""
     sys.path.insert(0, str(ROOT / "bench"))
-    import numpy as np
     import torch
-    from floor import ORACLE_SEED, Oracle, measure
+    from floor import ORACLE_SEED, fit_oracle, measure
 
     from inference_worker.ages import AGE_LIMIT_DAYS
     from inference_worker.synthetic.generator import replay
 
-    children = replay(train, ORACLE_SEED, "north")  # as bench/floor.py trains it
-    days = np.array([d for _, d in children], dtype=float)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # a small network: threads cost more than they give
-    model = Oracle().fit(measure(children, error, seed=1), days)
+    model = fit_oracle(replay(train, ORACLE_SEED, "north"), error)  # as bench/floor.py does
     torch.set_num_threads(threads)
 
     def read(rows: list[dict], count: int, seed: int, profile: str) -> dict[str, int]:

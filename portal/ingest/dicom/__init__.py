@@ -31,14 +31,16 @@ from portal.ingest.dicom.checks import (
     check_radiograph,
     transfer_syntax,
 )
-from portal.ingest.dicom.errors import Rejected
-from portal.ingest.dicom.file_warnings import WARNING_TEXTS, file_warnings
-from portal.ingest.dicom.pixels import (
+from portal.ingest.dicom.codestream import (
     JPEG2000_SYNTAXES,
-    PIXEL_DATA,
     CodestreamError,
     blank_free_text,
     check_j2k_codestream,
+)
+from portal.ingest.dicom.errors import Rejected
+from portal.ingest.dicom.file_warnings import WARNING_TEXTS, file_warnings
+from portal.ingest.dicom.pixels import (
+    PIXEL_DATA,
     clean_pixel_data,
     number_of_frames,
     pixel_data_length,

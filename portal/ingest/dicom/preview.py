@@ -19,11 +19,8 @@ from pydicom.multival import MultiValue
 from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
 from portal.ingest.dicom.checks import transfer_syntax
-from portal.ingest.dicom.pixels import (
-    JPEG2000_SYNTAXES,
-    _decode_j2k_reduced,
-    check_j2k_codestream,
-)
+from portal.ingest.dicom.codestream import JPEG2000_SYNTAXES, check_j2k_codestream
+from portal.ingest.dicom.pixels import _decode_j2k_reduced
 
 # The long side of the viewer's preview, in pixels, at most: enough for a first look, small
 # enough (tens of kB) to arrive before the viewer's script has started. Its JPEG 2000 films are

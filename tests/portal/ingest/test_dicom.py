@@ -24,7 +24,7 @@ from portal.ingest.dicom import (
     format_patient_age,
     number_of_frames,
 )
-from portal.ingest.dicom.pixels import free_text_spans
+from portal.ingest.dicom.codestream import free_text_spans
 
 
 def _ds(**attrs) -> Dataset:
